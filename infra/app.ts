@@ -1,0 +1,23 @@
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { fileURLToPath } from 'node:url';
+import { loadConfigFile, parseConfig } from './config/config.ts';
+import { VdiVaultStack } from './vdi-vault-stack.ts';
+
+/** Builds the app: configuration from context `config` (JSON) or `configFile`, else the shipped example. */
+export function buildApp(app = new App()): { app: App; stack: VdiVaultStack } {
+  const inline = app.node.tryGetContext('config') as unknown;
+  const file =
+    (app.node.tryGetContext('configFile') as string | undefined) ??
+    fileURLToPath(new URL('./config/example.config.json', import.meta.url));
+  const config = inline
+    ? parseConfig(typeof inline === 'string' ? JSON.parse(inline) : inline)
+    : loadConfigFile(file);
+  const stack = new VdiVaultStack(app, 'VdiVault', { config });
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return { app, stack };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  buildApp().app.synth();
+}

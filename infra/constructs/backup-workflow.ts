@@ -1,0 +1,125 @@
+import { Duration } from 'aws-cdk-lib';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { StepFunction } from './step-function.ts';
+
+export interface BackupWorkflowProps {
+  /** Environment every step function gets (bucket, prefix, pools). */
+  readonly environment: Record<string, string>;
+  /** VDIs of one execution backed up at once. Default 2. */
+  readonly concurrency?: number;
+  /** Memory of the export function: part size × parts in flight must fit. Default 1024 MB. */
+  readonly exportMemorySize?: number;
+}
+
+/** Errors a retry can cure: the network, and Lambda's own hiccups. */
+const TRANSIENT_ERRORS = ['XapiNetworkError'];
+
+/**
+ * The backup state machine: Login, then per VDI (in a Map) Plan → Snapshot → CreateTask → Export → Commit →
+ * Cleanup with every failure caught by FailureCleanup, then Logout, and a failed execution naming each VDI
+ * that failed.
+ */
+export class BackupWorkflow extends Construct {
+  readonly definition: sfn.IChainable;
+  readonly functions: Record<string, lambda.IFunction>;
+
+  constructor(scope: Construct, id: string, props: BackupWorkflowProps) {
+    super(scope, id);
+    const fn = (name: string, step: string, extra: { timeout?: Duration; memorySize?: number } = {}) =>
+      new StepFunction(this, name, { step: `backup.${step}`, environment: props.environment, ...extra });
+    this.functions = {
+      login: fn('LoginFunction', 'login'),
+      plan: fn('PlanFunction', 'plan', { timeout: Duration.minutes(2) }),
+      snapshot: fn('SnapshotFunction', 'snapshot', { timeout: Duration.minutes(5) }),
+      createTask: fn('CreateTaskFunction', 'createTask'),
+      export: fn('ExportFunction', 'export', {
+        timeout: Duration.minutes(15),
+        memorySize: props.exportMemorySize ?? 1024,
+      }),
+      commit: fn('CommitFunction', 'commit'),
+      cleanup: fn('CleanupFunction', 'cleanup', { timeout: Duration.minutes(5) }),
+      failureCleanup: fn('FailureCleanupFunction', 'failureCleanup', { timeout: Duration.minutes(5) }),
+      logout: fn('LogoutFunction', 'logout'),
+    };
+    const f = this.functions;
+
+    const invoke = (
+      stateName: string,
+      target: lambda.IFunction,
+      options: { resultPath: string; retry?: boolean; payload?: sfn.TaskInput },
+    ) => {
+      const task = new tasks.LambdaInvoke(this, stateName, {
+        stateName,
+        lambdaFunction: target,
+        payloadResponseOnly: true,
+        resultPath: options.resultPath,
+        ...(options.payload ? { payload: options.payload } : {}),
+      });
+      if (options.retry !== false) {
+        task.addRetry({
+          errors: TRANSIENT_ERRORS,
+          interval: Duration.seconds(2),
+          maxAttempts: 3,
+          backoffRate: 2,
+        });
+      }
+      return task;
+    };
+
+    const loginFailed = new sfn.Fail(this, 'LoginFailed', {
+      stateName: 'LoginFailed',
+      errorPath: '$.failure.Error',
+      causePath: '$.failure.Cause',
+    });
+    const login = invoke('Login', f.login!, { resultPath: '$' }).addCatch(loginFailed, {
+      resultPath: '$.failure',
+    });
+
+    const failureCleanup = invoke('FailureCleanup', f.failureCleanup!, { resultPath: '$' });
+    const step = (stateName: string, target: lambda.IFunction, resultPath: string, retry = true) =>
+      invoke(stateName, target, { resultPath, retry }).addCatch(failureCleanup, { resultPath: '$.failure' });
+
+    const perVdi = sfn.Chain.start(step('Plan', f.plan!, '$.plan'))
+      // A retried snapshot could leave a twin behind; an export can't resume a stream: neither is retried.
+      .next(step('Snapshot', f.snapshot!, '$.snapshot', false))
+      .next(step('CreateTask', f.createTask!, '$.task'))
+      .next(step('Export', f.export!, '$.export', false))
+      .next(step('Commit', f.commit!, '$.commit'))
+      .next(step('Cleanup', f.cleanup!, '$'));
+
+    const eachVdi = new sfn.Map(this, 'BackupEachVdi', {
+      stateName: 'BackupEachVdi',
+      itemsPath: '$.vdiUuids',
+      itemSelector: {
+        'vdiUuid.$': '$$.Map.Item.Value',
+        'pool.$': '$.pool',
+        'mode.$': '$.mode',
+        'session.$': '$.session',
+      },
+      maxConcurrency: props.concurrency ?? 2,
+      resultPath: '$.outcomes',
+    }).itemProcessor(perVdi);
+
+    const logout = invoke('Logout', f.logout!, {
+      resultPath: '$',
+      payload: sfn.TaskInput.fromObject({
+        'pool.$': '$.pool',
+        'session.$': '$.session',
+        'outcomes.$': '$.outcomes',
+      }),
+    });
+    const someFailed = new sfn.Fail(this, 'BackupFailed', {
+      stateName: 'BackupFailed',
+      errorPath: '$.error',
+      causePath: '$.cause',
+    });
+    const verdict = new sfn.Choice(this, 'AnyVdiFailed', { stateName: 'AnyVdiFailed' })
+      .when(sfn.Condition.numberGreaterThan('$.failed', 0), someFailed)
+      .otherwise(new sfn.Succeed(this, 'BackupSucceeded', { stateName: 'BackupSucceeded' }));
+
+    this.definition = login.next(eachVdi).next(logout).next(verdict);
+  }
+}

@@ -1,0 +1,52 @@
+import { Duration } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { fileURLToPath } from 'node:url';
+
+/** The environment variable naming the domain step a function runs; the local runner maps tasks by it. */
+export const STEP_ENV = 'VDI_VAULT_STEP';
+
+export interface StepFunctionProps {
+  /** e.g. `backup.login`: `<workflow>.<step>`; the handler file is `lambdas/handlers/<workflow>-<step>.ts`. */
+  readonly step: string;
+  /** Default 1 minute. */
+  readonly timeout?: Duration;
+  /** Default 256 MB. */
+  readonly memorySize?: number;
+  readonly environment?: Record<string, string>;
+  /** Default: one week. */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/** A Lambda running one workflow step: Node.js 24 on arm64, bundled by the local esbuild (no Docker). */
+export class StepFunction extends NodejsFunction {
+  constructor(scope: Construct, id: string, props: StepFunctionProps) {
+    const [workflow, step] = props.step.split('.') as [string, string];
+    const fileName = `${workflow}-${step.replace(/[A-Z]/g, (letter) => '-' + letter.toLowerCase())}.ts`;
+    super(scope, id, {
+      entry: fileURLToPath(new URL(`../../lambdas/handlers/${fileName}`, import.meta.url)),
+      handler: 'handler',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      timeout: props.timeout ?? Duration.minutes(1),
+      memorySize: props.memorySize ?? 256,
+      environment: { ...props.environment, [STEP_ENV]: props.step },
+      logGroup: new logs.LogGroup(scope, `${id}Logs`, {
+        retention: props.logRetention ?? logs.RetentionDays.ONE_WEEK,
+      }),
+      loggingFormat: lambda.LoggingFormat.JSON,
+      bundling: {
+        format: OutputFormat.ESM,
+        target: 'node24',
+        minify: true,
+        sourceMap: false,
+        mainFields: ['module', 'main'],
+        // ESM bundles of CommonJS dependencies need a require().
+        banner:
+          "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+      },
+    });
+  }
+}

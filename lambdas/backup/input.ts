@@ -1,0 +1,68 @@
+import {
+  InputValidationError,
+  isPlainObject,
+  rejectUnknownFields,
+  UUID_PATTERN,
+} from '../shared/input-error.ts';
+
+export type BackupMode = 'auto' | 'full';
+
+/** What starts a backup execution (schedule, event, console or CLI). */
+export interface BackupInput {
+  readonly vdiUuids: readonly string[];
+  /** Default: the deployment's default pool. */
+  readonly pool?: string;
+  /** `auto` (default): a delta when a base exists; `full`: always a full. */
+  readonly mode?: BackupMode;
+}
+
+const EXAMPLE = '{"vdiUuids":["<vdi uuid>"],"mode":"auto"}';
+
+export function parseBackupInput(raw: unknown): Required<Omit<BackupInput, 'pool'>> & { pool?: string } {
+  if (!isPlainObject(raw)) {
+    throw new InputValidationError('input', 'must be a JSON object', `Example: ${EXAMPLE}`);
+  }
+  rejectUnknownFields(raw, ['vdiUuids', 'pool', 'mode'], 'the backup input');
+  const { vdiUuids, pool, mode } = raw;
+  if (!Array.isArray(vdiUuids) || vdiUuids.length === 0) {
+    throw new InputValidationError(
+      'vdiUuids',
+      'must be a non-empty list of VDI uuids',
+      `Example: ${EXAMPLE}`,
+    );
+  }
+  vdiUuids.forEach((uuid, index) => {
+    if (typeof uuid !== 'string' || !UUID_PATTERN.test(uuid)) {
+      throw new InputValidationError(
+        `vdiUuids[${index}]`,
+        `${JSON.stringify(uuid)} is not a VDI uuid`,
+        'Use the uuid `xe vdi-list` shows, e.g. "3f1c2d4e-8a9b-4c5d-9e0f-112233445566".',
+      );
+    }
+  });
+  if (new Set(vdiUuids.map((uuid: string) => uuid.toLowerCase())).size !== vdiUuids.length) {
+    throw new InputValidationError('vdiUuids', 'lists a VDI twice', 'List each VDI once.');
+  }
+  if (vdiUuids.length > 100) {
+    throw new InputValidationError(
+      'vdiUuids',
+      `lists ${vdiUuids.length} VDIs`,
+      'Start at most 100 per execution.',
+    );
+  }
+  if (pool !== undefined && (typeof pool !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(pool))) {
+    throw new InputValidationError(
+      'pool',
+      `${JSON.stringify(pool)} is not a pool name`,
+      'Use a configured pool name.',
+    );
+  }
+  if (mode !== undefined && mode !== 'auto' && mode !== 'full') {
+    throw new InputValidationError('mode', `${JSON.stringify(mode)} is not a mode`, 'Use "auto" or "full".');
+  }
+  return {
+    vdiUuids: vdiUuids.map((uuid: string) => uuid.toLowerCase()),
+    mode: (mode as BackupMode | undefined) ?? 'auto',
+    ...(pool !== undefined ? { pool: pool as string } : {}),
+  };
+}

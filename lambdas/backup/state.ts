@@ -1,0 +1,60 @@
+import type { ExportToS3Result } from '../export/export-to-s3.ts';
+import type { XapiSessionHandle } from '../xapi/index.ts';
+import type { BackupMode } from './input.ts';
+
+/** The state each VDI's iteration carries from step to step (only ids and sizes: payloads stay small). */
+export interface BackupItemState {
+  readonly vdiUuid: string;
+  readonly pool: string;
+  readonly mode: BackupMode;
+  readonly session: XapiSessionHandle;
+  readonly plan?: BackupPlan;
+  readonly snapshot?: { readonly ref: string; readonly uuid: string };
+  readonly task?: { readonly ref: string };
+  readonly export?: ExportToS3Result;
+  readonly commit?: { readonly manifestKey: string };
+  /** Set by the workflow's Catch: the error of the step that failed. */
+  readonly failure?: { readonly Error?: string; readonly Cause?: string };
+}
+
+export interface BackupPlan {
+  readonly backupId: string;
+  readonly kind: 'full' | 'delta';
+  readonly fullReason?: string;
+  readonly vdiRef: string;
+  readonly vdiNameLabel: string;
+  readonly virtualSize: number;
+  readonly objectKey: string;
+  readonly parentBackupId?: string;
+  readonly baseSnapshotRef?: string;
+  readonly baseSnapshotUuid?: string;
+  /** Snapshots of ours left by crashed runs, removed while planning. */
+  readonly staleSnapshotsRemoved: readonly string[];
+  readonly startedAt: string;
+}
+
+export interface BackupOutcome {
+  readonly vdiUuid: string;
+  readonly status: 'succeeded' | 'failed';
+  readonly backupId?: string;
+  readonly kind?: 'full' | 'delta';
+  readonly fullReason?: string;
+  readonly bytes?: number;
+  readonly sha256?: string;
+  readonly presentBlocks?: number;
+  readonly durationMs?: number;
+  readonly error?: string;
+  readonly cause?: string;
+  /** What failure cleanup did (or could not do). */
+  readonly cleanup?: readonly string[];
+}
+
+export interface BackupSummary {
+  readonly pool: string;
+  readonly outcomes: readonly BackupOutcome[];
+  readonly succeeded: number;
+  readonly failed: number;
+  /** Set when any VDI failed; the workflow fails with these. */
+  readonly error?: string;
+  readonly cause?: string;
+}

@@ -1,0 +1,337 @@
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  ListMultipartUploadsCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { listManifests, commitManifest } from '../catalog/catalog.ts';
+import { newBackupId, objectKey, seriesName, type CatalogLocation } from '../catalog/keys.ts';
+import { MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
+import { exportToS3 } from '../export/export-to-s3.ts';
+import { silentLog, type Log } from '../shared/log.ts';
+import type { PoolDirectory } from '../shared/pools.ts';
+import { failureMessage } from '../shared/failure.ts';
+import { isXapiError, XapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
+import { parseBackupInput } from './input.ts';
+import { BACKUP_ID_TAG, isOurSnapshot, SERIES_TAG } from './snapshot-tags.ts';
+import type { BackupItemState, BackupOutcome, BackupPlan, BackupSummary } from './state.ts';
+
+/** Everything the backup steps use, passed in so Lambda, Fargate, the local runner and tests share them. */
+export interface BackupDeps {
+  readonly s3: S3Client;
+  readonly catalog: CatalogLocation;
+  readonly pools: PoolDirectory;
+  readonly log?: Log;
+  readonly clock?: () => Date;
+  /** Tuning for the export stream; defaults come from `exportToS3`. */
+  readonly exportTuning?: { readonly partsInFlight?: number; readonly stallTimeoutMs?: number };
+  readonly onExportProgress?: (vdiUuid: string, bytes: number) => void;
+}
+
+export interface LoginOutput {
+  readonly pool: string;
+  readonly mode: 'auto' | 'full';
+  readonly vdiUuids: readonly string[];
+  readonly session: XapiSessionHandle;
+}
+
+export function createBackupSteps(deps: BackupDeps) {
+  const log = deps.log ?? silentLog;
+  const now = deps.clock ?? (() => new Date());
+
+  async function withSession<T>(
+    state: { pool: string; session: XapiSessionHandle },
+    work: (s: XapiSession) => Promise<T>,
+  ) {
+    const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
+    try {
+      return await work(session);
+    } finally {
+      await session.close();
+    }
+  }
+
+  return {
+    /** Validates the input and logs in to the pool's master. */
+    async login(raw: unknown): Promise<LoginOutput> {
+      const input = parseBackupInput(raw);
+      const pool = input.pool ?? deps.pools.defaultPool;
+      const access = deps.pools.get(pool);
+      const session = await XapiSession.login({ ...access.connection, log }, await access.credentials());
+      await session.close();
+      return { pool, mode: input.mode, vdiUuids: input.vdiUuids, session: session.handle };
+    },
+
+    /** Full or delta, and what a crashed run left behind. */
+    async plan(state: BackupItemState): Promise<BackupPlan> {
+      return withSession(state, async (session) => {
+        const vdiRef = await session.getVdiByUuid(state.vdiUuid).catch((error: unknown) => {
+          if (isXapiError(error, 'UUID_INVALID')) {
+            throw new XapiError('VDI.get_by_uuid', 'UUID_INVALID', [
+              'VDI',
+              state.vdiUuid,
+              `no such VDI in pool ${state.pool}`,
+            ]);
+          }
+          throw error;
+        });
+        const vdi = await session.getVdiRecord(vdiRef);
+        if (vdi.is_a_snapshot) {
+          throw new XapiError('plan', 'VDI_IS_A_SNAPSHOT', [
+            state.vdiUuid,
+            'back up the VDI itself, not a snapshot',
+          ]);
+        }
+        const series = seriesName(state.pool, state.vdiUuid);
+        const last = (await listManifests(deps.s3, deps.catalog, state.pool, state.vdiUuid)).at(-1);
+
+        const staleSnapshotsRemoved: string[] = [];
+        let base: { ref: string; uuid: string } | undefined;
+        for (const ref of vdi.snapshots) {
+          const snapshot = await session.getVdiRecord(ref).catch(() => undefined);
+          if (!snapshot || !isOurSnapshot(snapshot, series)) continue;
+          if (last && snapshot.uuid === last.snapshotUuid) {
+            base = { ref, uuid: snapshot.uuid };
+            continue;
+          }
+          await session.destroyVdi(ref);
+          staleSnapshotsRemoved.push(snapshot.uuid);
+          log.info('removed a stale snapshot left by an earlier run', { snapshot: snapshot.uuid });
+        }
+
+        let fullReason: string | undefined;
+        if (state.mode === 'full') fullReason = 'mode full';
+        else if (!last) fullReason = 'first backup';
+        else if (!base)
+          fullReason = `base gone: snapshot ${last.snapshotUuid} of backup ${last.backupId} is no longer on the host`;
+        else if (last.virtualSize !== vdi.virtual_size)
+          fullReason = `disk resized from ${last.virtualSize} to ${vdi.virtual_size} bytes`;
+        const kind = fullReason === undefined ? 'delta' : 'full';
+        const startedAt = now();
+        const backupId = newBackupId(startedAt, kind);
+        return {
+          backupId,
+          kind,
+          ...(fullReason !== undefined ? { fullReason } : {}),
+          vdiRef,
+          vdiNameLabel: vdi.name_label,
+          virtualSize: vdi.virtual_size,
+          objectKey: objectKey(deps.catalog, state.pool, state.vdiUuid, backupId),
+          ...(kind === 'delta' && last && base
+            ? { parentBackupId: last.backupId, baseSnapshotRef: base.ref, baseSnapshotUuid: base.uuid }
+            : {}),
+          staleSnapshotsRemoved,
+          startedAt: startedAt.toISOString(),
+        };
+      });
+    },
+
+    /** Snapshots the VDI and tags the snapshot with our series and backup id. */
+    async snapshot(state: BackupItemState): Promise<{ ref: string; uuid: string }> {
+      const plan = required(state.plan, 'plan');
+      return withSession(state, async (session) => {
+        const ref = await session.snapshotVdi(plan.vdiRef);
+        try {
+          await session.addToVdiOtherConfig(ref, SERIES_TAG, seriesName(state.pool, state.vdiUuid));
+          await session.addToVdiOtherConfig(ref, BACKUP_ID_TAG, plan.backupId);
+          const record = await session.getVdiRecord(ref);
+          return { ref, uuid: record.uuid };
+        } catch (error) {
+          await session.destroyVdi(ref).catch(() => undefined);
+          throw error;
+        }
+      });
+    },
+
+    async createTask(state: BackupItemState): Promise<{ ref: string }> {
+      const plan = required(state.plan, 'plan');
+      return withSession(state, async (session) => ({
+        ref: await session.createTask(
+          `vdi-vault export ${plan.backupId}`,
+          `${plan.kind} backup of VDI ${state.vdiUuid}`,
+        ),
+      }));
+    },
+
+    /** Streams the snapshot's VHD export into S3; completes the upload only on a valid body and a successful task. */
+    async export(state: BackupItemState) {
+      const plan = required(state.plan, 'plan');
+      const snapshot = required(state.snapshot, 'snapshot');
+      const task = required(state.task, 'task');
+      return withSession(state, (session) =>
+        exportToS3({
+          session,
+          s3: deps.s3,
+          bucket: deps.catalog.bucket,
+          key: plan.objectKey,
+          vdiRef: snapshot.ref,
+          ...(plan.baseSnapshotRef ? { baseRef: plan.baseSnapshotRef } : {}),
+          taskRef: task.ref,
+          virtualSize: plan.virtualSize,
+          ...deps.exportTuning,
+          log,
+          ...(deps.onExportProgress
+            ? { onProgress: (bytes: number) => deps.onExportProgress?.(state.vdiUuid, bytes) }
+            : {}),
+        }),
+      );
+    },
+
+    /** Writes the manifest, last: its presence commits the backup. */
+    async commit(state: BackupItemState): Promise<{ manifestKey: string }> {
+      const plan = required(state.plan, 'plan');
+      const snapshot = required(state.snapshot, 'snapshot');
+      const exported = required(state.export, 'export');
+      const expectedType = plan.kind === 'full' ? 'dynamic' : 'differencing';
+      if (exported.diskType !== expectedType) {
+        throw new XapiError('export', 'UNEXPECTED_DISK_TYPE', [
+          exported.diskType,
+          `expected ${expectedType}`,
+        ]);
+      }
+      const manifest: Manifest = {
+        formatVersion: MANIFEST_FORMAT_VERSION,
+        backupId: plan.backupId,
+        kind: plan.kind,
+        parentBackupId: plan.parentBackupId ?? null,
+        pool: state.pool,
+        vdiUuid: state.vdiUuid,
+        vdiNameLabel: plan.vdiNameLabel,
+        snapshotUuid: snapshot.uuid,
+        virtualSize: plan.virtualSize,
+        objectKey: plan.objectKey,
+        bytes: exported.bytes,
+        sha256: exported.sha256,
+        presentBlocks: exported.presentBlocks,
+        startedAt: plan.startedAt,
+        endedAt: exported.endedAt,
+        host: exported.host,
+        ...(plan.fullReason !== undefined ? { fullReason: plan.fullReason } : {}),
+      };
+      return { manifestKey: await commitManifest(deps.s3, deps.catalog, manifest) };
+    },
+
+    /** Destroys our task and the previous base; the new snapshot stays as the next base. */
+    async cleanup(state: BackupItemState): Promise<BackupOutcome> {
+      const plan = required(state.plan, 'plan');
+      const exported = required(state.export, 'export');
+      await withSession(state, async (session) => {
+        if (state.task) await session.destroyTask(state.task.ref);
+        if (plan.baseSnapshotRef) await session.destroyVdi(plan.baseSnapshotRef);
+      });
+      return {
+        vdiUuid: state.vdiUuid,
+        status: 'succeeded',
+        backupId: plan.backupId,
+        kind: plan.kind,
+        ...(plan.fullReason !== undefined ? { fullReason: plan.fullReason } : {}),
+        bytes: exported.bytes,
+        sha256: exported.sha256,
+        presentBlocks: exported.presentBlocks,
+        durationMs: Date.parse(exported.endedAt) - Date.parse(plan.startedAt),
+      };
+    },
+
+    /**
+     * After any failure: destroy our task and new snapshot, abort the upload, remove an object that never
+     * got its manifest. Each action is tried on its own, so one failing does not skip the others.
+     */
+    async failureCleanup(state: BackupItemState): Promise<BackupOutcome> {
+      const actions: string[] = [];
+      const attempt = async (what: string, action: () => Promise<unknown>) => {
+        try {
+          await action();
+          actions.push(what);
+        } catch (error) {
+          actions.push(`${what} FAILED: ${error instanceof Error ? error.message : String(error)}`);
+          log.error('failure cleanup step failed', { what, error: String(error) });
+        }
+      };
+      const committed = state.commit !== undefined;
+      if (state.task || (state.snapshot && !committed)) {
+        await withSession(state, async (session) => {
+          if (state.task) await attempt('destroyed task', () => session.destroyTask(state.task!.ref));
+          if (state.snapshot && !committed) {
+            await attempt('destroyed new snapshot', () => session.destroyVdi(state.snapshot!.ref));
+          }
+        }).catch((error: unknown) => actions.push(`XAPI cleanup FAILED: ${String(error)}`));
+      }
+      if (state.plan && !committed) {
+        const key = state.plan.objectKey;
+        await attempt('aborted open uploads', () => abortUploads(deps.s3, deps.catalog.bucket, key));
+        if (state.export) {
+          await attempt('deleted uncommitted object', () =>
+            deps.s3.send(new DeleteObjectCommand({ Bucket: deps.catalog.bucket, Key: key })),
+          );
+        }
+      }
+      const { error, cause } = failureMessage(state.failure);
+      log.error('backup of a VDI failed', { vdiUuid: state.vdiUuid, error, cause, cleanup: actions });
+      return {
+        vdiUuid: state.vdiUuid,
+        status: 'failed',
+        ...(state.plan ? { backupId: state.plan.backupId, kind: state.plan.kind } : {}),
+        error,
+        cause,
+        cleanup: actions,
+      };
+    },
+
+    /** Logs out and sums up every VDI's outcome. */
+    async logout(state: {
+      pool: string;
+      session: XapiSessionHandle;
+      outcomes: readonly BackupOutcome[];
+    }): Promise<BackupSummary> {
+      const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
+      await session.logout();
+      const failed = state.outcomes.filter((outcome) => outcome.status === 'failed');
+      return {
+        pool: state.pool,
+        outcomes: state.outcomes,
+        succeeded: state.outcomes.length - failed.length,
+        failed: failed.length,
+        ...(failed.length
+          ? {
+              error: failed.length === 1 ? (failed[0]!.error ?? 'BackupFailed') : 'BackupFailed',
+              cause: failed
+                .map((outcome) => `VDI ${outcome.vdiUuid}: ${outcome.cause ?? outcome.error}`)
+                .join('; '),
+            }
+          : {}),
+      };
+    },
+  };
+}
+
+export type BackupSteps = ReturnType<typeof createBackupSteps>;
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`internal: the workflow reached this step without ${what}`);
+  return value;
+}
+
+/** Aborts every open multipart upload of one key (a Lambda killed mid-export leaves one behind). */
+export async function abortUploads(s3: S3Client, bucket: string, key: string): Promise<number> {
+  let aborted = 0;
+  let keyMarker: string | undefined;
+  let uploadIdMarker: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListMultipartUploadsCommand({
+        Bucket: bucket,
+        Prefix: key,
+        KeyMarker: keyMarker,
+        UploadIdMarker: uploadIdMarker,
+      }),
+    );
+    for (const upload of page.Uploads ?? []) {
+      if (upload.Key !== key || !upload.UploadId) continue;
+      await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: upload.UploadId }));
+      aborted++;
+    }
+    keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+    uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+  } while (keyMarker);
+  return aborted;
+}

@@ -1,0 +1,42 @@
+/** Where a VDI's backups live: `<prefix>/<pool>/<vdi-uuid>/<backup-id>.{vhd,json}` (DESIGN.md §5). */
+export interface CatalogLocation {
+  readonly bucket: string;
+  /** Key prefix without trailing slash; may be empty. */
+  readonly prefix: string;
+}
+
+export function seriesPrefix(location: CatalogLocation, pool: string, vdiUuid: string): string {
+  return `${location.prefix ? location.prefix + '/' : ''}${pool}/${vdiUuid}/`;
+}
+
+export function objectKey(
+  location: CatalogLocation,
+  pool: string,
+  vdiUuid: string,
+  backupId: string,
+): string {
+  return `${seriesPrefix(location, pool, vdiUuid)}${backupId}.vhd`;
+}
+
+export function manifestKey(
+  location: CatalogLocation,
+  pool: string,
+  vdiUuid: string,
+  backupId: string,
+): string {
+  return `${seriesPrefix(location, pool, vdiUuid)}${backupId}.json`;
+}
+
+/**
+ * Backup ids sort by time: `20261126T164000.123Z-full`. Milliseconds keep two backups started in the same
+ * second apart.
+ */
+export function newBackupId(startedAt: Date, kind: 'full' | 'delta'): string {
+  const stamp = startedAt.toISOString().replace(/[-:]/g, '');
+  return `${stamp}-${kind}`;
+}
+
+/** The series tag on our snapshots: which VDI's backups they belong to. */
+export function seriesName(pool: string, vdiUuid: string): string {
+  return `${pool}/${vdiUuid}`;
+}

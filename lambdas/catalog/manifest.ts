@@ -1,0 +1,54 @@
+/** A committed backup: the manifest's presence in S3 is what makes a backup exist (DESIGN.md §5). */
+export interface Manifest {
+  readonly formatVersion: 1;
+  readonly backupId: string;
+  readonly kind: 'full' | 'delta';
+  /** The backup this delta applies on top of; null for a full. */
+  readonly parentBackupId: string | null;
+  readonly pool: string;
+  readonly vdiUuid: string;
+  readonly vdiNameLabel: string;
+  /** The snapshot that was exported; the base of the next delta while it exists on the host. */
+  readonly snapshotUuid: string;
+  readonly virtualSize: number;
+  readonly objectKey: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly presentBlocks: number;
+  readonly startedAt: string;
+  readonly endedAt: string;
+  /** The host that served the export. */
+  readonly host: string;
+  /** Why a full was taken when a delta could have been (first backup, base gone, mode full). */
+  readonly fullReason?: string;
+}
+
+export const MANIFEST_FORMAT_VERSION = 1;
+
+/** Checks a manifest read back from S3; a manifest we can't trust is refused, not guessed at. */
+export function parseManifest(text: string, key: string): Manifest {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new CatalogError(`manifest ${key} is not JSON`);
+  }
+  const m = value as Partial<Manifest>;
+  const problems: string[] = [];
+  if (m.formatVersion !== MANIFEST_FORMAT_VERSION) problems.push(`formatVersion ${String(m.formatVersion)}`);
+  for (const field of ['backupId', 'pool', 'vdiUuid', 'snapshotUuid', 'objectKey', 'sha256'] as const) {
+    if (typeof m[field] !== 'string' || m[field] === '') problems.push(`${field} missing`);
+  }
+  if (m.kind !== 'full' && m.kind !== 'delta') problems.push(`kind ${String(m.kind)}`);
+  if (m.kind === 'delta' && typeof m.parentBackupId !== 'string')
+    problems.push('delta without parentBackupId');
+  for (const field of ['virtualSize', 'bytes', 'presentBlocks'] as const) {
+    if (!Number.isSafeInteger(m[field]) || (m[field] as number) < 0) problems.push(`${field} not a size`);
+  }
+  if (problems.length) throw new CatalogError(`manifest ${key} is invalid: ${problems.join(', ')}`);
+  return m as Manifest;
+}
+
+export class CatalogError extends Error {
+  override readonly name = 'CatalogError';
+}

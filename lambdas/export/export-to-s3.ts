@@ -1,0 +1,146 @@
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { silentLog, type Log } from '../shared/log.ts';
+import { createVhdValidator, vhdByteLength, VHD_BLOCK_SIZE, type VhdDiskType } from '../vhd/index.ts';
+import { openExport, taskFailure, type Ref, type XapiSession } from '../xapi/index.ts';
+import { partSizeFor, S3_MAX_PARTS } from './part-size.ts';
+
+export interface ExportToS3Options {
+  readonly session: XapiSession;
+  readonly s3: S3Client;
+  readonly bucket: string;
+  readonly key: string;
+  /** The snapshot to export. */
+  readonly vdiRef: Ref;
+  /** For a delta: the previous snapshot. */
+  readonly baseRef?: Ref;
+  /** A task we created; the transfer's outcome is read from it. */
+  readonly taskRef: Ref;
+  /** The VDI's virtual size: bounds the export's size and so chooses the part size. */
+  readonly virtualSize: number;
+  /** Default: from the virtual size (DESIGN.md §3). */
+  readonly partSize?: number;
+  /** Parts uploading at once; enough that the host never waits long for us to read. Default 4. */
+  readonly partsInFlight?: number;
+  /** Fail when the host sends nothing for this long. Default 60 s. */
+  readonly stallTimeoutMs?: number;
+  /** How long to wait for the task to leave `pending` once the body ended. Default 60 s. */
+  readonly taskTimeoutMs?: number;
+  readonly onProgress?: (bytesSoFar: number) => void;
+  readonly log?: Log;
+}
+
+export interface ExportToS3Result {
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly presentBlocks: number;
+  readonly virtualSize: number;
+  readonly diskType: VhdDiskType;
+  readonly partSize: number;
+  /** The host that served the export (after any redirect). */
+  readonly host: string;
+  readonly startedAt: string;
+  readonly endedAt: string;
+}
+
+/** The export would need more parts than one multipart upload may have. */
+export class PartLimitError extends Error {
+  override readonly name = 'PartLimitError';
+}
+
+/**
+ * Streams `GET /export_raw_vdi?format=vhd` through the VHD validator and sha256 into an S3 multipart
+ * upload. The upload completes only after the body validated and the task reported `success`; any other
+ * outcome aborts it, so no object or part is left behind. Memory: part size × parts in flight.
+ */
+export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3Result> {
+  const log = options.log ?? silentLog;
+  const startedAt = new Date().toISOString();
+  const upperBound = vhdByteLength(options.virtualSize, Math.ceil(options.virtualSize / VHD_BLOCK_SIZE));
+  const partSize = options.partSize ?? partSizeFor(upperBound);
+  const byteLimit = partSize * S3_MAX_PARTS;
+
+  const opened = await openExport(options.session, {
+    vdiRef: options.vdiRef,
+    taskRef: options.taskRef,
+    format: 'vhd',
+    ...(options.baseRef ? { baseRef: options.baseRef } : {}),
+    ...(options.stallTimeoutMs ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
+  });
+  log.info('export started', { host: opened.host, key: options.key, partSize });
+
+  const validator = createVhdValidator();
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const gate = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      bytes += chunk.length;
+      if (bytes > byteLimit) {
+        callback(
+          new PartLimitError(
+            `export passed ${byteLimit} bytes: ${S3_MAX_PARTS} parts of ${partSize} bytes; raise the part size`,
+          ),
+        );
+        return;
+      }
+      hash.update(chunk);
+      options.onProgress?.(bytes);
+      callback(null, chunk);
+    },
+    // The body ended and validated: only a successful task lets the upload complete.
+    flush(callback) {
+      options.session
+        .awaitTask(options.taskRef, options.taskTimeoutMs ?? 60_000)
+        .then((task) => callback(task.status === 'success' ? null : taskFailure(task, 'export')))
+        .catch((error: Error) => callback(error));
+    },
+  });
+
+  const upload = new Upload({
+    client: options.s3,
+    params: {
+      Bucket: options.bucket,
+      Key: options.key,
+      Body: gate,
+      ContentType: 'application/octet-stream',
+    },
+    partSize,
+    queueSize: options.partsInFlight ?? 4,
+    leavePartsOnError: false,
+  });
+
+  let firstError: unknown;
+  const uploaded = upload.done().catch((error: unknown) => {
+    firstError ??= error;
+    gate.destroy(error as Error);
+    throw error;
+  });
+  const streamed = pipeline(opened.body, validator, gate).catch((error: unknown) => {
+    firstError ??= error;
+    throw error;
+  });
+  const [streamOutcome, uploadOutcome] = await Promise.allSettled([streamed, uploaded]);
+  if (streamOutcome.status === 'rejected' || uploadOutcome.status === 'rejected') {
+    opened.body.destroy();
+    log.warn('export failed; upload aborted', { key: options.key, bytes, error: String(firstError) });
+    throw firstError;
+  }
+  const summary = validator.summary;
+  if (!summary) throw new Error('internal: the VHD validator finished without a summary');
+  const result: ExportToS3Result = {
+    bytes,
+    sha256: hash.digest('hex'),
+    presentBlocks: summary.presentBlocks,
+    virtualSize: summary.virtualSize,
+    diskType: summary.diskType,
+    partSize,
+    host: opened.host,
+    startedAt,
+    endedAt: new Date().toISOString(),
+  };
+  log.info('export stored', { key: options.key, bytes, presentBlocks: result.presentBlocks });
+  return result;
+}

@@ -1,0 +1,79 @@
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { createS3Client } from '../s3/client.ts';
+import type { CatalogLocation } from '../catalog/keys.ts';
+import type { Log } from '../shared/log.ts';
+import { poolDirectory, type PoolAccess, type PoolDirectory } from '../shared/pools.ts';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { XapiCredentials } from '../xapi/index.ts';
+
+/** One pool as the infrastructure passes it to the functions (`VDI_VAULT_POOLS`, a JSON object by name). */
+export interface PoolEnvironment {
+  readonly url: string;
+  /** Secrets Manager secret (name or ARN) holding `{"username","password"}`; only Login reads it. */
+  readonly secretId?: string;
+  readonly caPem?: string;
+  readonly pinnedSha256?: string;
+  readonly insecureSkipVerify?: boolean;
+  readonly timeoutMs?: number;
+}
+
+export interface RuntimeEnvironment {
+  readonly s3: S3Client;
+  readonly catalog: CatalogLocation;
+  readonly pools: PoolDirectory;
+  readonly log: Log;
+}
+
+/** Reads the function's configuration from its environment: the only place Lambda code looks at env vars. */
+export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): RuntimeEnvironment {
+  const bucket = env.VDI_VAULT_BUCKET;
+  if (!bucket) throw new Error('VDI_VAULT_BUCKET is not set');
+  const poolsJson = env.VDI_VAULT_POOLS ?? '{}';
+  const pools = JSON.parse(poolsJson) as Record<string, PoolEnvironment>;
+  const secrets = new SecretsManagerClient({});
+  const log = new Logger({
+    serviceName: 'vdi-vault',
+    logLevel: (env.POWERTOOLS_LOG_LEVEL as 'INFO') ?? 'INFO',
+  });
+  const access: Record<string, PoolAccess> = {};
+  for (const [name, pool] of Object.entries(pools)) {
+    access[name] = {
+      connection: {
+        url: pool.url,
+        tls: {
+          ...(pool.caPem ? { caPem: pool.caPem } : {}),
+          ...(pool.pinnedSha256 ? { pinnedSha256: pool.pinnedSha256 } : {}),
+          ...(pool.insecureSkipVerify ? { insecureSkipVerify: true } : {}),
+        },
+        ...(pool.timeoutMs ? { timeoutMs: pool.timeoutMs } : {}),
+      },
+      credentials: () => readCredentials(secrets, pool.secretId, name),
+    };
+  }
+  return {
+    s3: createS3Client(env.AWS_ENDPOINT_URL_S3 ? { endpoint: env.AWS_ENDPOINT_URL_S3 } : {}),
+    catalog: { bucket, prefix: env.VDI_VAULT_PREFIX ?? '' },
+    pools: poolDirectory(access, env.VDI_VAULT_DEFAULT_POOL),
+    log: {
+      debug: (message, fields) => log.debug(message, fields ?? {}),
+      info: (message, fields) => log.info(message, fields ?? {}),
+      warn: (message, fields) => log.warn(message, fields ?? {}),
+      error: (message, fields) => log.error(message, fields ?? {}),
+    },
+  };
+}
+
+async function readCredentials(
+  secrets: SecretsManagerClient,
+  secretId: string | undefined,
+  pool: string,
+): Promise<XapiCredentials> {
+  if (!secretId) throw new Error(`pool ${pool} has no credentials secret configured`);
+  const secret = await secrets.send(new GetSecretValueCommand({ SecretId: secretId }));
+  const value = JSON.parse(secret.SecretString ?? '{}') as Partial<XapiCredentials>;
+  if (typeof value.username !== 'string' || typeof value.password !== 'string') {
+    throw new Error(`secret ${secretId} must hold JSON {"username": "...", "password": "..."}`);
+  }
+  return { username: value.username, password: value.password };
+}

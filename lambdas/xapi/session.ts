@@ -1,0 +1,218 @@
+import type { Agent } from 'undici';
+import { silentLog, type Log } from '../shared/log.ts';
+import { isXapiError, XapiError } from './errors.ts';
+import { callJsonRpc } from './json-rpc.ts';
+import type { Ref, SrRecord, TaskRecord, VdiCreateRecord, VdiRecord } from './records.ts';
+import { createXapiAgent, type XapiTlsOptions } from './tls.ts';
+
+export interface XapiConnectionOptions {
+  /** The pool master's URL, e.g. `https://xcp-master.example`. A member URL works too (we follow HOST_IS_SLAVE). */
+  readonly url: string;
+  /** Default: verify against the system's CA store. */
+  readonly tls?: XapiTlsOptions;
+  /** Per-call timeout in milliseconds. Default 30 000. */
+  readonly timeoutMs?: number;
+  /** Default: silent. */
+  readonly log?: Log;
+}
+
+export interface XapiCredentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** What a later step needs to pick a session up again (it crosses Step Functions states). */
+export interface XapiSessionHandle {
+  readonly masterUrl: string;
+  readonly sessionRef: Ref;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const ORIGINATOR = 'vdi-vault';
+
+/** A logged-in XAPI session with typed calls for what vdi-vault uses. */
+export class XapiSession {
+  readonly masterUrl: string;
+  readonly sessionRef: Ref;
+  readonly agent: Agent;
+  readonly timeoutMs: number;
+  readonly log: Log;
+
+  private constructor(masterUrl: string, sessionRef: Ref, agent: Agent, timeoutMs: number, log: Log) {
+    this.masterUrl = masterUrl;
+    this.sessionRef = sessionRef;
+    this.agent = agent;
+    this.timeoutMs = timeoutMs;
+    this.log = log;
+  }
+
+  /** Logs in, following `HOST_IS_SLAVE` to the master (at most twice). */
+  static async login(options: XapiConnectionOptions, credentials: XapiCredentials): Promise<XapiSession> {
+    const log = options.log ?? silentLog;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const agent = createXapiAgent(options.tls ?? {}, log);
+    let url = options.url;
+    try {
+      for (let hop = 0; ; hop++) {
+        try {
+          const ref = await callJsonRpc<Ref>(
+            { url, dispatcher: agent, timeoutMs },
+            'session.login_with_password',
+            [credentials.username, credentials.password, '1.0', ORIGINATOR],
+          );
+          log.info('logged in to XAPI', { host: url });
+          return new XapiSession(url, ref, agent, timeoutMs, log);
+        } catch (error) {
+          if (!isXapiError(error, 'HOST_IS_SLAVE') || hop >= 2) throw error;
+          const master = error.params[0];
+          if (!master) throw error;
+          log.info('host is a pool member; logging in to the master', { member: url, master });
+          url = masterUrlFrom(url, master);
+        }
+      }
+    } catch (error) {
+      await agent.close();
+      throw error;
+    }
+  }
+
+  /** Picks up a session another step logged in. */
+  static resume(options: XapiConnectionOptions, handle: XapiSessionHandle): XapiSession {
+    const log = options.log ?? silentLog;
+    const agent = createXapiAgent(options.tls ?? {}, log);
+    return new XapiSession(
+      handle.masterUrl,
+      handle.sessionRef,
+      agent,
+      options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      log,
+    );
+  }
+
+  get handle(): XapiSessionHandle {
+    return { masterUrl: this.masterUrl, sessionRef: this.sessionRef };
+  }
+
+  call<T>(method: string, ...params: readonly unknown[]): Promise<T> {
+    return callJsonRpc<T>(
+      { url: this.masterUrl, dispatcher: this.agent, timeoutMs: this.timeoutMs },
+      method,
+      [this.sessionRef, ...params],
+    );
+  }
+
+  getVdiByUuid(uuid: string): Promise<Ref> {
+    return this.call('VDI.get_by_uuid', uuid);
+  }
+  getVdiRecord(ref: Ref): Promise<VdiRecord> {
+    return this.call('VDI.get_record', ref);
+  }
+  getAllVdiRecords(): Promise<Record<Ref, VdiRecord>> {
+    return this.call('VDI.get_all_records');
+  }
+  snapshotVdi(ref: Ref, driverParams: Record<string, string> = {}): Promise<Ref> {
+    return this.call('VDI.snapshot', ref, driverParams);
+  }
+  createVdi(record: VdiCreateRecord): Promise<Ref> {
+    return this.call('VDI.create', record);
+  }
+  addToVdiOtherConfig(ref: Ref, key: string, value: string): Promise<void> {
+    return this.call('VDI.add_to_other_config', ref, key, value);
+  }
+  removeFromVdiOtherConfig(ref: Ref, key: string): Promise<void> {
+    return this.call('VDI.remove_from_other_config', ref, key);
+  }
+  getSrByUuid(uuid: string): Promise<Ref> {
+    return this.call('SR.get_by_uuid', uuid);
+  }
+  getSrRecord(ref: Ref): Promise<SrRecord> {
+    return this.call('SR.get_record', ref);
+  }
+
+  /**
+   * Destroys a VDI. `VDI_IN_USE` is transient while a transfer or a tapdisk still holds it, so it is retried
+   * with backoff; an already-gone VDI counts as destroyed.
+   */
+  async destroyVdi(ref: Ref, attempts = 6, firstDelayMs = 500): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.call('VDI.destroy', ref);
+        return;
+      } catch (error) {
+        if (isXapiError(error, 'HANDLE_INVALID')) return;
+        if (!isXapiError(error, 'VDI_IN_USE') || attempt >= attempts) throw error;
+        await sleep(firstDelayMs * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  createTask(label: string, description = ''): Promise<Ref> {
+    return this.call('task.create', label, description);
+  }
+  getTaskRecord(ref: Ref): Promise<TaskRecord> {
+    return this.call('task.get_record', ref);
+  }
+  cancelTask(ref: Ref): Promise<void> {
+    return this.call('task.cancel', ref);
+  }
+  /** Destroys a task we created; an already-gone task counts as destroyed. */
+  async destroyTask(ref: Ref): Promise<void> {
+    try {
+      await this.call('task.destroy', ref);
+    } catch (error) {
+      if (!isXapiError(error, 'HANDLE_INVALID')) throw error;
+    }
+  }
+
+  /** Polls until the task leaves `pending`. Raises if it does not within `timeoutMs`. */
+  async awaitTask(ref: Ref, timeoutMs = 60_000, pollMs = 100): Promise<TaskRecord> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const task = await this.getTaskRecord(ref);
+      if (task.status !== 'pending' && task.status !== 'cancelling') return task;
+      if (Date.now() > deadline) {
+        throw new XapiError('task.get_record', 'TASK_STILL_PENDING', [ref, String(timeoutMs)]);
+      }
+      await sleep(pollMs);
+    }
+  }
+
+  /** Logs out (an already-invalid session counts as logged out) and releases connections. */
+  async logout(): Promise<void> {
+    try {
+      await this.call('session.logout');
+    } catch (error) {
+      if (!isXapiError(error, 'SESSION_INVALID')) throw error;
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** Releases connections without logging out (the session lives on for a later step). */
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+/** Builds the master's URL from a member URL and the address XAPI reported (`ip` or `ip:port`). */
+export function masterUrlFrom(memberUrl: string, masterAddress: string): string {
+  const url = new URL(memberUrl);
+  const withPort = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(masterAddress);
+  if (withPort) {
+    url.hostname = withPort[1]!;
+    url.port = withPort[2]!;
+  } else {
+    url.hostname = masterAddress.includes(':') ? `[${masterAddress}]` : masterAddress;
+  }
+  return url.origin;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A task that ended other than `success`, as an error carrying the host's code and params. */
+export function taskFailure(task: TaskRecord, method = 'task'): XapiError {
+  const [code, ...params] = task.error_info.length ? task.error_info : [task.status.toUpperCase()];
+  return new XapiError(method, code ?? 'TASK_FAILED', params);
+}
