@@ -1,0 +1,59 @@
+import { StateMachine } from 'aws-local-stepfunctions';
+import type { SynthesizedWorkflow } from './synthesized-workflows.ts';
+
+type Handler = (input: never) => unknown;
+
+export interface WorkflowRun {
+  readonly status: 'SUCCEEDED' | 'FAILED';
+  readonly output?: unknown;
+  readonly error?: string;
+  readonly cause?: string;
+  /** Every state entered, in order (Map iterations included): what Step Functions would bill. */
+  readonly statesEntered: readonly string[];
+}
+
+/**
+ * Runs a synthesized workflow with `aws-local-stepfunctions`, each task state calling the domain step its
+ * function runs in AWS. Retry intervals shrink to a few milliseconds so failure paths run fast.
+ */
+export async function runWorkflow(
+  workflow: SynthesizedWorkflow,
+  steps: Readonly<Record<string, Handler>>,
+  input: unknown,
+): Promise<WorkflowRun> {
+  const taskResourceLocalHandlers: Record<string, (input: unknown) => Promise<unknown>> = {};
+  const retryIntervalOverrides: Record<string, number> = {};
+  for (const [stateName, step] of Object.entries(workflow.stepsByState)) {
+    const name = step.split('.')[1]!;
+    const handler = steps[name];
+    if (!handler) throw new Error(`no local handler for step ${step} (state ${stateName})`);
+    // JSON round trips make the local run see exactly what Step Functions would pass.
+    taskResourceLocalHandlers[stateName] = async (value) =>
+      JSON.parse(JSON.stringify((await handler(value as never)) ?? null)) as unknown;
+    retryIntervalOverrides[stateName] = 5;
+  }
+  const machine = new StateMachine(workflow.definition as never, { validationOptions: { checkPaths: true } });
+  const execution = machine.run(input as never, { overrides: { taskResourceLocalHandlers: taskResourceLocalHandlers as never, retryIntervalOverrides } });
+  const statesEntered: string[] = [];
+  const events = (async () => {
+    let failure: { error: string; cause: string } | undefined;
+    for await (const event of execution.eventLogs) {
+      if (event.type === 'StateEntered') statesEntered.push(event.state.name);
+      if (event.type === 'ExecutionFailed') failure = { error: event.Error, cause: String(event.Cause ?? '') };
+    }
+    return failure;
+  })();
+  try {
+    const output = await execution.result;
+    await events;
+    return { status: 'SUCCEEDED', output, statesEntered };
+  } catch (error) {
+    const failure = await events;
+    return {
+      status: 'FAILED',
+      error: failure?.error ?? (error as Error).name,
+      cause: failure?.cause ?? (error as Error).message,
+      statesEntered,
+    };
+  }
+}

@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { parseBackupInput } from '../../lambdas/backup/input.ts';
+import { newBackupId, objectKey, manifestKey } from '../../lambdas/catalog/keys.ts';
+import { parseManifest } from '../../lambdas/catalog/manifest.ts';
+import { partSizeFor, S3_MAX_PARTS } from '../../lambdas/export/part-size.ts';
+import { failureMessage } from '../../lambdas/shared/failure.ts';
+import { InputValidationError } from '../../lambdas/shared/input-error.ts';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const uuid = '3f1c2d4e-8a9b-4c5d-9e0f-112233445566';
+
+describe('part size', () => {
+  it('is 16 MiB for small disks and grows so 9,000 parts hold the largest possible export', () => {
+    expect(partSizeFor(1 * GiB)).toBe(16 * MiB);
+    const bound = 2040 * GiB;
+    const size = partSizeFor(bound);
+    expect(size % MiB).toBe(0);
+    expect(Math.ceil(bound / size)).toBeLessThanOrEqual(9_000);
+    expect(size * S3_MAX_PARTS).toBeGreaterThan(bound);
+  });
+  it('refuses an export that would need parts above 5 GiB', () => {
+    expect(() => partSizeFor(60 * 1024 * GiB)).toThrow(/5 GiB part limit/);
+  });
+});
+
+describe('backup input', () => {
+  it('accepts the documented shape and defaults mode to auto', () => {
+    expect(parseBackupInput({ vdiUuids: [uuid.toUpperCase()] })).toEqual({ vdiUuids: [uuid], mode: 'auto' });
+    expect(parseBackupInput({ vdiUuids: [uuid], pool: 'lab', mode: 'full' })).toEqual({
+      vdiUuids: [uuid],
+      pool: 'lab',
+      mode: 'full',
+    });
+  });
+  it.each([
+    [null, 'input'],
+    [{}, 'vdiUuids'],
+    [{ vdiUuids: [] }, 'vdiUuids'],
+    [{ vdiUuids: ['nope'] }, 'vdiUuids[0]'],
+    [{ vdiUuids: [uuid, uuid] }, 'vdiUuids'],
+    [{ vdiUuids: [uuid], mode: 'delta' }, 'mode'],
+    [{ vdiUuids: [uuid], pool: 'a b' }, 'pool'],
+    [{ vdiUuids: [uuid], vdiUuid: uuid }, 'vdiUuid'],
+  ])('names the field of %j', (input, field) => {
+    try {
+      parseBackupInput(input);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputValidationError);
+      expect((error as InputValidationError).field).toBe(field);
+      expect((error as Error).message).toMatch(new RegExp(`^${field.replace(/[[\]]/g, '\\$&')}: `));
+    }
+  });
+});
+
+describe('catalog keys', () => {
+  it('sort by time and keep milliseconds apart', () => {
+    const a = newBackupId(new Date('2026-11-26T16:40:00.001Z'), 'full');
+    const b = newBackupId(new Date('2026-11-26T16:40:00.002Z'), 'delta');
+    expect(a).toBe('20261126T164000.001Z-full');
+    expect([b, a].sort()).toEqual([a, b]);
+    const location = { bucket: 'b', prefix: 'backups' };
+    expect(objectKey(location, 'lab', uuid, a)).toBe(`backups/lab/${uuid}/${a}.vhd`);
+    expect(manifestKey({ bucket: 'b', prefix: '' }, 'lab', uuid, a)).toBe(`lab/${uuid}/${a}.json`);
+  });
+});
+
+describe('manifest parsing', () => {
+  const valid = {
+    formatVersion: 1,
+    backupId: 'x',
+    kind: 'delta',
+    parentBackupId: 'w',
+    pool: 'lab',
+    vdiUuid: uuid,
+    snapshotUuid: uuid,
+    objectKey: 'k',
+    sha256: 'ab',
+    virtualSize: 1,
+    bytes: 2,
+    presentBlocks: 0,
+  };
+  it('accepts a valid manifest', () => {
+    expect(parseManifest(JSON.stringify(valid), 'k.json').kind).toBe('delta');
+  });
+  it('refuses broken ones, naming what is wrong', () => {
+    expect(() => parseManifest('{', 'k.json')).toThrow(/not JSON/);
+    expect(() => parseManifest(JSON.stringify({ ...valid, parentBackupId: null }), 'k.json')).toThrow(
+      /delta without parentBackupId/,
+    );
+    expect(() => parseManifest(JSON.stringify({ ...valid, bytes: -1 }), 'k.json')).toThrow(/bytes not a size/);
+  });
+});
+
+describe('failure messages', () => {
+  it('unwraps the JSON cause Lambda produces and keeps a plain one', () => {
+    const lambdaCause = JSON.stringify({ errorType: 'XapiError', errorMessage: 'VDI.snapshot failed: SR_FULL' });
+    expect(failureMessage({ Error: 'XapiError', Cause: lambdaCause })).toEqual({
+      error: 'XapiError',
+      cause: 'VDI.snapshot failed: SR_FULL',
+    });
+    expect(failureMessage({ Error: 'E', Cause: 'plain' })).toEqual({ error: 'E', cause: 'plain' });
+    expect(failureMessage(undefined)).toEqual({ error: 'UnknownError', cause: 'UnknownError' });
+  });
+});
