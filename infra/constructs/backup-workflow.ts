@@ -55,7 +55,8 @@ export class BackupWorkflow extends Construct {
         stateName,
         lambdaFunction: target,
         payloadResponseOnly: true,
-        resultPath: options.resultPath,
+        // A result replacing the whole state is ASL's default; aws-local-stepfunctions mishandles an explicit "$".
+        ...(options.resultPath === '$' ? {} : { resultPath: options.resultPath }),
         ...(options.payload ? { payload: options.payload } : {}),
       });
       if (options.retry !== false) {

@@ -33,13 +33,16 @@ export async function runWorkflow(
     retryIntervalOverrides[stateName] = 5;
   }
   const machine = new StateMachine(workflow.definition as never, { validationOptions: { checkPaths: true } });
-  const execution = machine.run(input as never, { overrides: { taskResourceLocalHandlers: taskResourceLocalHandlers as never, retryIntervalOverrides } });
+  const execution = machine.run(input as never, {
+    overrides: { taskResourceLocalHandlers: taskResourceLocalHandlers as never, retryIntervalOverrides },
+  });
   const statesEntered: string[] = [];
   const events = (async () => {
     let failure: { error: string; cause: string } | undefined;
     for await (const event of execution.eventLogs) {
       if (event.type === 'StateEntered') statesEntered.push(event.state.name);
-      if (event.type === 'ExecutionFailed') failure = { error: event.Error, cause: String(event.Cause ?? '') };
+      if (event.type === 'ExecutionFailed')
+        failure = { error: event.Error, cause: String(event.Cause ?? '') };
     }
     return failure;
   })();

@@ -29,7 +29,9 @@ export function synthesizeWorkflows(): SynthesizedWorkflows {
   const outdir = mkdtempSync(join(tmpdir(), 'vdi-vault-synth-'));
   try {
     const { app, stack } = buildApp(new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] } }));
-    const template = app.synth().getStackByName(stack.stackName).template as { Resources: Record<string, Resource> };
+    const template = app.synth().getStackByName(stack.stackName).template as {
+      Resources: Record<string, Resource>;
+    };
     cached = { backup: workflowFrom(template.Resources, 'BackupStateMachine') };
     return cached;
   } finally {
@@ -44,7 +46,8 @@ interface Resource {
 
 function workflowFrom(resources: Record<string, Resource>, logicalIdPrefix: string): SynthesizedWorkflow {
   const entry = Object.entries(resources).find(
-    ([id, resource]) => resource.Type === 'AWS::StepFunctions::StateMachine' && id.startsWith(logicalIdPrefix),
+    ([id, resource]) =>
+      resource.Type === 'AWS::StepFunctions::StateMachine' && id.startsWith(logicalIdPrefix),
   );
   if (!entry) throw new Error(`no state machine ${logicalIdPrefix}* in the synthesized template`);
   const text = resolveJoin(entry[1].Properties?.DefinitionString);
@@ -79,7 +82,10 @@ function resolveJoin(value: Json | undefined): string {
     .join(join[0]);
 }
 
-function visitStates(machine: Record<string, Json>, visit: (name: string, state: Record<string, Json>) => void): void {
+function visitStates(
+  machine: Record<string, Json>,
+  visit: (name: string, state: Record<string, Json>) => void,
+): void {
   const states = machine.States as Record<string, Record<string, Json>>;
   for (const [name, state] of Object.entries(states)) {
     visit(name, state);

@@ -28,6 +28,8 @@ export interface BackupPlan {
   readonly parentBackupId?: string;
   readonly baseSnapshotRef?: string;
   readonly baseSnapshotUuid?: string;
+  /** The last backup's snapshot: no longer needed once this backup commits (the new snapshot is the next base). */
+  readonly retiredSnapshotRef?: string;
   /** Snapshots of ours left by crashed runs, removed while planning. */
   readonly staleSnapshotsRemoved: readonly string[];
   readonly startedAt: string;

@@ -120,6 +120,7 @@ export function createBackupSteps(deps: BackupDeps) {
           ...(kind === 'delta' && last && base
             ? { parentBackupId: last.backupId, baseSnapshotRef: base.ref, baseSnapshotUuid: base.uuid }
             : {}),
+          ...(base ? { retiredSnapshotRef: base.ref } : {}),
           staleSnapshotsRemoved,
           startedAt: startedAt.toISOString(),
         };
@@ -217,7 +218,7 @@ export function createBackupSteps(deps: BackupDeps) {
       const exported = required(state.export, 'export');
       await withSession(state, async (session) => {
         if (state.task) await session.destroyTask(state.task.ref);
-        if (plan.baseSnapshotRef) await session.destroyVdi(plan.baseSnapshotRef);
+        if (plan.retiredSnapshotRef) await session.destroyVdi(plan.retiredSnapshotRef);
       });
       return {
         vdiUuid: state.vdiUuid,

@@ -89,13 +89,18 @@ describe('manifest parsing', () => {
     expect(() => parseManifest(JSON.stringify({ ...valid, parentBackupId: null }), 'k.json')).toThrow(
       /delta without parentBackupId/,
     );
-    expect(() => parseManifest(JSON.stringify({ ...valid, bytes: -1 }), 'k.json')).toThrow(/bytes not a size/);
+    expect(() => parseManifest(JSON.stringify({ ...valid, bytes: -1 }), 'k.json')).toThrow(
+      /bytes not a size/,
+    );
   });
 });
 
 describe('failure messages', () => {
   it('unwraps the JSON cause Lambda produces and keeps a plain one', () => {
-    const lambdaCause = JSON.stringify({ errorType: 'XapiError', errorMessage: 'VDI.snapshot failed: SR_FULL' });
+    const lambdaCause = JSON.stringify({
+      errorType: 'XapiError',
+      errorMessage: 'VDI.snapshot failed: SR_FULL',
+    });
     expect(failureMessage({ Error: 'XapiError', Cause: lambdaCause })).toEqual({
       error: 'XapiError',
       cause: 'VDI.snapshot failed: SR_FULL',

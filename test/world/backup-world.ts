@@ -1,0 +1,64 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import { listManifests } from '../../lambdas/catalog/catalog.ts';
+import type { Manifest } from '../../lambdas/catalog/manifest.ts';
+import { runLocalBackup, type LocalBackupRun, type LocalTarget } from '../../infra/local/local-backup.ts';
+import { createTestBucket, deleteTestBucket, listOpenMultipartUploads, s3World } from './s3.ts';
+import { startXapiSimulator, type AddVdiOptions, type XapiSimulator } from './xapi-simulator/index.ts';
+
+const MiB = 1024 * 1024;
+
+/** A simulated pool with one populated VDI, a fresh bucket on the test S3 server, and the local runner. */
+export interface BackupWorld {
+  readonly sim: XapiSimulator;
+  readonly vdiUuid: string;
+  readonly s3: S3Client;
+  readonly bucket: string;
+  readonly target: LocalTarget;
+  /** Runs the synthesized backup workflow. Default input: this world's VDI, mode auto. */
+  backup(input?: unknown): Promise<LocalBackupRun>;
+  manifests(vdiUuid?: string): Promise<Manifest[]>;
+  openUploads(): Promise<unknown[]>;
+  close(): Promise<void>;
+}
+
+export async function startBackupWorld(
+  options: { vdi?: Partial<AddVdiOptions>; tls?: boolean; target?: Partial<LocalTarget> } = {},
+): Promise<BackupWorld> {
+  const sim = await startXapiSimulator({ tls: options.tls ?? false });
+  const vdi = sim.addVdi({
+    virtualSize: 64 * MiB,
+    populate: 'scattered',
+    nameLabel: 'web-01 root',
+    ...options.vdi,
+  });
+  const world = s3World();
+  const bucket = await createTestBucket(world.client, 'backup');
+  const target: LocalTarget = {
+    xapi: {
+      url: sim.url,
+      username: sim.username,
+      password: sim.password,
+      ...(sim.caPem ? { tls: { caPem: sim.caPem } } : {}),
+    },
+    pool: 'lab',
+    s3: world.target,
+    bucket,
+    prefix: 'backups',
+    ...options.target,
+  };
+  return {
+    sim,
+    vdiUuid: vdi.uuid,
+    s3: world.client,
+    bucket,
+    target,
+    backup: (input = { vdiUuids: [vdi.uuid] }) => runLocalBackup(target, input),
+    manifests: (vdiUuid = vdi.uuid) =>
+      listManifests(world.client, { bucket, prefix: 'backups' }, 'lab', vdiUuid),
+    openUploads: () => listOpenMultipartUploads(world.client, bucket),
+    async close() {
+      await sim.close();
+      await deleteTestBucket(world.client, bucket);
+    },
+  };
+}
