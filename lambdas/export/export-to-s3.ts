@@ -5,7 +5,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { silentLog, type Log } from '../shared/log.ts';
 import { createVhdValidator, vhdByteLength, VHD_BLOCK_SIZE, type VhdDiskType } from '../vhd/index.ts';
-import { openExport, taskFailure, type Ref, type XapiSession } from '../xapi/index.ts';
+import { openExport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
 import { partSizeFor, S3_MAX_PARTS } from './part-size.ts';
 
 export interface ExportToS3Options {
@@ -125,6 +125,7 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
   const [streamOutcome, uploadOutcome] = await Promise.allSettled([streamed, uploaded]);
   if (streamOutcome.status === 'rejected' || uploadOutcome.status === 'rejected') {
     opened.body.destroy();
+    if (streamOutcome.status === 'rejected') await explainWithTask(options, firstError);
     log.warn('export failed; upload aborted', { key: options.key, bytes, error: String(firstError) });
     throw firstError;
   }
@@ -143,4 +144,16 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
   };
   log.info('export stored', { key: options.key, bytes, presentBlocks: result.presentBlocks });
   return result;
+}
+
+/**
+ * A broken stream is often the visible half of a failure the host records in the task (a 500 written
+ * into the body, an I/O error): add the host's code to the message so the cause names both.
+ */
+async function explainWithTask(options: ExportToS3Options, error: unknown): Promise<void> {
+  if (!(error instanceof Error) || error instanceof XapiError) return;
+  const task = await options.session.awaitTask(options.taskRef, 2_000).catch(() => undefined);
+  if (task?.status !== 'failure') return;
+  const failure = taskFailure(task, 'export');
+  error.message += `; the host's task failed: ${failure.code}${failure.params.length ? ` [${failure.params.join(', ')}]` : ''}`;
 }
