@@ -33,6 +33,8 @@ export function createXapiAgent(tls: XapiTlsOptions, log: Log): Agent {
   const connect = buildConnector({
     // A pin replaces chain verification (self-signed hosts fail it); we check the pin ourselves below.
     rejectUnauthorized: !(tls.insecureSkipVerify || pinned),
+    // A resumed TLS session may not present the certificate again, and the pin must see it every time.
+    ...(pinned ? { maxCachedSessions: 0 } : {}),
     ...(tls.caPem ? { ca: tls.caPem } : {}),
   });
   return new Agent({
