@@ -1,0 +1,291 @@
+/**
+ * XAPI simulator: a real HTTP/HTTPS server on loopback standing in for a two-host Xen pool (DESIGN.md §2).
+ *
+ *   const sim = await startXapiSimulator({ tls: true });
+ *   sim.url / sim.memberUrl          master / member base URLs (`http(s)://127.0.0.1:<port>`)
+ *   sim.username / sim.password      pool admin; sim.readOnlyUsername / readOnlyPassword: read-only role
+ *                                    (its RPC writes fail RBAC_PERMISSION_DENIED, its transfers get 403)
+ *   sim.caPem                        the self-signed certificate to trust (undefined without tls)
+ *   sim.srs                          { shared, masterLocal, memberLocal }: { uuid, ref } each
+ *   sim.addSr({ nameLabel?, type?, shared?, onMember?, prezeroed? })                    → { uuid, ref }
+ *   sim.addVdi({ virtualSize, nameLabel?, nameDescription?, onMember?, srUuid?, populate?, seed?,
+ *                otherConfig?, tags? })                                            → { uuid, ref, srUuid }
+ *       populate: 'none' (default) | 'scattered' (about a third of the blocks, some half-filled, plus the
+ *       first and last) | 'generated' (every block). Both generate content from (seed, block) on demand,
+ *       so a huge disk costs no memory; writes store real bytes. onMember: on the member's local SR, so
+ *       the master answers its transfers with 302 to the member.
+ *   sim.writeDisk(uuid, offset, bytes) / readDisk(uuid, offset, length) / diskSha256(uuid)
+ *   sim.allocatedBlocks(uuid)        ascending indexes of allocated 2 MiB blocks
+ *   sim.snapshotVdi(uuid)            VDI.snapshot behind the client's back       → { uuid, ref }
+ *   sim.snapshotsOf(uuid)            VDI records (each with `ref`) of the VDI's snapshots
+ *   sim.vdiRecord(uuid)              the VDI's record (with `ref`), or undefined once destroyed
+ *   sim.deleteVdi(uuid)              removes a VDI (someone deleting a snapshot behind our back)
+ *   sim.openTasks()                  task records (with `ref`) clients created and have not destroyed
+ *   sim.openSessions()               [{ ref, username, originator }]
+ *   sim.expireSessions()             every current session becomes SESSION_INVALID
+ *   sim.injectFault(fault)           → { remove(), fired }; sim.clearFaults(). Fault shapes: faults.ts
+ *   sim.setReaderStallTimeout(ms)    how long an export tolerates a reader that does not read (VDI_IO_ERROR)
+ *   sim.close()
+ *
+ * Deliberate choices where the real host cannot be copied exactly:
+ * - HOST_IS_SLAVE carries `127.0.0.1:<masterPort>` (real xapi: the master's address alone), since both
+ *   hosts share the loopback address.
+ * - VDI.create rounds virtual_size up to 2 MiB as VHD-based SRs do; addVdi keeps any multiple of 512.
+ * - An import VHD bigger than the VDI fails the task with VDI_TOO_LARGE [vdi, vdi size] before any write.
+ * - Malformed import bodies fail the task with VDI_IO_ERROR ["Device I/O errors", "<parser code>: ..."].
+ * - A missing Content-Length on import: task failed, plain 400.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { Fault, FaultHandle } from './faults.ts';
+import { startHostServer } from './host-server.ts';
+import { addVdiToPool, destroyVdi, snapshotVdi } from './methods-vdi.ts';
+import { newRef, PoolState } from './pool.ts';
+import type { HostState, SrState, VdiState } from './pool.ts';
+import { taskRecord, vdiRecord } from './records.ts';
+import { toJsonValue } from './rpc-values.ts';
+import { BLOCK_SIZE, mixSeed, SparseDisk } from './sparse-disk.ts';
+import { selfSignedCertificate } from './tls.ts';
+
+export type { Fault, FaultHandle, TransferFault } from './faults.ts';
+export { MAX_VHD_EXPORT_SIZE } from './transfer-export.ts';
+export { BLOCK_SIZE } from './sparse-disk.ts';
+
+export interface XapiSimulatorOptions {
+  /** Serve HTTPS with a self-signed certificate (sim.caPem). Default false. */
+  tls?: boolean;
+  /** Master port; default 0 (any free port). */
+  port?: number;
+  memberPort?: number;
+  /** Pool admin; defaults `root` and a random password. */
+  username?: string;
+  password?: string;
+  /** Read-only role account; defaults `auditor` and a random password. */
+  readOnlyUsername?: string;
+  readOnlyPassword?: string;
+  /** An export dies with VDI_IO_ERROR when the client stops reading for this long ("a few seconds" on a real host). Default 10 s. */
+  readerStallTimeoutMs?: number;
+  seedVdis?: AddVdiOptions[];
+  /** Where the servers log (default: nowhere). */
+  log?: (line: string) => void;
+}
+
+export interface AddSrOptions {
+  nameLabel?: string;
+  type?: string;
+  /** Default false; shared SRs are seen by both hosts. */
+  shared?: boolean;
+  /** For a local SR: the member's (true) or the master's (default). */
+  onMember?: boolean;
+  /** Default true. False models a thick-provisioned SR that refuses vhd imports. */
+  prezeroed?: boolean;
+  physicalSize?: number;
+}
+
+export interface AddVdiOptions {
+  /** Bytes, a positive multiple of 512. */
+  virtualSize: number;
+  nameLabel?: string;
+  nameDescription?: string;
+  /** Place it on the member's local SR. */
+  onMember?: boolean;
+  /** Place it on this SR (default: the shared SR). */
+  srUuid?: string;
+  populate?: 'none' | 'scattered' | 'generated';
+  /** Content seed for populate (default: a per-simulator counter, so runs are repeatable). */
+  seed?: number;
+  otherConfig?: Record<string, string>;
+  tags?: string[];
+}
+
+export interface SimRef {
+  uuid: string;
+  ref: string;
+}
+
+export type SimRecord = Record<string, unknown> & { ref: string; uuid: string };
+
+export interface XapiSimulator {
+  readonly url: string;
+  readonly memberUrl: string;
+  readonly username: string;
+  readonly password: string;
+  readonly readOnlyUsername: string;
+  readonly readOnlyPassword: string;
+  readonly caPem: string | undefined;
+  /** `127.0.0.1:<port>`: what HOST_IS_SLAVE names. */
+  readonly masterAddress: string;
+  readonly srs: { shared: SimRef; masterLocal: SimRef; memberLocal: SimRef };
+  addSr(options?: AddSrOptions): SimRef;
+  addVdi(options: AddVdiOptions): SimRef & { srUuid: string };
+  writeDisk(vdiUuid: string, offset: number, bytes: Uint8Array): void;
+  readDisk(vdiUuid: string, offset: number, length: number): Uint8Array;
+  diskSha256(vdiUuid: string): string;
+  allocatedBlocks(vdiUuid: string): number[];
+  snapshotVdi(vdiUuid: string): SimRef;
+  snapshotsOf(vdiUuid: string): SimRecord[];
+  vdiRecord(vdiUuid: string): SimRecord | undefined;
+  deleteVdi(vdiUuid: string): void;
+  openTasks(): SimRecord[];
+  openSessions(): { ref: string; username: string; originator: string }[];
+  expireSessions(): void;
+  injectFault(fault: Fault): FaultHandle;
+  clearFaults(): void;
+  setReaderStallTimeout(ms: number): void;
+  close(): Promise<void>;
+}
+
+export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Promise<XapiSimulator> {
+  const log = options.log ?? (() => undefined);
+  const username = options.username ?? 'root';
+  const password = options.password ?? `sim-${randomBytes(6).toString('hex')}`;
+  const readOnlyUsername = options.readOnlyUsername ?? 'auditor';
+  const readOnlyPassword = options.readOnlyPassword ?? `ro-${randomBytes(6).toString('hex')}`;
+  const pool = new PoolState(
+    [
+      { username, password, readOnly: false },
+      { username: readOnlyUsername, password: readOnlyPassword, readOnly: true },
+    ],
+    options.readerStallTimeoutMs ?? 10_000,
+  );
+  const tls = options.tls === true ? await selfSignedCertificate() : undefined;
+  const scheme = tls === undefined ? 'http' : 'https';
+
+  const makeHost = (role: 'master' | 'member', nameLabel: string): HostState => {
+    const host: HostState = { uuid: randomUUID(), ref: newRef(), role, nameLabel, address: '', baseUrl: '' };
+    pool.hosts.push(host);
+    return host;
+  };
+  const master = makeHost('master', 'xcp-master');
+  const member = makeHost('member', 'xcp-member');
+  const servers: Server[] = [];
+  for (const [host, port] of [
+    [master, options.port ?? 0],
+    [member, options.memberPort ?? 0],
+  ] as const) {
+    const started = await startHostServer(pool, host, { port, tls, log });
+    servers.push(started.server);
+    host.address = `127.0.0.1:${started.port}`;
+    host.baseUrl = `${scheme}://${host.address}`;
+  }
+
+  const addSr = (srOptions: AddSrOptions = {}): SrState => {
+    const shared = srOptions.shared ?? false;
+    const sr: SrState = {
+      uuid: randomUUID(),
+      ref: newRef(),
+      nameLabel: srOptions.nameLabel ?? (shared ? 'Shared NFS' : 'Local storage'),
+      type: srOptions.type ?? (shared ? 'nfs' : 'ext'),
+      shared,
+      host: shared ? undefined : srOptions.onMember === true ? member : master,
+      physicalSize: srOptions.physicalSize ?? 4 * 1024 ** 4,
+      prezeroed: srOptions.prezeroed ?? true,
+      otherConfig: {},
+    };
+    pool.srs.set(sr.ref, sr);
+    return sr;
+  };
+  const sharedSr = addSr({ shared: true, nameLabel: 'Shared NFS storage' });
+  const masterLocalSr = addSr({ nameLabel: 'Local storage on xcp-master' });
+  const memberLocalSr = addSr({ nameLabel: 'Local storage on xcp-member', onMember: true });
+
+  let seedCounter = 0;
+  const vdiByUuid = (uuid: string): VdiState => pool.vdiByUuid(uuid);
+  const withRef = (ref: string, record: Record<string, unknown>): SimRecord =>
+    ({ ref, ...(toJsonValue(record as never) as Record<string, unknown>) }) as SimRecord;
+
+  const addVdi = (vdiOptions: AddVdiOptions): SimRef & { srUuid: string } => {
+    const { virtualSize } = vdiOptions;
+    if (!Number.isSafeInteger(virtualSize) || virtualSize <= 0 || virtualSize % 512 !== 0) {
+      throw new RangeError(`virtualSize must be a positive multiple of 512, got ${virtualSize}`);
+    }
+    const sr =
+      vdiOptions.srUuid !== undefined
+        ? pool.srByUuid(vdiOptions.srUuid)
+        : vdiOptions.onMember === true
+          ? memberLocalSr
+          : sharedSr;
+    const disk = new SparseDisk(virtualSize);
+    const seed = vdiOptions.seed ?? ++seedCounter;
+    populate(disk, vdiOptions.populate ?? 'none', seed);
+    const vdi = addVdiToPool(pool, {
+      sr,
+      virtualSize,
+      nameLabel: vdiOptions.nameLabel ?? 'test disk',
+      nameDescription: vdiOptions.nameDescription ?? '',
+      otherConfig: vdiOptions.otherConfig ?? {},
+      tags: vdiOptions.tags ?? [],
+      disk,
+    });
+    return { uuid: vdi.uuid, ref: vdi.ref, srUuid: sr.uuid };
+  };
+  for (const seed of options.seedVdis ?? []) addVdi(seed);
+
+  const ref = (sr: SrState): SimRef => ({ uuid: sr.uuid, ref: sr.ref });
+  return {
+    url: master.baseUrl,
+    memberUrl: member.baseUrl,
+    username,
+    password,
+    readOnlyUsername,
+    readOnlyPassword,
+    caPem: tls?.cert,
+    masterAddress: master.address,
+    srs: { shared: ref(sharedSr), masterLocal: ref(masterLocalSr), memberLocal: ref(memberLocalSr) },
+    addSr: (srOptions) => ref(addSr(srOptions)),
+    addVdi,
+    writeDisk: (uuid, offset, bytes) => vdiByUuid(uuid).disk.write(offset, bytes),
+    readDisk: (uuid, offset, length) => vdiByUuid(uuid).disk.read(offset, length),
+    diskSha256: (uuid) => vdiByUuid(uuid).disk.sha256(),
+    allocatedBlocks: (uuid) => vdiByUuid(uuid).disk.allocatedIndexes(),
+    snapshotVdi: (uuid) => {
+      const snapshot = snapshotVdi(pool, vdiByUuid(uuid));
+      return { uuid: snapshot.uuid, ref: snapshot.ref };
+    },
+    snapshotsOf: (uuid) =>
+      vdiByUuid(uuid)
+        .snapshots.map((snapshotRef) => pool.vdis.get(snapshotRef))
+        .filter((vdi) => vdi !== undefined)
+        .map((vdi) => withRef(vdi.ref, vdiRecord(pool, vdi))),
+    vdiRecord: (uuid) => {
+      const vdi = [...pool.vdis.values()].find((candidate) => candidate.uuid === uuid);
+      return vdi === undefined ? undefined : withRef(vdi.ref, vdiRecord(pool, vdi));
+    },
+    deleteVdi: (uuid) => destroyVdi(pool, vdiByUuid(uuid)),
+    openTasks: () =>
+      [...pool.tasks.values()]
+        .filter((task) => !pool.hostTasks.has(task.ref))
+        .map((task) => withRef(task.ref, taskRecord(pool, task))),
+    openSessions: () =>
+      [...pool.sessions.values()].map((session) => ({
+        ref: session.ref,
+        username: session.username,
+        originator: session.originator,
+      })),
+    expireSessions: () => pool.sessions.clear(),
+    injectFault: (fault) => pool.faults.inject(fault),
+    clearFaults: () => pool.faults.clear(),
+    setReaderStallTimeout: (ms) => {
+      pool.readerStallTimeoutMs = ms;
+    },
+    close: async () => {
+      for (const server of servers) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    },
+  };
+}
+
+/** Fills a disk with generated blocks: deterministic from the seed, stored as patterns (no memory). */
+function populate(disk: SparseDisk, mode: 'none' | 'scattered' | 'generated', seed: number): void {
+  if (mode === 'none') return;
+  const last = disk.blockCount - 1;
+  for (let index = 0; index <= last; index++) {
+    const mix = mixSeed('xapi-sim', seed, index);
+    if (mode === 'scattered' && index !== 0 && index !== last && mix % 3 !== 0) continue;
+    // Some blocks are only partly used, like a filesystem's: their tail reads as zeros.
+    const filled = mode === 'scattered' && (mix >>> 8) % 4 === 0 ? 64 * 1024 : BLOCK_SIZE;
+    disk.fillBlockWithPattern(index, { seed: mix, filled });
+  }
+}

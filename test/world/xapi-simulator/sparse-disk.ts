@@ -1,0 +1,225 @@
+import { createHash } from 'node:crypto';
+
+export const BLOCK_SIZE = 2 * 1024 * 1024;
+const SECTOR = 512;
+
+/**
+ * One 2 MiB block version. Blocks are immutable and shared by identity between a VDI and its snapshots
+ * (copy-on-write): a write makes a new block, so "which blocks changed since the base snapshot" is a
+ * comparison of identities, at the host's 2 MiB granularity. `data` holds written bytes; `pattern`
+ * blocks are generated on demand so big benchmark disks cost no memory.
+ */
+export interface Block {
+  readonly id: number;
+  readonly data?: Uint8Array;
+  readonly pattern?: BlockPattern;
+}
+
+export interface BlockPattern {
+  readonly seed: number;
+  /** Bytes from the block start that carry pattern data; the rest are zeros (a half-used filesystem block). */
+  readonly filled: number;
+}
+
+let nextBlockId = 1;
+
+function newBlock(content: { data?: Uint8Array; pattern?: BlockPattern }): Block {
+  return { id: nextBlockId++, ...content };
+}
+
+/** A sparse virtual disk: absent blocks read as zeros. */
+export class SparseDisk {
+  readonly virtualSize: number;
+  readonly #blocks: Map<number, Block>;
+
+  constructor(virtualSize: number, blocks?: ReadonlyMap<number, Block>) {
+    this.virtualSize = virtualSize;
+    this.#blocks = new Map(blocks);
+  }
+
+  get blockCount(): number {
+    return Math.ceil(this.virtualSize / BLOCK_SIZE);
+  }
+
+  /** A snapshot shares every block with its source; later writes to either side diverge. */
+  clone(): SparseDisk {
+    return new SparseDisk(this.virtualSize, this.#blocks);
+  }
+
+  /** Ascending indexes of allocated blocks. */
+  allocatedIndexes(): number[] {
+    return [...this.#blocks.keys()].sort((a, b) => a - b);
+  }
+
+  block(index: number): Block | undefined {
+    return this.#blocks.get(index);
+  }
+
+  /** The block's 2 MiB of content (a fresh copy: callers may keep or modify it). */
+  readBlock(index: number): Uint8Array {
+    const block = this.#blocks.get(index);
+    return block === undefined ? new Uint8Array(BLOCK_SIZE) : materialise(block);
+  }
+
+  /** Allocates a block with generated content (seeding and benchmarks). */
+  fillBlockWithPattern(index: number, pattern: BlockPattern): void {
+    this.#checkIndex(index);
+    this.#blocks.set(index, newBlock({ pattern }));
+  }
+
+  /** Replaces a whole block with the given 2 MiB (taken, not copied). */
+  putBlock(index: number, data: Uint8Array): void {
+    this.#checkIndex(index);
+    if (data.length !== BLOCK_SIZE)
+      throw new RangeError(`a block is ${BLOCK_SIZE} bytes, got ${data.length}`);
+    this.#blocks.set(index, newBlock({ data }));
+  }
+
+  /** Writes bytes at a byte offset, copy-on-write per touched block. */
+  write(offset: number, bytes: Uint8Array): void {
+    if (offset < 0 || offset + bytes.length > this.virtualSize) {
+      throw new RangeError(
+        `write of ${bytes.length} bytes at ${offset} is outside ${this.virtualSize} bytes`,
+      );
+    }
+    let done = 0;
+    while (done < bytes.length) {
+      const position = offset + done;
+      const index = Math.floor(position / BLOCK_SIZE);
+      const within = position - index * BLOCK_SIZE;
+      const length = Math.min(BLOCK_SIZE - within, bytes.length - done);
+      const data = this.readBlock(index);
+      data.set(bytes.subarray(done, done + length), within);
+      this.putBlock(index, data);
+      done += length;
+    }
+  }
+
+  /**
+   * The import rule of the host: only sectors whose bitmap bit is set (most significant bit first) are
+   * written; every other sector of the block keeps what it had. `blockSize` is the VHD's block size.
+   */
+  writeMappedSectors(vhdBlockIndex: number, blockSize: number, bitmap: Uint8Array, data: Uint8Array): void {
+    const base = vhdBlockIndex * blockSize;
+    const sectors = Math.min(blockSize, this.virtualSize - base) / SECTOR; // sectors past the end are dropped
+    const runs: [number, number][] = [];
+    for (let sector = 0; sector < sectors;) {
+      if (!bitIsSet(bitmap, sector)) {
+        sector += 1;
+        continue;
+      }
+      let end = sector + 1;
+      while (end < sectors && bitIsSet(bitmap, end)) end += 1;
+      runs.push([sector, end]);
+      sector = end;
+    }
+    if (blockSize !== BLOCK_SIZE) {
+      for (const [from, to] of runs)
+        this.write(base + from * SECTOR, data.subarray(from * SECTOR, to * SECTOR));
+      return;
+    }
+    if (runs.length === 0) return;
+    // One copy-on-write per block, however many runs the bitmap has.
+    const merged = this.readBlock(vhdBlockIndex);
+    for (const [from, to] of runs) merged.set(data.subarray(from * SECTOR, to * SECTOR), from * SECTOR);
+    this.putBlock(vhdBlockIndex, merged);
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    if (offset < 0 || length < 0 || offset + length > this.virtualSize) {
+      throw new RangeError(`read of ${length} bytes at ${offset} is outside ${this.virtualSize} bytes`);
+    }
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const position = offset + done;
+      const index = Math.floor(position / BLOCK_SIZE);
+      const within = position - index * BLOCK_SIZE;
+      const count = Math.min(BLOCK_SIZE - within, length - done);
+      const block = this.#blocks.get(index);
+      if (block !== undefined) out.set(materialise(block).subarray(within, within + count), done);
+      done += count;
+    }
+    return out;
+  }
+
+  /** sha256 (hex) of the whole raw content: exactly virtualSize bytes, holes as zeros. */
+  sha256(): string {
+    const hash = createHash('sha256');
+    const zeros = new Uint8Array(BLOCK_SIZE);
+    for (let index = 0; index < this.blockCount; index++) {
+      const length = Math.min(BLOCK_SIZE, this.virtualSize - index * BLOCK_SIZE);
+      const block = this.#blocks.get(index);
+      hash.update((block === undefined ? zeros : materialise(block)).subarray(0, length));
+    }
+    return hash.digest('hex');
+  }
+
+  /** Blocks of `this` whose identity differs from `base`'s (absent on one side counts as different). */
+  changedSince(base: SparseDisk): number[] {
+    const changed = new Set<number>();
+    for (const [index, block] of this.#blocks) if (base.block(index) !== block) changed.add(index);
+    // A block the base has and this disk lacks reads as zeros here: the delta must carry those zeros.
+    for (const index of base.allocatedIndexes()) {
+      if (index < this.blockCount && !this.#blocks.has(index)) changed.add(index);
+    }
+    return [...changed].sort((a, b) => a - b);
+  }
+
+  #checkIndex(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.blockCount) {
+      throw new RangeError(`block ${index} is outside a disk of ${this.blockCount} blocks`);
+    }
+  }
+}
+
+function bitIsSet(bitmap: Uint8Array, bit: number): boolean {
+  return ((bitmap[bit >> 3] ?? 0) & (0x80 >> (bit & 7))) !== 0;
+}
+
+function materialise(block: Block): Uint8Array {
+  if (block.data !== undefined) return new Uint8Array(block.data);
+  return patternBlock(block.pattern!);
+}
+
+// Generated content: a slice of a fixed pseudo-random pool chosen by the seed, stamped with the seed so
+// no two blocks are equal. Copying is far cheaper than running a generator over 2 MiB.
+let randomPool: Uint8Array | undefined;
+
+function pool(): Uint8Array {
+  if (randomPool !== undefined) return randomPool;
+  const words = new Uint32Array((2 * BLOCK_SIZE) / 4);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  randomPool = new Uint8Array(words.buffer);
+  return randomPool;
+}
+
+export function patternBlock(pattern: BlockPattern): Uint8Array {
+  const start = ((pattern.seed >>> 0) % (BLOCK_SIZE / 8)) * 8;
+  const out = pool().slice(start, start + BLOCK_SIZE);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < 4; i++) view.setUint32(i * 4, pattern.seed >>> 0);
+  if (pattern.filled < BLOCK_SIZE) out.fill(0, Math.max(0, pattern.filled));
+  return out;
+}
+
+/** A 32-bit seed mixed from a text and numbers (FNV-1a then a finaliser): deterministic content per VDI. */
+export function mixSeed(text: string, ...numbers: number[]): number {
+  let h = 0x811c9dc5;
+  const feed = (byte: number): void => {
+    h ^= byte & 0xff;
+    h = Math.imul(h, 0x01000193);
+  };
+  for (let i = 0; i < text.length; i++) feed(text.charCodeAt(i));
+  for (const n of numbers) for (let s = 0; s < 32; s += 8) feed(n >>> s);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  return h >>> 0;
+}

@@ -1,0 +1,151 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { writeVhd } from '../../../lambdas/vhd/index.ts';
+import { InjectedDrop, InjectedHttp500 } from './byte-faults.ts';
+import type { HostState, PoolState } from './pool.ts';
+import { completeTask, failTask } from './pool.ts';
+import type { SparseDisk } from './sparse-disk.ts';
+import { BLOCK_SIZE } from './sparse-disk.ts';
+import {
+  errorResponseInBody,
+  okHead,
+  PeerGone,
+  ReaderStalled,
+  startTransfer,
+  TransferCancelled,
+  writeToSocket,
+} from './transfer-common.ts';
+import { asXapiError, XapiError } from './xapi-error.ts';
+
+/** xapi's Constants.max_vhd_size: VHD exports of bigger disks fail with VDI_TOO_LARGE. */
+export const MAX_VHD_EXPORT_SIZE = 2040 * 1024 ** 3;
+
+/**
+ * `GET /export_raw_vdi?vdi=&format=vhd|raw[&base=][&task_id=]`. After the checks in startTransfer the
+ * socket is taken over: the 200 head goes out first, then the body with neither Content-Length nor
+ * chunking, ended by closing the connection once the task is finished. Errors after the 200 fail the
+ * task and append a whole HTTP 500 response to the body, as xapi's HTTP server does.
+ * (A real host also ends any transfer after 24 hours; the simulator does not.)
+ */
+export async function handleExport(
+  pool: PoolState,
+  host: HostState,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const start = startTransfer(pool, host, 'export', req, res);
+  if (start === undefined) return;
+  const { vdi, task, format, query, socket, faults } = start;
+  const abort = new AbortController();
+  const { signal } = abort;
+  vdi.activeTransfers += 1;
+  task.cancel = () => abort.abort();
+  const contentType = format === 'vhd' ? 'application/vhd' : 'application/octet-stream';
+  let position = 0;
+  try {
+    await writeToSocket(
+      socket,
+      okHead(task, {
+        'Content-Type': contentType,
+        'Content-Disposition': `attachment; filename="${vdi.uuid}.${format}"`,
+      }),
+      pool.readerStallTimeoutMs,
+      signal,
+    );
+    const virtualSize = vdi.disk.virtualSize;
+    if (format === 'vhd' && virtualSize > MAX_VHD_EXPORT_SIZE) {
+      throw new XapiError('VDI_TOO_LARGE', [vdi.ref, MAX_VHD_EXPORT_SIZE]);
+    }
+    // The disk as it is now: later writes (to the VDI) do not leak into a running export.
+    const disk = vdi.disk.clone();
+    const baseParam = query.get('base');
+    const base = baseParam === null || baseParam === '' ? undefined : pool.vdiByRefOrUuid(baseParam);
+    const body =
+      format === 'vhd'
+        ? writeVhd(
+            {
+              virtualSize,
+              blockIndexes: base === undefined ? disk.allocatedIndexes() : disk.changedSince(base.disk),
+              readBlock: (index) => disk.readBlock(index),
+            },
+            { diskType: base === undefined ? 'dynamic' : 'differencing' },
+          )
+        : { byteLength: virtualSize, stream: rawStream(disk) };
+
+    for await (const chunk of body.stream) {
+      for (const slice of faults.slices(chunk, position)) {
+        await faults.checkpoint(position, signal);
+        if (signal.aborted) throw new TransferCancelled();
+        await writeToSocket(socket, slice, pool.readerStallTimeoutMs, signal);
+        position += slice.length;
+        task.progress = Math.min(0.99, position / body.byteLength);
+        await faults.throttle(slice.length, signal);
+      }
+    }
+    await faults.checkpoint(position, signal);
+    // The task is finished before the connection closes: a client reads it right after the body ends.
+    if (faults.failAfterBody !== undefined)
+      failTask(task, [faults.failAfterBody.code, ...faults.failAfterBody.params]);
+    else completeTask(task, '');
+    socket.end();
+  } catch (error) {
+    finishWithError(error, task, socket);
+  } finally {
+    vdi.activeTransfers -= 1;
+    start.cleanup();
+  }
+}
+
+/** Fails the task, then tells the client (500 in the body, or a cut connection), then closes. */
+export function finishWithError(
+  error: unknown,
+  task: Parameters<typeof failTask>[0],
+  socket: IncomingMessage['socket'],
+): void {
+  if (error instanceof InjectedDrop) {
+    failTask(task, [error.code, 'Device I/O errors']);
+    if (error.mode === 'reset') resetConnection(socket);
+    else socket.end();
+    return;
+  }
+  if (error instanceof PeerGone) {
+    failTask(task, ['VDI_IO_ERROR', 'Device I/O errors']);
+    socket.destroy();
+    return;
+  }
+  if (error instanceof ReaderStalled) {
+    // The host gives up on a reader that stops reading: nothing more can be written to it.
+    failTask(task, ['VDI_IO_ERROR', 'Device I/O errors']);
+    socket.destroy();
+    return;
+  }
+  const errorInfo =
+    error instanceof TransferCancelled
+      ? ['TASK_CANCELLED', task.ref]
+      : error instanceof InjectedHttp500
+        ? [error.code, 'injected failure']
+        : asXapiError(error).description;
+  failTask(task, errorInfo);
+  if (!socket.destroyed && socket.writable) socket.end(errorResponseInBody(errorInfo));
+  else socket.destroy();
+}
+
+/** A TCP reset; TLS sockets cannot reset themselves, so their underlying TCP socket is reset. */
+function resetConnection(socket: IncomingMessage['socket']): void {
+  const tcp = (socket as { _parent?: IncomingMessage['socket'] })._parent ?? socket;
+  try {
+    tcp.resetAndDestroy();
+  } catch {
+    tcp.destroy();
+  }
+  socket.destroy();
+}
+
+/** Raw: exactly virtual_size bytes, holes as zeros. */
+async function* rawStream(disk: SparseDisk): AsyncGenerator<Uint8Array> {
+  const zeros = new Uint8Array(BLOCK_SIZE);
+  for (let index = 0; index < disk.blockCount; index++) {
+    const length = Math.min(BLOCK_SIZE, disk.virtualSize - index * BLOCK_SIZE);
+    const block = disk.block(index) === undefined ? zeros : disk.readBlock(index);
+    yield block.subarray(0, length);
+  }
+}
