@@ -9,6 +9,7 @@ import type { VdiVaultConfig } from './config/config.ts';
 import { acknowledgeFindings } from './nag-acknowledgements.ts';
 import { grantCatalogAccess } from './constructs/catalog-access.ts';
 import { BackupWorkflow } from './constructs/backup-workflow.ts';
+import { RestoreWorkflow } from './constructs/restore-workflow.ts';
 
 export interface VdiVaultStackProps extends StackProps {
   readonly config: VdiVaultConfig;
@@ -17,6 +18,7 @@ export interface VdiVaultStackProps extends StackProps {
 export class VdiVaultStack extends Stack {
   readonly bucket: s3.Bucket;
   readonly backupStateMachine: sfn.StateMachine;
+  readonly restoreStateMachine: sfn.StateMachine;
 
   constructor(scope: Construct, id: string, props: VdiVaultStackProps) {
     super(scope, id, props);
@@ -95,9 +97,33 @@ export class VdiVaultStack extends Stack {
       },
     });
 
+    const restore = new RestoreWorkflow(this, 'Restore', { environment });
+    const r = restore.functions;
+    for (const secret of secrets) secret.grantRead(r.login!);
+    grantCatalogAccess(r.resolveChain!, catalog, ['s3:ListBucket', 's3:GetObject']);
+    grantCatalogAccess(r.importLayer!, catalog, ['s3:GetObject']);
+    grantCatalogAccess(r.importMerged!, catalog, ['s3:GetObject']);
+    this.restoreStateMachine = new sfn.StateMachine(this, 'RestoreStateMachine', {
+      definitionBody: sfn.DefinitionBody.fromChainable(restore.definition),
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      tracingEnabled: true,
+      logs: {
+        destination: new logs.LogGroup(this, 'RestoreStateMachineLogs', {
+          retention: logs.RetentionDays.ONE_MONTH,
+        }),
+        level: sfn.LogLevel.ALL,
+        includeExecutionData: false,
+      },
+    });
+
     new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
+    new CfnOutput(this, 'RestoreStateMachineArn', { value: this.restoreStateMachine.stateMachineArn });
     new CfnOutput(this, 'BackupStateMachineArn', { value: this.backupStateMachine.stateMachineArn });
 
-    acknowledgeFindings(this, { bucket: this.bucket, prefix, functions: Object.values(f) });
+    acknowledgeFindings(this, {
+      bucket: this.bucket,
+      prefix,
+      functions: [...Object.values(f), ...Object.values(r)],
+    });
   }
 }

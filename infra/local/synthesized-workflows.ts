@@ -16,6 +16,7 @@ export interface SynthesizedWorkflow {
 
 export interface SynthesizedWorkflows {
   readonly backup: SynthesizedWorkflow;
+  readonly restore: SynthesizedWorkflow;
 }
 
 let cached: SynthesizedWorkflows | undefined;
@@ -34,7 +35,10 @@ export function synthesizeWorkflows(): SynthesizedWorkflows {
     const template = app.synth().getStackByName(stack.stackName).template as {
       Resources: Record<string, Resource>;
     };
-    cached = { backup: workflowFrom(template.Resources, 'BackupStateMachine') };
+    cached = {
+      backup: workflowFrom(template.Resources, 'BackupStateMachine'),
+      restore: workflowFrom(template.Resources, 'RestoreStateMachine'),
+    };
     return cached;
   } finally {
     rmSync(outdir, { recursive: true, force: true });

@@ -37,3 +37,5 @@ export { VhdStreamParser, bitmapMarksEverySector } from './parser.ts';
 export type { VhdStreamParserOptions } from './parser.ts';
 export { parseVhd } from './parse-vhd.ts';
 export { createVhdValidator, VhdValidator } from './validator.ts';
+export { readVhdBlockMap } from './block-map.ts';
+export type { RangeReader, VhdBlockMap } from './block-map.ts';

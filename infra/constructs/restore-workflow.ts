@@ -1,0 +1,120 @@
+import { Duration } from 'aws-cdk-lib';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { StepFunction } from './step-function.ts';
+
+export interface RestoreWorkflowProps {
+  /** Environment every step function gets (bucket, prefix, pools). */
+  readonly environment: Record<string, string>;
+  /** Memory of the import functions. Default 1024 MB. */
+  readonly importMemorySize?: number;
+}
+
+const TRANSIENT_ERRORS = ['XapiNetworkError'];
+
+/**
+ * The restore state machine: Validate → Login → ResolveChain → CreateVdi → Import (replay each layer in a
+ * Map running one at a time, or one merged stream) → Cleanup → Logout. Any failure after login destroys the
+ * partial VDI (unless keepPartial) and logs out before the execution fails with the cause.
+ */
+export class RestoreWorkflow extends Construct {
+  readonly definition: sfn.IChainable;
+  readonly functions: Record<string, lambda.IFunction>;
+
+  constructor(scope: Construct, id: string, props: RestoreWorkflowProps) {
+    super(scope, id);
+    const fn = (name: string, step: string, extra: { timeout?: Duration; memorySize?: number } = {}) =>
+      new StepFunction(this, name, { step: `restore.${step}`, environment: props.environment, ...extra });
+    const importOptions = { timeout: Duration.minutes(15), memorySize: props.importMemorySize ?? 1024 };
+    this.functions = {
+      validate: fn('ValidateFunction', 'validate'),
+      login: fn('LoginFunction', 'login'),
+      resolveChain: fn('ResolveChainFunction', 'resolveChain', { timeout: Duration.minutes(2) }),
+      createVdi: fn('CreateVdiFunction', 'createVdi'),
+      importLayer: fn('ImportLayerFunction', 'importLayer', importOptions),
+      importMerged: fn('ImportMergedFunction', 'importMerged', importOptions),
+      cleanup: fn('CleanupFunction', 'cleanup'),
+      logout: fn('LogoutFunction', 'logout'),
+      failureCleanup: fn('FailureCleanupFunction', 'failureCleanup', { timeout: Duration.minutes(5) }),
+    };
+    const f = this.functions;
+
+    const invoke = (stateName: string, target: lambda.IFunction, resultPath?: string, retry = true) => {
+      const task = new tasks.LambdaInvoke(this, stateName, {
+        stateName,
+        lambdaFunction: target,
+        payloadResponseOnly: true,
+        // A result replacing the whole state is ASL's default; aws-local-stepfunctions mishandles an explicit "$".
+        ...(resultPath ? { resultPath } : {}),
+      });
+      if (retry)
+        task.addRetry({
+          errors: TRANSIENT_ERRORS,
+          interval: Duration.seconds(2),
+          maxAttempts: 3,
+          backoffRate: 2,
+        });
+      return task;
+    };
+
+    const failBeforeLogin = new sfn.Fail(this, 'RestoreRefused', {
+      stateName: 'RestoreRefused',
+      errorPath: '$.failure.Error',
+      causePath: '$.failure.Cause',
+    });
+    const failed = new sfn.Fail(this, 'RestoreFailed', {
+      stateName: 'RestoreFailed',
+      errorPath: '$.error',
+      causePath: '$.cause',
+    });
+    const failureCleanup = invoke('RestoreFailureCleanup', f.failureCleanup!).next(failed);
+    const catchToCleanup = <T extends sfn.TaskStateBase | sfn.Map>(state: T): T => {
+      state.addCatch(failureCleanup, { resultPath: '$.failure' });
+      return state;
+    };
+
+    const validate = invoke('Validate', f.validate!, undefined, false).addCatch(failBeforeLogin, {
+      resultPath: '$.failure',
+    });
+    const login = invoke('RestoreLogin', f.login!, '$.session').addCatch(failBeforeLogin, {
+      resultPath: '$.failure',
+    });
+    const resolve = catchToCleanup(invoke('ResolveChain', f.resolveChain!, '$.chain'));
+    const createVdi = catchToCleanup(invoke('CreateVdi', f.createVdi!, '$.vdi', false));
+
+    // Streams can't be resumed, so imports are not retried; a failure destroys the VDI and fails.
+    const replay = catchToCleanup(
+      new sfn.Map(this, 'ReplayLayers', {
+        stateName: 'ReplayLayers',
+        itemsPath: '$.chain.layers',
+        itemSelector: {
+          'layer.$': '$$.Map.Item.Value',
+          'pool.$': '$.pool',
+          'session.$': '$.session',
+          'vdi.$': '$.vdi',
+          'restorePoint.$': '$.chain.backupId',
+        },
+        maxConcurrency: 1,
+        resultPath: '$.imported',
+      }).itemProcessor(invoke('ImportLayer', f.importLayer!, undefined, false)),
+    );
+    const merged = catchToCleanup(invoke('ImportMerged', f.importMerged!, '$.imported', false));
+    const cleanup = catchToCleanup(invoke('RestoreCleanup', f.cleanup!, '$.cleanup'));
+    const logout = invoke('RestoreLogout', f.logout!);
+
+    const strategy = new sfn.Choice(this, 'Strategy', { stateName: 'Strategy' })
+      .when(sfn.Condition.stringEquals('$.request.strategy', 'replay'), replay)
+      .otherwise(merged)
+      .afterwards();
+
+    this.definition = validate
+      .next(login)
+      .next(resolve)
+      .next(createVdi)
+      .next(strategy)
+      .next(cleanup)
+      .next(logout);
+  }
+}

@@ -1,0 +1,5 @@
+import { restoreSteps } from './restore-runtime.ts';
+
+type Step = ReturnType<typeof restoreSteps>['resolveChain'];
+
+export const handler = (event: Parameters<Step>[0]): ReturnType<Step> => restoreSteps().resolveChain(event);

@@ -1,0 +1,127 @@
+import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { listManifests } from '../catalog/catalog.ts';
+import type { CatalogLocation } from '../catalog/keys.ts';
+import { CatalogError, type Manifest } from '../catalog/manifest.ts';
+import { InputValidationError } from '../shared/input-error.ts';
+import { backupIdTime, isBackupId } from './input.ts';
+
+/** One stored VHD to apply, oldest (the full) first. */
+export interface RestoreLayer {
+  readonly backupId: string;
+  readonly kind: 'full' | 'delta';
+  readonly objectKey: string;
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export interface RestoreChain {
+  readonly backupId: string;
+  readonly virtualSize: number;
+  readonly vdiNameLabel: string;
+  readonly layers: readonly RestoreLayer[];
+}
+
+/** Picks the restore point a request names; an unknown one lists the nearest that exist. */
+export function chooseRestorePoint(
+  manifests: readonly Manifest[],
+  restorePoint: string,
+  vdiUuid: string,
+): Manifest {
+  if (manifests.length === 0) {
+    throw new InputValidationError(
+      'vdiUuid',
+      `VDI ${vdiUuid} has no backups in the catalog`,
+      'Check the uuid and the pool.',
+    );
+  }
+  if (restorePoint === 'latest') return manifests.at(-1)!;
+  if (isBackupId(restorePoint)) {
+    const found = manifests.find((m) => m.backupId === restorePoint);
+    if (found) return found;
+    throw new InputValidationError(
+      'restorePoint',
+      `no backup ${restorePoint} of VDI ${vdiUuid}`,
+      `Nearest restore points: ${nearest(manifests, backupIdTime(restorePoint)).join(', ')}.`,
+    );
+  }
+  const time = Date.parse(restorePoint);
+  const candidates = manifests.filter((m) => backupIdTime(m.backupId) <= time);
+  if (candidates.length) return candidates.at(-1)!;
+  throw new InputValidationError(
+    'restorePoint',
+    `no restore point of VDI ${vdiUuid} at or before ${restorePoint}`,
+    `The earliest is ${manifests[0]!.backupId}; nearest: ${nearest(manifests, time).join(', ')}.`,
+  );
+}
+
+function nearest(manifests: readonly Manifest[], time: number): string[] {
+  return [...manifests]
+    .sort((a, b) => Math.abs(backupIdTime(a.backupId) - time) - Math.abs(backupIdTime(b.backupId) - time))
+    .slice(0, 3)
+    .map((m) => m.backupId)
+    .sort();
+}
+
+/**
+ * Walks from the chosen backup back to its full through the catalog, and checks that every object is there
+ * with the size its manifest records. A broken chain is refused before anything is created on the host.
+ */
+export async function resolveChain(
+  s3: S3Client,
+  catalog: CatalogLocation,
+  pool: string,
+  vdiUuid: string,
+  restorePoint: string,
+): Promise<RestoreChain> {
+  const manifests = await listManifests(s3, catalog, pool, vdiUuid);
+  const chosen = chooseRestorePoint(manifests, restorePoint, vdiUuid);
+  const byId = new Map(manifests.map((m) => [m.backupId, m]));
+  const layers: Manifest[] = [chosen];
+  while (layers[0]!.kind !== 'full') {
+    const child = layers[0]!;
+    const parent = byId.get(child.parentBackupId!);
+    if (!parent) {
+      throw new CatalogError(
+        `broken chain: backup ${child.backupId} needs ${child.parentBackupId}, which is not in the catalog; restore a later full or an earlier point`,
+      );
+    }
+    if (layers.length > manifests.length)
+      throw new CatalogError(`broken chain: a cycle through ${child.backupId}`);
+    layers.unshift(parent);
+  }
+  for (const layer of layers) {
+    if (layer.virtualSize !== chosen.virtualSize) {
+      throw new CatalogError(
+        `broken chain: backup ${layer.backupId} has virtual size ${layer.virtualSize}, ${chosen.backupId} has ${chosen.virtualSize}`,
+      );
+    }
+    const head = await s3
+      .send(new HeadObjectCommand({ Bucket: catalog.bucket, Key: layer.objectKey }))
+      .catch((error: unknown) => {
+        const name = (error as { name?: string }).name;
+        if (name === 'NotFound' || name === 'NoSuchKey') {
+          throw new CatalogError(
+            `broken chain: the object ${layer.objectKey} of backup ${layer.backupId} is missing from S3`,
+          );
+        }
+        throw error;
+      });
+    if (head.ContentLength !== layer.bytes) {
+      throw new CatalogError(
+        `broken chain: the object ${layer.objectKey} holds ${String(head.ContentLength)} bytes, its manifest records ${layer.bytes}`,
+      );
+    }
+  }
+  return {
+    backupId: chosen.backupId,
+    virtualSize: chosen.virtualSize,
+    vdiNameLabel: chosen.vdiNameLabel,
+    layers: layers.map((m) => ({
+      backupId: m.backupId,
+      kind: m.kind,
+      objectKey: m.objectKey,
+      bytes: m.bytes,
+      sha256: m.sha256,
+    })),
+  };
+}

@@ -1,0 +1,227 @@
+import { createHash } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { CatalogLocation } from '../catalog/keys.ts';
+import { CatalogError } from '../catalog/manifest.ts';
+import { failureMessage } from '../shared/failure.ts';
+import { InputValidationError } from '../shared/input-error.ts';
+import { silentLog, type Log } from '../shared/log.ts';
+import type { PoolDirectory } from '../shared/pools.ts';
+import { writeVhd } from '../vhd/index.ts';
+import { isXapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
+import { resolveChain } from './chain.ts';
+import { importIntoVdi } from './import-vdi.ts';
+import { parseRestoreRequest } from './input.ts';
+import { mergedBlockSource } from './merged-source.ts';
+import type { ImportedLayer, ReplayItem, RestoreFailure, RestoreResult, RestoreState } from './state.ts';
+
+/** Marks a VDI as ours while the restore runs; `complete` once every layer is in. */
+export const RESTORE_STATE_TAG = 'vdi-vault-restore';
+export const RESTORED_FROM_TAG = 'vdi-vault-restored-from';
+
+export interface RestoreDeps {
+  readonly s3: S3Client;
+  readonly catalog: CatalogLocation;
+  readonly pools: PoolDirectory;
+  readonly log?: Log;
+  readonly clock?: () => Date;
+}
+
+export function createRestoreSteps(deps: RestoreDeps) {
+  const log = deps.log ?? silentLog;
+  const now = deps.clock ?? (() => new Date());
+
+  async function withSession<T>(
+    state: { pool: string; session?: XapiSessionHandle },
+    work: (s: XapiSession) => Promise<T>,
+  ) {
+    if (!state.session) throw new Error('internal: the workflow reached this step without a session');
+    const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
+    try {
+      return await work(session);
+    } finally {
+      await session.close();
+    }
+  }
+
+  return {
+    /** Checks the request a person typed; nothing else happens before it passes. */
+    async validate(raw: unknown): Promise<RestoreState> {
+      const request = parseRestoreRequest(raw);
+      const pool = request.pool ?? deps.pools.defaultPool;
+      deps.pools.get(pool);
+      return { request, pool, startedAt: now().toISOString() };
+    },
+
+    async login(state: RestoreState): Promise<XapiSessionHandle> {
+      const access = deps.pools.get(state.pool);
+      const session = await XapiSession.login({ ...access.connection, log }, await access.credentials());
+      await session.close();
+      return session.handle;
+    },
+
+    /** Walks the catalog back to the full, checks every object, and finds the target SR. */
+    async resolveChain(state: RestoreState) {
+      const chain = await resolveChain(
+        deps.s3,
+        deps.catalog,
+        state.pool,
+        state.request.vdiUuid,
+        state.request.restorePoint,
+      );
+      const srRef = await withSession(state, (session) =>
+        session.getSrByUuid(state.request.srUuid).catch((error: unknown) => {
+          if (isXapiError(error, 'UUID_INVALID')) {
+            throw new InputValidationError(
+              'srUuid',
+              `no SR ${state.request.srUuid} in pool ${state.pool}`,
+              'Give the uuid of an SR the pool has (`xe sr-list`).',
+            );
+          }
+          throw error;
+        }),
+      );
+      return { ...chain, srRef };
+    },
+
+    /** Creates the target VDI with the recorded size; its name and other_config say where it came from. */
+    async createVdi(state: RestoreState): Promise<{ ref: string; uuid: string }> {
+      const chain = required(state.chain, 'chain');
+      return withSession(state, async (session) => {
+        const ref = await session.createVdi({
+          name_label: state.request.nameLabel ?? `${chain.vdiNameLabel} (restored ${chain.backupId})`,
+          name_description: `Restored by vdi-vault from ${state.pool}/${state.request.vdiUuid} backup ${chain.backupId}`,
+          SR: chain.srRef,
+          virtual_size: chain.virtualSize,
+          type: 'user',
+          sharable: false,
+          read_only: false,
+          other_config: {
+            [RESTORED_FROM_TAG]: `${state.pool}/${state.request.vdiUuid}/${chain.backupId}`,
+            [RESTORE_STATE_TAG]: 'in-progress',
+          },
+        });
+        const record = await session.getVdiRecord(ref);
+        return { ref, uuid: record.uuid };
+      });
+    },
+
+    /** Replay: one layer, streamed from S3 into the VDI; its sha256 must match the manifest's. */
+    async importLayer(item: ReplayItem): Promise<ImportedLayer> {
+      const object = await deps.s3.send(
+        new GetObjectCommand({ Bucket: deps.catalog.bucket, Key: item.layer.objectKey }),
+      );
+      if (object.ContentLength !== item.layer.bytes) {
+        throw new CatalogError(
+          `the object ${item.layer.objectKey} holds ${String(object.ContentLength)} bytes, its manifest records ${item.layer.bytes}`,
+        );
+      }
+      const hash = createHash('sha256');
+      const body = (object.Body as Readable).pipe(
+        new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            hash.update(chunk);
+            callback(null, chunk);
+          },
+        }),
+      );
+      const sent = await withSession(item, (session) =>
+        importIntoVdi(session, {
+          vdiRef: item.vdi.ref,
+          label: `vdi-vault restore ${item.restorePoint}: ${item.layer.backupId}`,
+          body,
+          contentLength: item.layer.bytes,
+          log,
+        }),
+      );
+      const sha256 = hash.digest('hex');
+      if (sha256 !== item.layer.sha256) {
+        throw new CatalogError(
+          `the object ${item.layer.objectKey} changed since its backup: sha256 ${sha256}, its manifest records ${item.layer.sha256}`,
+        );
+      }
+      return { backupId: item.layer.backupId, bytes: item.layer.bytes, host: sent.host };
+    },
+
+    /** Merge: one VHD holding each block from the newest layer that has it, in a single PUT. */
+    async importMerged(state: RestoreState): Promise<ImportedLayer[]> {
+      const chain = required(state.chain, 'chain');
+      const vdi = required(state.vdi, 'vdi');
+      const source = await mergedBlockSource(deps.s3, deps.catalog.bucket, chain.layers);
+      const merged = writeVhd(source, { diskType: 'dynamic' });
+      const sent = await withSession(state, (session) =>
+        importIntoVdi(session, {
+          vdiRef: vdi.ref,
+          label: `vdi-vault restore ${chain.backupId} (merged ${chain.layers.length} layers)`,
+          body: Readable.from(merged.stream, { objectMode: false }),
+          contentLength: merged.byteLength,
+          log,
+        }),
+      );
+      return [{ backupId: 'merged', bytes: merged.byteLength, host: sent.host }];
+    },
+
+    /** Marks the VDI complete: every layer is in. */
+    async cleanup(state: RestoreState): Promise<{ completedAt: string }> {
+      const vdi = required(state.vdi, 'vdi');
+      await withSession(state, (session) =>
+        session.addToVdiOtherConfig(vdi.ref, RESTORE_STATE_TAG, 'complete').catch(async (error: unknown) => {
+          // add_to_other_config refuses an existing key on real hosts: replace it.
+          if (!isXapiError(error, 'MAP_DUPLICATE_KEY')) throw error;
+          await session.removeFromVdiOtherConfig(vdi.ref, RESTORE_STATE_TAG);
+          await session.addToVdiOtherConfig(vdi.ref, RESTORE_STATE_TAG, 'complete');
+        }),
+      );
+      return { completedAt: now().toISOString() };
+    },
+
+    /** Logs out and reports what was restored. */
+    async logout(state: RestoreState): Promise<RestoreResult> {
+      const chain = required(state.chain, 'chain');
+      const vdi = required(state.vdi, 'vdi');
+      const imported = state.imported ?? [];
+      await withSession(state, (session) => session.logout());
+      return {
+        vdiUuid: vdi.uuid,
+        sourceVdiUuid: state.request.vdiUuid,
+        restorePoint: chain.backupId,
+        strategy: state.request.strategy,
+        layersApplied: chain.layers.map((layer) => layer.backupId),
+        bytesMoved: imported.reduce((sum, layer) => sum + layer.bytes, 0),
+        durationMs: now().getTime() - Date.parse(state.startedAt),
+      };
+    },
+
+    /** After any failure past login: destroy the partial VDI (unless asked to keep it) and log out. */
+    async failureCleanup(state: RestoreState): Promise<RestoreFailure> {
+      const actions: string[] = [];
+      const attempt = async (what: string, action: () => Promise<unknown>) => {
+        try {
+          await action();
+          actions.push(what);
+        } catch (error) {
+          actions.push(`${what} FAILED: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      };
+      if (state.session) {
+        const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
+        if (state.vdi && !state.request.keepPartial) {
+          await attempt('destroyed the partially restored VDI', () => session.destroyVdi(state.vdi!.ref));
+        } else if (state.vdi) {
+          actions.push(`kept the partial VDI ${state.vdi.uuid} (keepPartial)`);
+        }
+        await attempt('logged out', () => session.logout());
+      }
+      const { error, cause } = failureMessage(state.failure);
+      log.error('restore failed', { error, cause, cleanup: actions });
+      return { error, cause, cleanup: actions };
+    },
+  };
+}
+
+export type RestoreSteps = ReturnType<typeof createRestoreSteps>;
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`internal: the workflow reached this step without ${what}`);
+  return value;
+}
