@@ -1,49 +1,15 @@
-import { createBackupSteps, type BackupDeps } from '../../lambdas/backup/steps.ts';
+import { createBackupSteps } from '../../lambdas/backup/steps.ts';
 import type { BackupSummary } from '../../lambdas/backup/state.ts';
-import { createS3Client, type S3Endpoint } from '../../lambdas/s3/client.ts';
-import { silentLog, type Log } from '../../lambdas/shared/log.ts';
-import { poolDirectory } from '../../lambdas/shared/pools.ts';
-import type { XapiTlsOptions } from '../../lambdas/xapi/index.ts';
+import { localDeps, type LocalTarget } from './local-target.ts';
 import { runWorkflow, type WorkflowRun } from './run-workflow.ts';
 import { synthesizeWorkflows } from './synthesized-workflows.ts';
 
-/** A pool and an S3 endpoint to run the workflows against, with no AWS account. */
-export interface LocalTarget {
-  readonly xapi: {
-    readonly url: string;
-    readonly username: string;
-    readonly password: string;
-    readonly tls?: XapiTlsOptions;
-    readonly timeoutMs?: number;
-  };
-  /** Default pool name `local`. */
-  readonly pool?: string;
-  readonly s3: S3Endpoint;
-  readonly bucket: string;
-  /** Default `backups`. */
-  readonly prefix?: string;
-  readonly log?: Log;
-  readonly exportTuning?: BackupDeps['exportTuning'];
-  readonly onExportProgress?: BackupDeps['onExportProgress'];
-}
+export type { LocalTarget } from './local-target.ts';
 
 /** The backup steps wired to a local target: the same domain functions the Lambdas run. */
 export function localBackupSteps(target: LocalTarget) {
-  const pool = target.pool ?? 'local';
   return createBackupSteps({
-    s3: createS3Client(target.s3),
-    catalog: { bucket: target.bucket, prefix: target.prefix ?? 'backups' },
-    pools: poolDirectory({
-      [pool]: {
-        connection: {
-          url: target.xapi.url,
-          ...(target.xapi.tls ? { tls: target.xapi.tls } : {}),
-          ...(target.xapi.timeoutMs ? { timeoutMs: target.xapi.timeoutMs } : {}),
-        },
-        credentials: async () => ({ username: target.xapi.username, password: target.xapi.password }),
-      },
-    }),
-    log: target.log ?? silentLog,
+    ...localDeps(target),
     ...(target.exportTuning ? { exportTuning: target.exportTuning } : {}),
     ...(target.onExportProgress ? { onExportProgress: target.onExportProgress } : {}),
   });

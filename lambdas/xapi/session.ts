@@ -190,6 +190,7 @@ export class XapiSession {
 
   /** Releases connections without logging out (the session lives on for a later step). */
   async close(): Promise<void> {
+    if (this.agent.closed || this.agent.destroyed) return;
     await this.agent.close();
   }
 }

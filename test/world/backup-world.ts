@@ -2,6 +2,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { runLocalBackup, type LocalBackupRun, type LocalTarget } from '../../infra/local/local-backup.ts';
+import { runLocalRestore, type LocalRestoreRun } from '../../infra/local/local-restore.ts';
+import { XapiSession } from '../../lambdas/xapi/index.ts';
 import { createTestBucket, deleteTestBucket, listOpenMultipartUploads, s3World } from './s3.ts';
 import { startXapiSimulator, type AddVdiOptions, type XapiSimulator } from './xapi-simulator/index.ts';
 
@@ -16,6 +18,10 @@ export interface BackupWorld {
   readonly target: LocalTarget;
   /** Runs the synthesized backup workflow. Default input: this world's VDI, mode auto. */
   backup(input?: unknown): Promise<LocalBackupRun>;
+  /** Runs the synthesized restore workflow. */
+  restore(input: unknown): Promise<LocalRestoreRun>;
+  /** Every VDI uuid the pool holds, snapshots included (read over XAPI). */
+  vdiUuids(): Promise<string[]>;
   manifests(vdiUuid?: string): Promise<Manifest[]>;
   openUploads(): Promise<unknown[]>;
   close(): Promise<void>;
@@ -53,6 +59,20 @@ export async function startBackupWorld(
     bucket,
     target,
     backup: (input = { vdiUuids: [vdi.uuid] }) => runLocalBackup(target, input),
+    restore: (input) => runLocalRestore(target, input),
+    async vdiUuids() {
+      const session = await XapiSession.login(
+        { url: sim.url, ...(sim.caPem ? { tls: { caPem: sim.caPem } } : {}) },
+        { username: sim.username, password: sim.password },
+      );
+      try {
+        return Object.values(await session.getAllVdiRecords())
+          .map((record) => record.uuid)
+          .sort();
+      } finally {
+        await session.logout();
+      }
+    },
     manifests: (vdiUuid = vdi.uuid) =>
       listManifests(world.client, { bucket, prefix: 'backups' }, 'lab', vdiUuid),
     openUploads: () => listOpenMultipartUploads(world.client, bucket),
