@@ -114,10 +114,21 @@ async function resolveImportTarget(session: XapiSession, url: URL, stallMs: numb
         },
       );
     }
-    await response.body.dump();
+    const text = await response.body.text().catch(() => '');
     const location = response.headers.location;
-    if (!isRedirect(response.statusCode) || typeof location !== 'string') return current;
-    current = new URL(location, current);
+    if (isRedirect(response.statusCode) && typeof location === 'string') {
+      current = new URL(location, current);
+      continue;
+    }
+    // A refusal before the 200 (auth, RBAC, unknown VDI) would refuse the real import too: say so now.
+    if (response.statusCode >= 400) {
+      throw new XapiHttpError(
+        response.statusCode,
+        redact(current),
+        describeRefusal('import', response.statusCode, text),
+      );
+    }
+    return current;
   }
   throw new XapiNetworkError(`import: more than ${MAX_REDIRECTS} redirects`, redact(url));
 }
