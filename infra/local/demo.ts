@@ -1,10 +1,12 @@
 /**
  * `npm start`: the main job on embedded defaults, with no AWS account and no pool. It starts the XAPI
  * simulator and an in-process S3-compatible server, runs the synthesized backup state machine for a full
- * backup, writes to the disk, runs two delta backups and lists the catalog.
+ * backup, writes to the disk, runs two delta backups, lists the catalog, then restores the latest restore point
+ * into new VDIs with each strategy through the synthesized restore state machine and checks their content.
  *
  *   npm start                 people: progress while transfers run, then a summary table
- *   npm start -- --json       ends stdout with {"backups":[{"id","kind","bytes","sha256"},…]}
+ *   npm start -- --json       ends stdout with {"backups":[{"id","kind","bytes","sha256"},…],
+ *                             "restores":[{"strategy","vdiUuid","bytes","seconds","sha256Match"},…]}
  *   npm start -- --vdi-size 1GiB
  */
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
@@ -15,6 +17,7 @@ import { createS3Client } from '../../lambdas/s3/client.ts';
 import { startEmbeddedS3 } from '../../test/world/embedded-s3.ts';
 import { startXapiSimulator } from '../../test/world/xapi-simulator/index.ts';
 import { runLocalBackup, type LocalTarget } from './local-backup.ts';
+import { runLocalRestore } from './local-restore.ts';
 import { formatBytes, formatRate, TransferProgress } from './progress.ts';
 
 const MiB = 1024 * 1024;
@@ -101,6 +104,31 @@ async function main(): Promise<void> {
     say(
       `host: ${sim.snapshotsOf(vdi.uuid).length} snapshot kept (the next delta's base), ${sim.openTasks().length} tasks, ${sim.openSessions().length} sessions open`,
     );
+
+    const latest = manifests.at(-1)!;
+    const expected = sim.diskSha256(latest.snapshotUuid);
+    const restores = [];
+    for (const strategy of ['replay', 'merge'] as const) {
+      const started = Date.now();
+      const run = await runLocalRestore(target, {
+        vdiUuid: vdi.uuid,
+        restorePoint: 'latest',
+        srUuid: sim.srs.shared.uuid,
+        strategy,
+      });
+      if (run.status !== 'SUCCEEDED')
+        throw new Error(`restore (${strategy}) failed: ${run.error}: ${run.cause}`);
+      const result = run.result!;
+      const seconds = (Date.now() - started) / 1000;
+      const sha256Match = sim.diskSha256(result.vdiUuid) === expected;
+      restores.push({ strategy, vdiUuid: result.vdiUuid, bytes: result.bytesMoved, seconds, sha256Match });
+      say(
+        `restore (${strategy}) of ${result.restorePoint}: ${result.layersApplied.length} layers, ` +
+          `${formatBytes(result.bytesMoved)} sent in ${seconds.toFixed(1)} s into VDI ${result.vdiUuid}; ` +
+          `content ${sha256Match ? 'matches' : 'DIFFERS FROM'} the source snapshot (sha256 ${expected.slice(0, 16)}…)`,
+      );
+      if (!sha256Match) process.exitCode = 1;
+    }
     if (json) {
       const backups = manifests.map((m) => ({
         id: m.backupId,
@@ -108,7 +136,7 @@ async function main(): Promise<void> {
         bytes: m.bytes,
         sha256: m.sha256,
       }));
-      process.stdout.write(JSON.stringify({ backups }) + '\n');
+      process.stdout.write(JSON.stringify({ backups, restores }) + '\n');
     }
   } finally {
     await sim.close();

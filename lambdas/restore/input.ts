@@ -14,7 +14,7 @@ export interface RestoreRequest {
   readonly restorePoint: string;
   readonly srUuid: string;
   readonly nameLabel?: string;
-  /** Default `merge`: each block moves once (see the README's Performance section). */
+  /** Default `replay` (see the README's Performance section for how the two compare). */
   readonly strategy: RestoreStrategy;
   /** Keep a partially restored VDI after a failure (for inspection). Default false. */
   readonly keepPartial: boolean;
@@ -22,7 +22,7 @@ export interface RestoreRequest {
   readonly pool?: string;
 }
 
-export const DEFAULT_RESTORE_STRATEGY: RestoreStrategy = 'merge';
+export const DEFAULT_RESTORE_STRATEGY: RestoreStrategy = 'replay';
 
 const EXAMPLE =
   '{"vdiUuid":"<source VDI uuid>","restorePoint":"latest","srUuid":"<target SR uuid>","strategy":"merge"}';

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_RESTORE_STRATEGY } from '../../lambdas/restore/input.ts';
 import { VHD_BLOCK_SIZE } from '../../lambdas/vhd/index.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 
@@ -86,7 +87,7 @@ describe('restore workflow (synthesized state machine, simulator, Swift)', () =>
     });
     expect(run.status, run.cause).toBe('SUCCEEDED');
     expect(run.result!.restorePoint).toBe(full.backupId);
-    expect(run.result!.strategy).toBe('merge');
+    expect(run.result!.strategy).toBe(DEFAULT_RESTORE_STRATEGY);
     expect(world.sim.diskSha256(run.result!.vdiUuid)).toBe(hashes.get(full.backupId));
   });
 
