@@ -1,7 +1,7 @@
 import { createBackupSteps } from '../../lambdas/backup/steps.ts';
 import type { BackupSummary } from '../../lambdas/backup/state.ts';
 import { localDeps, type LocalTarget } from './local-target.ts';
-import { runWorkflow, type WorkflowRun } from './run-workflow.ts';
+import { runWorkflow, type WorkflowEvent, type WorkflowRun } from './run-workflow.ts';
 import { synthesizeWorkflows } from './synthesized-workflows.ts';
 
 export type { LocalTarget } from './local-target.ts';
@@ -18,7 +18,11 @@ export function localBackupSteps(target: LocalTarget) {
 export type LocalBackupRun = WorkflowRun & { readonly summary?: BackupSummary };
 
 /** Runs the synthesized backup state machine locally. */
-export async function runLocalBackup(target: LocalTarget, input: unknown): Promise<LocalBackupRun> {
-  const run = await runWorkflow(synthesizeWorkflows().backup, localBackupSteps(target), input);
+export async function runLocalBackup(
+  target: LocalTarget,
+  input: unknown,
+  onEvent?: (event: WorkflowEvent) => void,
+): Promise<LocalBackupRun> {
+  const run = await runWorkflow(synthesizeWorkflows().backup, localBackupSteps(target), input, onEvent);
   return run.status === 'SUCCEEDED' ? { ...run, summary: run.output as BackupSummary } : run;
 }

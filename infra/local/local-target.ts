@@ -3,6 +3,7 @@ import { silentLog, type Log } from '../../lambdas/shared/log.ts';
 import { poolDirectory } from '../../lambdas/shared/pools.ts';
 import type { XapiTlsOptions } from '../../lambdas/xapi/index.ts';
 import type { BackupDeps } from '../../lambdas/backup/steps.ts';
+import type { RestoreDeps } from '../../lambdas/restore/steps.ts';
 
 /** A pool and an S3 endpoint to run the workflows against, with no AWS account. */
 export interface LocalTarget {
@@ -22,6 +23,7 @@ export interface LocalTarget {
   readonly log?: Log;
   readonly exportTuning?: BackupDeps['exportTuning'];
   readonly onExportProgress?: BackupDeps['onExportProgress'];
+  readonly onImportProgress?: RestoreDeps['onImportProgress'];
 }
 
 /** What every step needs, built for a local target the way runtime-env builds it in Lambda. */

@@ -16,10 +16,20 @@ export interface WorkflowRun {
  * Runs a synthesized workflow with `aws-local-stepfunctions`, each task state calling the domain step its
  * function runs in AWS. Retry intervals shrink to a few milliseconds so failure paths run fast.
  */
+export interface WorkflowEvent {
+  readonly type: string;
+  readonly state?: string;
+  readonly error?: string;
+  readonly cause?: string;
+  readonly at: string;
+}
+
 export async function runWorkflow(
   workflow: SynthesizedWorkflow,
   steps: Readonly<Record<string, Handler>>,
   input: unknown,
+  /** Called for each execution event as it happens (state entered/exited/failed/retried/caught…). */
+  onEvent?: (event: WorkflowEvent) => void,
 ): Promise<WorkflowRun> {
   const taskResourceLocalHandlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
@@ -40,6 +50,9 @@ export async function runWorkflow(
   const events = (async () => {
     let failure: { error: string; cause: string } | undefined;
     for await (const event of execution.eventLogs) {
+      const state = 'state' in event ? event.state.name : undefined;
+      const info = 'Error' in event ? { error: event.Error, cause: String(event.Cause ?? '') } : {};
+      onEvent?.({ type: event.type, ...(state ? { state } : {}), ...info, at: new Date().toISOString() });
       if (event.type === 'StateEntered') statesEntered.push(event.state.name);
       if (event.type === 'ExecutionFailed')
         failure = { error: event.Error, cause: String(event.Cause ?? '') };

@@ -25,6 +25,8 @@ export interface RestoreDeps {
   readonly pools: PoolDirectory;
   readonly log?: Log;
   readonly clock?: () => Date;
+  /** Bytes sent so far to the host for one import (`<backup id>` or `merged`). */
+  readonly onImportProgress?: (layer: string, bytes: number) => void;
 }
 
 export function createRestoreSteps(deps: RestoreDeps) {
@@ -117,10 +119,13 @@ export function createRestoreSteps(deps: RestoreDeps) {
         );
       }
       const hash = createHash('sha256');
+      let sentBytes = 0;
       const body = (object.Body as Readable).pipe(
         new Transform({
           transform(chunk: Buffer, _encoding, callback) {
             hash.update(chunk);
+            sentBytes += chunk.length;
+            deps.onImportProgress?.(item.layer.backupId, sentBytes);
             callback(null, chunk);
           },
         }),
@@ -153,7 +158,12 @@ export function createRestoreSteps(deps: RestoreDeps) {
         importIntoVdi(session, {
           vdiRef: vdi.ref,
           label: `vdi-vault restore ${chain.backupId} (merged ${chain.layers.length} layers)`,
-          body: Readable.from(merged.stream, { objectMode: false }),
+          body: Readable.from(
+            countBytes(merged.stream, (bytes) => deps.onImportProgress?.('merged', bytes)),
+            {
+              objectMode: false,
+            },
+          ),
           contentLength: merged.byteLength,
           log,
         }),
@@ -224,4 +234,13 @@ export type RestoreSteps = ReturnType<typeof createRestoreSteps>;
 function required<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`internal: the workflow reached this step without ${what}`);
   return value;
+}
+
+async function* countBytes(source: AsyncIterable<Uint8Array>, report: (bytes: number) => void) {
+  let total = 0;
+  for await (const chunk of source) {
+    total += chunk.length;
+    report(total);
+    yield chunk;
+  }
 }
