@@ -5,7 +5,8 @@ import { loadConfigFile, parseConfig } from './config/config.ts';
 import { VdiVaultStack } from './vdi-vault-stack.ts';
 
 /**
- * Builds the app: configuration from context `config` (JSON) or `configFile`, else the shipped example.
+ * Builds the app: configuration from context `config` (JSON object or string) or `configFile` (a path),
+ * else the shipped example; the configuration is validated first and an error names the field.
  * `nagChecks` (default true) runs cdk-nag at synth; the local runner skips it (the template is the same,
  * and the checks have their own test).
  */

@@ -1,27 +1,40 @@
 import { Stack, Validations } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
 
 export interface AcknowledgedResources {
-  readonly bucket: s3.Bucket;
+  /** The bucket we created (an existing bucket's ARN is a literal, not a logical id). */
+  readonly bucket?: s3.Bucket;
   readonly prefix: string;
   readonly functions: readonly lambda.IFunction[];
+  /** The functions run in a VPC (their roles get the managed VPC access policy). */
+  readonly inVpc?: boolean;
 }
 
-/** Every cdk-nag finding we accept, each with its reason. Anything not listed here fails synth. */
-export function acknowledgeFindings(stack: Stack, resources: AcknowledgedResources): void {
+/** Every cdk-nag finding we accept under `scope`, each with its reason. Anything not listed here fails synth. */
+export function acknowledgeFindings(scope: Construct, resources: AcknowledgedResources): void {
+  const stack = Stack.of(scope);
   const logicalId = (construct: { node: { defaultChild?: unknown } }) =>
     stack.getLogicalId(construct.node.defaultChild as Parameters<Stack['getLogicalId']>[0]);
-  const acknowledge = (id: string, reason: string) => Validations.of(stack).acknowledge({ id, reason });
+  const acknowledge = (id: string, reason: string) => Validations.of(scope).acknowledge({ id, reason });
 
   acknowledge(
     'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
     'The managed basic execution role only lets a function write its own CloudWatch logs.',
   );
-  acknowledge(
-    `AwsSolutions-IAM5[Resource::<${logicalId(resources.bucket)}.Arn>/${resources.prefix}/*]`,
-    'Backup objects are named by backup id at run time; access is confined to the catalog prefix of our own bucket.',
-  );
+  if (resources.inVpc) {
+    acknowledge(
+      'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+      'The managed VPC access role only lets a function manage the network interfaces it runs on, and write its logs.',
+    );
+  }
+  if (resources.bucket) {
+    acknowledge(
+      `AwsSolutions-IAM5[Resource::<${logicalId(resources.bucket)}.Arn>/${resources.prefix}/*]`,
+      'Backup objects are named by backup id at run time; access is confined to the catalog prefix of our own bucket.',
+    );
+  }
   for (const fn of resources.functions) {
     acknowledge(
       `AwsSolutions-IAM5[Resource::<${logicalId(fn)}.Arn>:*]`,

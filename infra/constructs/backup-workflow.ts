@@ -98,6 +98,7 @@ export class BackupWorkflow extends Construct {
         'vdiUuid.$': '$$.Map.Item.Value',
         'pool.$': '$.pool',
         'mode.$': '$.mode',
+        'retention.$': '$.retention',
         'session.$': '$.session',
       },
       maxConcurrency: props.concurrency ?? 2,

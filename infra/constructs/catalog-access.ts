@@ -1,4 +1,6 @@
+import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 
@@ -6,13 +8,20 @@ export interface CatalogTarget {
   readonly bucket: s3.IBucket;
   /** Key prefix of the catalog, without trailing slash. */
   readonly prefix: string;
+  /** The key the bucket encrypts objects with (SSE-KMS). Default: none (SSE-S3, no KMS permission needed). */
+  readonly key?: kms.IKey;
 }
 
 const BUCKET_LEVEL_ACTIONS = new Set(['s3:ListBucket', 's3:ListBucketMultipartUploads']);
+/** Reading an SSE-KMS object decrypts its data key. */
+const DECRYPTING_ACTIONS = new Set(['s3:GetObject']);
+/** Writing one (and completing a multipart upload, which reads its parts back) needs both. */
+const ENCRYPTING_ACTIONS = new Set(['s3:PutObject']);
 
 /**
  * Grants exactly the named S3 actions, on the catalog prefix only: bucket-level listing is limited to the
- * prefix by condition, object actions to `<prefix>/*`. (The bucket's `grant*` helpers add wildcards.)
+ * prefix by condition, object actions to `<prefix>/*`. (The bucket's `grant*` helpers add wildcards.) With
+ * a key, the KMS actions those S3 actions imply, only through S3 in this region.
  */
 export function grantCatalogAccess(
   fn: lambda.IFunction,
@@ -35,6 +44,21 @@ export function grantCatalogAccess(
       new iam.PolicyStatement({
         actions: objectActions,
         resources: [target.bucket.arnForObjects(`${target.prefix}/*`)],
+      }),
+    );
+  }
+  const kmsActions = [
+    ...(actions.some((action) => ENCRYPTING_ACTIONS.has(action)) ? ['kms:GenerateDataKey'] : []),
+    ...(actions.some((action) => ENCRYPTING_ACTIONS.has(action) || DECRYPTING_ACTIONS.has(action))
+      ? ['kms:Decrypt']
+      : []),
+  ];
+  if (target.key && kmsActions.length) {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: kmsActions,
+        resources: [target.key.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `s3.${Stack.of(fn).region}.amazonaws.com` } },
       }),
     );
   }

@@ -1,4 +1,5 @@
 import { Duration } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -18,12 +19,48 @@ export interface StepFunctionProps {
   readonly environment?: Record<string, string>;
   /** Default: one week. */
   readonly logRetention?: logs.RetentionDays;
+  /** Where the function runs. Default: the nearest `setStepFunctionDefaults` above it, else no VPC. */
+  readonly network?: StepFunctionNetwork;
 }
 
-/** A Lambda running one workflow step: Node.js 24 on arm64, bundled by the local esbuild (no Docker). */
+/** VPC placement of a step function (the pools' management interfaces are usually private). */
+export interface StepFunctionNetwork {
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  readonly securityGroups: readonly ec2.ISecurityGroup[];
+}
+
+/** Settings every step function below a scope shares (the workflows create the functions themselves). */
+export interface StepFunctionDefaults {
+  /** Default: no VPC. */
+  readonly network?: StepFunctionNetwork;
+  /** Default: one week. */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+const DEFAULTS_CONTEXT = 'vdi-vault:step-function-defaults';
+
+/**
+ * Sets the defaults of every step function created below `scope`. Call it before adding children to
+ * `scope` (construct context can only be set then).
+ */
+export function setStepFunctionDefaults(scope: Construct, defaults: StepFunctionDefaults): void {
+  scope.node.setContext(DEFAULTS_CONTEXT, defaults);
+}
+
+function defaultsFor(scope: Construct): StepFunctionDefaults {
+  return (scope.node.tryGetContext(DEFAULTS_CONTEXT) as StepFunctionDefaults | undefined) ?? {};
+}
+
+/**
+ * A Lambda running one workflow step: Node.js 24 on arm64, X-Ray tracing, JSON logs, in the VPC when one is
+ * set, bundled by the local esbuild (no Docker).
+ */
 export class StepFunction extends NodejsFunction {
   constructor(scope: Construct, id: string, props: StepFunctionProps) {
     const [workflow, step] = props.step.split('.') as [string, string];
+    const defaults = defaultsFor(scope);
+    const network = props.network ?? defaults.network;
     const fileName = `${workflow}-${step.replace(/[A-Z]/g, (letter) => '-' + letter.toLowerCase())}.ts`;
     super(scope, id, {
       entry: fileURLToPath(new URL(`../../lambdas/handlers/${fileName}`, import.meta.url)),
@@ -34,9 +71,17 @@ export class StepFunction extends NodejsFunction {
       memorySize: props.memorySize ?? 256,
       environment: { ...props.environment, [STEP_ENV]: props.step },
       logGroup: new logs.LogGroup(scope, `${id}Logs`, {
-        retention: props.logRetention ?? logs.RetentionDays.ONE_WEEK,
+        retention: props.logRetention ?? defaults.logRetention ?? logs.RetentionDays.ONE_WEEK,
       }),
       loggingFormat: lambda.LoggingFormat.JSON,
+      tracing: lambda.Tracing.ACTIVE,
+      ...(network
+        ? {
+            vpc: network.vpc,
+            vpcSubnets: network.subnets,
+            securityGroups: [...network.securityGroups],
+          }
+        : {}),
       bundling: {
         format: OutputFormat.ESM,
         target: 'node24',

@@ -12,6 +12,7 @@ export function localBackupSteps(target: LocalTarget) {
     ...localDeps(target),
     ...(target.exportTuning ? { exportTuning: target.exportTuning } : {}),
     ...(target.onExportProgress ? { onExportProgress: target.onExportProgress } : {}),
+    ...(target.lock ? { lock: target.lock } : {}),
   });
 }
 

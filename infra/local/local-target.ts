@@ -3,6 +3,7 @@ import { silentLog, type Log } from '../../lambdas/shared/log.ts';
 import { poolDirectory } from '../../lambdas/shared/pools.ts';
 import type { XapiTlsOptions } from '../../lambdas/xapi/index.ts';
 import type { BackupDeps } from '../../lambdas/backup/steps.ts';
+import type { BackupLockTable } from '../../lambdas/backup/backup-lock.ts';
 import type { RestoreDeps } from '../../lambdas/restore/steps.ts';
 
 /** A pool and an S3 endpoint to run the workflows against, with no AWS account. */
@@ -24,6 +25,8 @@ export interface LocalTarget {
   readonly exportTuning?: BackupDeps['exportTuning'];
   readonly onExportProgress?: BackupDeps['onExportProgress'];
   readonly onImportProgress?: RestoreDeps['onImportProgress'];
+  /** The series lock table (one backup per VDI at a time). Default: none, runs are not serialised. */
+  readonly lock?: BackupLockTable;
 }
 
 /** What every step needs, built for a local target the way runtime-env builds it in Lambda. */

@@ -1,3 +1,4 @@
+import type { RetentionPolicy } from '../catalog/retention.ts';
 import {
   InputValidationError,
   isPlainObject,
@@ -14,16 +15,25 @@ export interface BackupInput {
   readonly pool?: string;
   /** `auto` (default): a delta when a base exists; `full`: always a full. */
   readonly mode?: BackupMode;
+  /** Keep the newest `keep` restore points; take a full every `fullEvery` backups. Default: keep all. */
+  readonly retention?: RetentionPolicy;
 }
 
 const EXAMPLE = '{"vdiUuids":["<vdi uuid>"],"mode":"auto"}';
 
-export function parseBackupInput(raw: unknown): Required<Omit<BackupInput, 'pool'>> & { pool?: string } {
+export interface ParsedBackupInput {
+  readonly vdiUuids: readonly string[];
+  readonly mode: BackupMode;
+  readonly pool?: string;
+  readonly retention?: RetentionPolicy;
+}
+
+export function parseBackupInput(raw: unknown): ParsedBackupInput {
   if (!isPlainObject(raw)) {
     throw new InputValidationError('input', 'must be a JSON object', `Example: ${EXAMPLE}`);
   }
-  rejectUnknownFields(raw, ['vdiUuids', 'pool', 'mode'], 'the backup input');
-  const { vdiUuids, pool, mode } = raw;
+  rejectUnknownFields(raw, ['vdiUuids', 'pool', 'mode', 'retention'], 'the backup input');
+  const { vdiUuids, pool, mode, retention } = raw;
   if (!Array.isArray(vdiUuids) || vdiUuids.length === 0) {
     throw new InputValidationError(
       'vdiUuids',
@@ -61,8 +71,27 @@ export function parseBackupInput(raw: unknown): Required<Omit<BackupInput, 'pool
     throw new InputValidationError('mode', `${JSON.stringify(mode)} is not a mode`, 'Use "auto" or "full".');
   }
   return {
+    ...(retention !== undefined ? { retention: parseRetention(retention) } : {}),
     vdiUuids: vdiUuids.map((uuid: string) => uuid.toLowerCase()),
     mode: (mode as BackupMode | undefined) ?? 'auto',
     ...(pool !== undefined ? { pool: pool as string } : {}),
   };
+}
+
+function parseRetention(raw: unknown): RetentionPolicy {
+  const example = '{"keep": 14, "fullEvery": 7}';
+  if (!isPlainObject(raw))
+    throw new InputValidationError('retention', 'must be an object', `Example: ${example}`);
+  rejectUnknownFields(raw, ['keep', 'fullEvery'], 'retention');
+  for (const field of ['keep', 'fullEvery'] as const) {
+    const value = raw[field];
+    if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 1000) {
+      throw new InputValidationError(
+        `retention.${field}`,
+        `${JSON.stringify(value)} is not a count from 1 to 1000`,
+        `Example: ${example}`,
+      );
+    }
+  }
+  return { keep: raw.keep as number, fullEvery: raw.fullEvery as number };
 }

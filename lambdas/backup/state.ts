@@ -1,5 +1,6 @@
 import type { ExportToS3Result } from '../export/export-to-s3.ts';
 import type { XapiSessionHandle } from '../xapi/index.ts';
+import type { RetentionPolicy } from '../catalog/retention.ts';
 import type { BackupMode } from './input.ts';
 
 /** The state each VDI's iteration carries from step to step (only ids and sizes: payloads stay small). */
@@ -7,6 +8,8 @@ export interface BackupItemState {
   readonly vdiUuid: string;
   readonly pool: string;
   readonly mode: BackupMode;
+  /** null when the input sets none (Step Functions paths need the field to exist). */
+  readonly retention: RetentionPolicy | null;
   readonly session: XapiSessionHandle;
   readonly plan?: BackupPlan;
   readonly snapshot?: { readonly ref: string; readonly uuid: string };
@@ -32,6 +35,10 @@ export interface BackupPlan {
   readonly retiredSnapshotRef?: string;
   /** Snapshots of ours left by crashed runs, removed while planning. */
   readonly staleSnapshotsRemoved: readonly string[];
+  /** Multipart uploads a killed run left open, aborted while planning. */
+  readonly staleUploadsAborted: number;
+  /** Our hold on the series lock, released by Cleanup or FailureCleanup; absent when no lock table is set. */
+  readonly lockOwner?: string;
   readonly startedAt: string;
 }
 
@@ -49,6 +56,12 @@ export interface BackupOutcome {
   readonly cause?: string;
   /** What failure cleanup did (or could not do). */
   readonly cleanup?: readonly string[];
+  /** What retention deleted after this backup (or why it could not). */
+  readonly retention?: {
+    readonly retained: readonly string[];
+    readonly actions: readonly string[];
+    readonly error?: string;
+  };
 }
 
 export interface BackupSummary {

@@ -1,11 +1,16 @@
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
+  HeadObjectCommand,
   ListMultipartUploadsCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { listManifests, commitManifest } from '../catalog/catalog.ts';
-import { newBackupId, objectKey, seriesName, type CatalogLocation } from '../catalog/keys.ts';
+import { newBackupId, objectKey, seriesName, seriesPrefix, type CatalogLocation } from '../catalog/keys.ts';
+import { applyRetention, chainOf, planRetention, type RetentionPolicy } from '../catalog/retention.ts';
+import { randomUUID } from 'node:crypto';
+import { acquireBackupLock, releaseBackupLock, type BackupLockTable } from './backup-lock.ts';
+import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
 import { MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
 import { exportToS3 } from '../export/export-to-s3.ts';
 import { silentLog, type Log } from '../shared/log.ts';
@@ -26,11 +31,14 @@ export interface BackupDeps {
   /** Tuning for the export stream; defaults come from `exportToS3`. */
   readonly exportTuning?: { readonly partsInFlight?: number; readonly stallTimeoutMs?: number };
   readonly onExportProgress?: (vdiUuid: string, bytes: number) => void;
+  /** One backup per VDI at a time. Without it, runs are not serialised (local experiments only). */
+  readonly lock?: BackupLockTable;
 }
 
 export interface LoginOutput {
   readonly pool: string;
   readonly mode: 'auto' | 'full';
+  readonly retention: RetentionPolicy | null;
   readonly vdiUuids: readonly string[];
   readonly session: XapiSessionHandle;
 }
@@ -39,16 +47,116 @@ export function createBackupSteps(deps: BackupDeps) {
   const log = deps.log ?? silentLog;
   const now = deps.clock ?? (() => new Date());
 
-  async function withSession<T>(
-    state: { pool: string; session: XapiSessionHandle },
-    work: (s: XapiSession) => Promise<T>,
-  ) {
-    const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
+  const withSession = <T>(state: SessionState, work: (session: XapiSession) => Promise<T>) =>
+    withPoolSession(deps.pools, log, state, work);
+
+  /** Full or delta (and why), after removing what crashed runs left. Runs under the series lock. */
+  async function planUnderLock(state: BackupItemState): Promise<BackupPlan> {
+    const series = seriesName(state.pool, state.vdiUuid);
+    const manifests = await listManifests(deps.s3, deps.catalog, state.pool, state.vdiUuid);
+    const last = manifests.at(-1);
+    // Under the lock no other run of this VDI is uploading: any open upload is a killed run's.
+    const staleUploadsAborted = deps.lock
+      ? await abortUploads(
+          deps.s3,
+          deps.catalog.bucket,
+          seriesPrefix(deps.catalog, state.pool, state.vdiUuid),
+        )
+      : 0;
+    const chain = last ? chainOf(manifests, last.backupId) : [];
+    const chainProblem = last ? await brokenChain(deps.s3, deps.catalog.bucket, chain) : undefined;
+    return withSession(state, async (session) => {
+      const vdiRef = await session.getVdiByUuid(state.vdiUuid).catch((error: unknown) => {
+        if (isXapiError(error, 'UUID_INVALID')) {
+          throw new XapiError('VDI.get_by_uuid', 'UUID_INVALID', [
+            'VDI',
+            state.vdiUuid,
+            `no such VDI in pool ${state.pool}`,
+          ]);
+        }
+        throw error;
+      });
+      const vdi = await session.getVdiRecord(vdiRef);
+      if (vdi.is_a_snapshot) {
+        throw new XapiError('plan', 'VDI_IS_A_SNAPSHOT', [
+          state.vdiUuid,
+          'back up the VDI itself, not a snapshot',
+        ]);
+      }
+
+      const staleSnapshotsRemoved: string[] = [];
+      let base: { ref: string; uuid: string } | undefined;
+      for (const ref of vdi.snapshots) {
+        const snapshot = await session.getVdiRecord(ref).catch(() => undefined);
+        if (!snapshot || !isOurSnapshot(snapshot, series)) continue;
+        if (last && snapshot.uuid === last.snapshotUuid) {
+          base = { ref, uuid: snapshot.uuid };
+          continue;
+        }
+        await session.destroyVdi(ref);
+        staleSnapshotsRemoved.push(snapshot.uuid);
+        log.info('removed a stale snapshot left by an earlier run', { snapshot: snapshot.uuid });
+      }
+
+      let fullReason: string | undefined;
+      if (state.mode === 'full') fullReason = 'mode full';
+      else if (!last) fullReason = 'first backup';
+      else if (!base)
+        fullReason = `base gone: snapshot ${last.snapshotUuid} of backup ${last.backupId} is no longer on the host`;
+      else if (last.virtualSize !== vdi.virtual_size)
+        fullReason = `disk resized from ${last.virtualSize} to ${vdi.virtual_size} bytes`;
+      else if (chainProblem) fullReason = `chain broken: ${chainProblem}`;
+      else if (state.retention && chain.length >= state.retention.fullEvery) {
+        fullReason = `full every ${state.retention.fullEvery} backups`;
+      }
+      const kind = fullReason === undefined ? 'delta' : 'full';
+      const startedAt = now();
+      const backupId = newBackupId(startedAt, kind);
+      return {
+        backupId,
+        kind,
+        ...(fullReason !== undefined ? { fullReason } : {}),
+        vdiRef,
+        vdiNameLabel: vdi.name_label,
+        virtualSize: vdi.virtual_size,
+        objectKey: objectKey(deps.catalog, state.pool, state.vdiUuid, backupId),
+        ...(kind === 'delta' && last && base
+          ? { parentBackupId: last.backupId, baseSnapshotRef: base.ref, baseSnapshotUuid: base.uuid }
+          : {}),
+        ...(base ? { retiredSnapshotRef: base.ref } : {}),
+        staleSnapshotsRemoved,
+        staleUploadsAborted,
+        startedAt: startedAt.toISOString(),
+      };
+    });
+  }
+
+  /** Retention after a committed backup. Its failure is reported, never fatal: the backup is committed. */
+  async function retain(state: BackupItemState, policy: RetentionPolicy, newestBackupId: string) {
     try {
-      return await work(session);
-    } finally {
-      await session.close();
+      const manifests = await listManifests(deps.s3, deps.catalog, state.pool, state.vdiUuid);
+      const plan = planRetention(manifests, policy);
+      const actions = await applyRetention(
+        deps.s3,
+        deps.catalog,
+        state.pool,
+        state.vdiUuid,
+        plan,
+        newestBackupId,
+      );
+      return { retained: plan.retained, actions };
+    } catch (error) {
+      log.error('retention failed', { vdiUuid: state.vdiUuid, error: String(error) });
+      return { retained: [], actions: [], error: error instanceof Error ? error.message : String(error) };
     }
+  }
+
+  async function releaseLock(state: BackupItemState): Promise<void> {
+    if (!deps.lock || !state.plan?.lockOwner) return;
+    await releaseBackupLock(deps.lock, {
+      series: seriesName(state.pool, state.vdiUuid),
+      owner: state.plan.lockOwner,
+    });
   }
 
   return {
@@ -59,72 +167,25 @@ export function createBackupSteps(deps: BackupDeps) {
       const access = deps.pools.get(pool);
       const session = await XapiSession.login({ ...access.connection, log }, await access.credentials());
       await session.close();
-      return { pool, mode: input.mode, vdiUuids: input.vdiUuids, session: session.handle };
+      return {
+        pool,
+        mode: input.mode,
+        retention: input.retention ?? null,
+        vdiUuids: input.vdiUuids,
+        session: session.handle,
+      };
     },
 
     /** Full or delta, and what a crashed run left behind. */
     async plan(state: BackupItemState): Promise<BackupPlan> {
-      return withSession(state, async (session) => {
-        const vdiRef = await session.getVdiByUuid(state.vdiUuid).catch((error: unknown) => {
-          if (isXapiError(error, 'UUID_INVALID')) {
-            throw new XapiError('VDI.get_by_uuid', 'UUID_INVALID', [
-              'VDI',
-              state.vdiUuid,
-              `no such VDI in pool ${state.pool}`,
-            ]);
-          }
-          throw error;
-        });
-        const vdi = await session.getVdiRecord(vdiRef);
-        if (vdi.is_a_snapshot) {
-          throw new XapiError('plan', 'VDI_IS_A_SNAPSHOT', [
-            state.vdiUuid,
-            'back up the VDI itself, not a snapshot',
-          ]);
-        }
-        const series = seriesName(state.pool, state.vdiUuid);
-        const last = (await listManifests(deps.s3, deps.catalog, state.pool, state.vdiUuid)).at(-1);
-
-        const staleSnapshotsRemoved: string[] = [];
-        let base: { ref: string; uuid: string } | undefined;
-        for (const ref of vdi.snapshots) {
-          const snapshot = await session.getVdiRecord(ref).catch(() => undefined);
-          if (!snapshot || !isOurSnapshot(snapshot, series)) continue;
-          if (last && snapshot.uuid === last.snapshotUuid) {
-            base = { ref, uuid: snapshot.uuid };
-            continue;
-          }
-          await session.destroyVdi(ref);
-          staleSnapshotsRemoved.push(snapshot.uuid);
-          log.info('removed a stale snapshot left by an earlier run', { snapshot: snapshot.uuid });
-        }
-
-        let fullReason: string | undefined;
-        if (state.mode === 'full') fullReason = 'mode full';
-        else if (!last) fullReason = 'first backup';
-        else if (!base)
-          fullReason = `base gone: snapshot ${last.snapshotUuid} of backup ${last.backupId} is no longer on the host`;
-        else if (last.virtualSize !== vdi.virtual_size)
-          fullReason = `disk resized from ${last.virtualSize} to ${vdi.virtual_size} bytes`;
-        const kind = fullReason === undefined ? 'delta' : 'full';
-        const startedAt = now();
-        const backupId = newBackupId(startedAt, kind);
-        return {
-          backupId,
-          kind,
-          ...(fullReason !== undefined ? { fullReason } : {}),
-          vdiRef,
-          vdiNameLabel: vdi.name_label,
-          virtualSize: vdi.virtual_size,
-          objectKey: objectKey(deps.catalog, state.pool, state.vdiUuid, backupId),
-          ...(kind === 'delta' && last && base
-            ? { parentBackupId: last.backupId, baseSnapshotRef: base.ref, baseSnapshotUuid: base.uuid }
-            : {}),
-          ...(base ? { retiredSnapshotRef: base.ref } : {}),
-          staleSnapshotsRemoved,
-          startedAt: startedAt.toISOString(),
-        };
-      });
+      const series = seriesName(state.pool, state.vdiUuid);
+      const lock = deps.lock ? await acquireBackupLock(deps.lock, series, randomUUID(), now()) : undefined;
+      try {
+        return { ...(await planUnderLock(state)), ...(lock ? { lockOwner: lock.owner } : {}) };
+      } catch (error) {
+        if (lock && deps.lock) await releaseBackupLock(deps.lock, lock);
+        throw error;
+      }
     },
 
     /** Snapshots the VDI and tags the snapshot with our series and backup id. */
@@ -212,7 +273,10 @@ export function createBackupSteps(deps: BackupDeps) {
       return { manifestKey: await commitManifest(deps.s3, deps.catalog, manifest) };
     },
 
-    /** Destroys our task and the previous base; the new snapshot stays as the next base. */
+    /**
+     * Destroys our task and the previous base (the new snapshot stays as the next base), applies the job's
+     * retention, and releases the series lock.
+     */
     async cleanup(state: BackupItemState): Promise<BackupOutcome> {
       const plan = required(state.plan, 'plan');
       const exported = required(state.export, 'export');
@@ -220,6 +284,8 @@ export function createBackupSteps(deps: BackupDeps) {
         if (state.task) await session.destroyTask(state.task.ref);
         if (plan.retiredSnapshotRef) await session.destroyVdi(plan.retiredSnapshotRef);
       });
+      const retention = state.retention ? await retain(state, state.retention, plan.backupId) : undefined;
+      await releaseLock(state);
       return {
         vdiUuid: state.vdiUuid,
         status: 'succeeded',
@@ -230,6 +296,7 @@ export function createBackupSteps(deps: BackupDeps) {
         sha256: exported.sha256,
         presentBlocks: exported.presentBlocks,
         durationMs: Date.parse(exported.endedAt) - Date.parse(plan.startedAt),
+        ...(retention ? { retention } : {}),
       };
     },
 
@@ -266,6 +333,7 @@ export function createBackupSteps(deps: BackupDeps) {
           );
         }
       }
+      if (state.plan?.lockOwner) await attempt('released the lock', () => releaseLock(state));
       const { error, cause } = failureMessage(state.failure);
       log.error('backup of a VDI failed', { vdiUuid: state.vdiUuid, error, cause, cleanup: actions });
       return {
@@ -312,8 +380,8 @@ function required<T>(value: T | undefined, what: string): T {
   return value;
 }
 
-/** Aborts every open multipart upload of one key (a Lambda killed mid-export leaves one behind). */
-export async function abortUploads(s3: S3Client, bucket: string, key: string): Promise<number> {
+/** Aborts every open multipart upload under a key prefix (a Lambda killed mid-export leaves one behind). */
+export async function abortUploads(s3: S3Client, bucket: string, prefix: string): Promise<number> {
   let aborted = 0;
   let keyMarker: string | undefined;
   let uploadIdMarker: string | undefined;
@@ -321,18 +389,38 @@ export async function abortUploads(s3: S3Client, bucket: string, key: string): P
     const page = await s3.send(
       new ListMultipartUploadsCommand({
         Bucket: bucket,
-        Prefix: key,
+        Prefix: prefix,
         KeyMarker: keyMarker,
         UploadIdMarker: uploadIdMarker,
       }),
     );
     for (const upload of page.Uploads ?? []) {
-      if (upload.Key !== key || !upload.UploadId) continue;
-      await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: upload.UploadId }));
+      if (!upload.Key?.startsWith(prefix) || !upload.UploadId) continue;
+      await s3.send(
+        new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }),
+      );
       aborted++;
     }
     keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
     uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
   } while (keyMarker);
   return aborted;
+}
+
+/** Why the chain of the newest backup can't be built on (an object missing or of the wrong size), if so. */
+async function brokenChain(
+  s3: S3Client,
+  bucket: string,
+  chain: readonly Manifest[],
+): Promise<string | undefined> {
+  if (chain.at(-1)?.kind !== 'full')
+    return `backup ${chain.at(-1)?.backupId ?? '?'} has no full under it in the catalog`;
+  for (const manifest of chain) {
+    const head = await s3
+      .send(new HeadObjectCommand({ Bucket: bucket, Key: manifest.objectKey }))
+      .catch(() => undefined);
+    if (head?.ContentLength !== manifest.bytes)
+      return `object ${manifest.objectKey} is missing or has the wrong size`;
+  }
+  return undefined;
 }

@@ -8,13 +8,13 @@ import {
 import { CatalogError, parseManifest, type Manifest } from './manifest.ts';
 import { manifestKey, seriesPrefix, type CatalogLocation } from './keys.ts';
 
-/** Every committed restore point of one VDI, oldest first. */
-export async function listManifests(
+/** Every key under one VDI's series prefix (manifests, objects), paginated. */
+export async function listSeriesKeys(
   s3: S3Client,
   location: CatalogLocation,
   pool: string,
   vdiUuid: string,
-): Promise<Manifest[]> {
+): Promise<string[]> {
   const prefix = seriesPrefix(location, pool, vdiUuid);
   const keys: string[] = [];
   let token: string | undefined;
@@ -22,10 +22,20 @@ export async function listManifests(
     const page = await s3.send(
       new ListObjectsV2Command({ Bucket: location.bucket, Prefix: prefix, ContinuationToken: token }),
     );
-    for (const object of page.Contents ?? []) if (object.Key?.endsWith('.json')) keys.push(object.Key);
+    for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
-  keys.sort();
+  return keys.sort();
+}
+
+/** Every committed restore point of one VDI, oldest first. */
+export async function listManifests(
+  s3: S3Client,
+  location: CatalogLocation,
+  pool: string,
+  vdiUuid: string,
+): Promise<Manifest[]> {
+  const keys = (await listSeriesKeys(s3, location, pool, vdiUuid)).filter((key) => key.endsWith('.json'));
   const manifests: Manifest[] = [];
   for (const key of keys) manifests.push(await readManifest(s3, location.bucket, key));
   return manifests;

@@ -4,6 +4,7 @@ import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { runLocalBackup, type LocalBackupRun, type LocalTarget } from '../../infra/local/local-backup.ts';
 import { runLocalRestore, type LocalRestoreRun } from '../../infra/local/local-restore.ts';
 import { XapiSession } from '../../lambdas/xapi/index.ts';
+import { startLockTable } from './lock-table.ts';
 import { createTestBucket, deleteTestBucket, listOpenMultipartUploads, s3World } from './s3.ts';
 import { startXapiSimulator, type AddVdiOptions, type XapiSimulator } from './xapi-simulator/index.ts';
 
@@ -28,9 +29,15 @@ export interface BackupWorld {
 }
 
 export async function startBackupWorld(
-  options: { vdi?: Partial<AddVdiOptions>; tls?: boolean; target?: Partial<LocalTarget> } = {},
+  options: {
+    vdi?: Partial<AddVdiOptions>;
+    tls?: boolean;
+    target?: Partial<LocalTarget>;
+    lockTtlSeconds?: number;
+  } = {},
 ): Promise<BackupWorld> {
   const sim = await startXapiSimulator({ tls: options.tls ?? false });
+  const locks = await startLockTable(options.lockTtlSeconds ? { ttlSeconds: options.lockTtlSeconds } : {});
   const vdi = sim.addVdi({
     virtualSize: 64 * MiB,
     populate: 'scattered',
@@ -50,6 +57,7 @@ export async function startBackupWorld(
     s3: world.target,
     bucket,
     prefix: 'backups',
+    lock: locks.table,
     ...options.target,
   };
   return {
@@ -78,6 +86,7 @@ export async function startBackupWorld(
     openUploads: () => listOpenMultipartUploads(world.client, bucket),
     async close() {
       await sim.close();
+      await locks.close();
       await deleteTestBucket(world.client, bucket);
     },
   };

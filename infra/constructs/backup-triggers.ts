@@ -1,0 +1,133 @@
+import { Duration, Stack, TimeZone } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+
+/** A scheduled backup: its schedule starts the backup state machine with `{vdiUuids, pool, mode, retention?}`. */
+export interface BackupJob {
+  /** Names the schedule's construct id; letters, digits, dash, underscore. */
+  readonly name: string;
+  readonly pool: string;
+  readonly vdiUuids: readonly string[];
+  /** An EventBridge Scheduler expression: `cron(…)`, `rate(…)` or `at(…)`. */
+  readonly schedule: string;
+  /** IANA zone the expression is read in. Default `UTC`. */
+  readonly timezone?: string;
+  /** Default `auto`. */
+  readonly mode?: 'auto' | 'full';
+  /** VDIs backed up at once. Default: the state machine's concurrency. (Not yet part of the backup input.) */
+  readonly concurrency?: number;
+  /** Keep the newest `keep` restore points, a full every `fullEvery` backups. Default: keep everything. */
+  readonly retention?: { readonly keep: number; readonly fullEvery: number };
+  /** Default true. */
+  readonly enabled?: boolean;
+}
+
+/** The source and detail-type of the custom event that requests a backup. */
+export const BACKUP_REQUEST_EVENT = { source: 'vdi-vault', detailType: 'Backup Requested' } as const;
+
+export interface BackupTriggersProps {
+  readonly stateMachine: sfn.IStateMachine;
+  /** The key the state machine is encrypted with: starting an execution encrypts its input. */
+  readonly key: kms.IKey;
+  /** Default: none. */
+  readonly jobs?: readonly BackupJob[];
+  /** The bus the `Backup Requested` rule listens on. Default: the account's default bus. */
+  readonly eventBus?: events.IEventBus;
+}
+
+/**
+ * What starts backups: an EventBridge Scheduler schedule per job, and a rule on the custom event
+ * `{source: "vdi-vault", detail-type: "Backup Requested", detail: {vdiUuids, pool, mode}}` that starts the
+ * backup state machine with the detail as its input.
+ */
+export class BackupTriggers extends Construct {
+  readonly schedules: Readonly<Record<string, scheduler.Schedule>>;
+  readonly backupRequestRule: events.Rule;
+  /** Assumed by EventBridge Scheduler and EventBridge to start executions, and nothing else. */
+  readonly role: iam.Role;
+
+  constructor(scope: Construct, id: string, props: BackupTriggersProps) {
+    super(scope, id);
+    const account = Stack.of(this).account;
+    this.role = new iam.Role(this, 'StartBackupRole', {
+      description: 'Starts vdi-vault backup executions from schedules and Backup Requested events',
+      assumedBy: new iam.CompositePrincipal(
+        new iam.ServicePrincipal('scheduler.amazonaws.com', {
+          conditions: { StringEquals: { 'aws:SourceAccount': account } },
+        }),
+        new iam.ServicePrincipal('events.amazonaws.com', {
+          conditions: { StringEquals: { 'aws:SourceAccount': account } },
+        }),
+      ),
+    });
+    props.stateMachine.grantStartExecution(this.role);
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        resources: [props.key.keyArn],
+        conditions: {
+          StringEquals: {
+            'kms:EncryptionContext:aws:states:stateMachineArn': props.stateMachine.stateMachineArn,
+          },
+        },
+      }),
+    );
+
+    const schedules: Record<string, scheduler.Schedule> = {};
+    for (const job of props.jobs ?? []) {
+      const input = {
+        vdiUuids: [...job.vdiUuids],
+        pool: job.pool,
+        mode: job.mode ?? 'auto',
+        ...(job.retention
+          ? { retention: { keep: job.retention.keep, fullEvery: job.retention.fullEvery } }
+          : {}),
+      };
+      schedules[job.name] = new scheduler.Schedule(this, `Job-${job.name}`, {
+        description: describeJob(job),
+        schedule: scheduler.ScheduleExpression.expression(job.schedule, TimeZone.of(job.timezone ?? 'UTC')),
+        enabled: job.enabled ?? true,
+        timeWindow: scheduler.TimeWindow.off(),
+        target: new schedulerTargets.StepFunctionsStartExecution(props.stateMachine, {
+          role: this.role,
+          input: scheduler.ScheduleTargetInput.fromObject(input),
+          retryAttempts: 3,
+          maxEventAge: Duration.hours(1),
+        }),
+      });
+    }
+    this.schedules = schedules;
+
+    this.backupRequestRule = new events.Rule(this, 'BackupRequested', {
+      description: 'Starts a vdi-vault backup: detail {vdiUuids, pool?, mode?}',
+      ...(props.eventBus ? { eventBus: props.eventBus } : {}),
+      eventPattern: {
+        source: [BACKUP_REQUEST_EVENT.source],
+        detailType: [BACKUP_REQUEST_EVENT.detailType],
+        detail: { vdiUuids: [{ exists: true }] },
+      },
+      targets: [
+        new targets.SfnStateMachine(props.stateMachine, {
+          role: this.role,
+          input: events.RuleTargetInput.fromEventPath('$.detail'),
+          retryAttempts: 3,
+          maxEventAge: Duration.hours(1),
+        }),
+      ],
+    });
+  }
+}
+
+function describeJob(job: BackupJob): string {
+  const parts = [`vdi-vault job ${job.name}: ${job.vdiUuids.length} VDI(s) of pool ${job.pool}`];
+  if (job.concurrency !== undefined) parts.push(`concurrency ${job.concurrency}`);
+  if (job.retention)
+    parts.push(`retention keep ${job.retention.keep}, full every ${job.retention.fullEvery}`);
+  return parts.join('; ').slice(0, 512);
+}

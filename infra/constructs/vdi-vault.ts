@@ -1,0 +1,253 @@
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as events from 'aws-cdk-lib/aws-events';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { acknowledgeFindings } from '../nag-acknowledgements.ts';
+import { BackupTriggers, type BackupJob } from './backup-triggers.ts';
+import { BackupWorkflow } from './backup-workflow.ts';
+import { grantCatalogAccess, type CatalogTarget } from './catalog-access.ts';
+import { poolsEnvironment, type VaultPool } from './pool-environment.ts';
+import { RestoreWorkflow } from './restore-workflow.ts';
+import { setStepFunctionDefaults, type StepFunctionNetwork } from './step-function.ts';
+import { createVaultBucket, type ObjectLockRetentionProps } from './vault-bucket.ts';
+import { VaultNotifications } from './vault-notifications.ts';
+import { createWorkflowStateMachine } from './workflow-state-machine.ts';
+
+export type { BackupJob } from './backup-triggers.ts';
+export type { VaultPool } from './pool-environment.ts';
+export type { ObjectLockRetentionProps } from './vault-bucket.ts';
+
+/** Where the functions run. */
+export interface VaultNetworkProps {
+  readonly vpc: ec2.IVpc;
+  /** Default: the VPC's private subnets with egress. */
+  readonly subnets?: ec2.SubnetSelection;
+  /**
+   * Default: a new security group allowing egress only on TCP 443 and the pools' URL ports (XAPI, S3,
+   * Secrets Manager, CloudWatch all speak HTTPS; DNS goes to the VPC resolver).
+   */
+  readonly securityGroups?: readonly ec2.ISecurityGroup[];
+}
+
+export interface VdiVaultProps {
+  /** The pools backed up; at least one. */
+  readonly pools: readonly VaultPool[];
+  /** The pool used when an input names none. @default - the first pool */
+  readonly defaultPool?: string;
+  /** Key prefix of the catalog in the bucket. @default 'backups' */
+  readonly prefix?: string;
+  /** VDIs of one backup execution backed up at once. @default 2 */
+  readonly concurrency?: number;
+  /** Encrypts the bucket (unless existing), the state machines and the topic. @default - a new key, rotated yearly, retained */
+  readonly encryptionKey?: kms.IKey;
+  /** Back up into this bucket instead of a new one. @default - a new bucket (see `createVaultBucket`) */
+  readonly existingBucket?: s3.IBucket;
+  /** The key `existingBucket` encrypts with (SSE-KMS): the functions are allowed to use it. @default - none: SSE-S3 */
+  readonly existingBucketKey?: kms.IKey;
+  /** Object Lock default retention on the new bucket. @default - no Object Lock */
+  readonly objectLock?: ObjectLockRetentionProps;
+  /** Per-part checksum sent with uploads (Object Lock requires one). @default - 'CRC32' with `objectLock`, else none */
+  readonly uploadChecksum?: 'CRC32' | 'SHA256';
+  /** Server access logs for the new bucket. @default true */
+  readonly serverAccessLogs?: boolean;
+  /** Put the functions in a VPC to reach private management interfaces. @default - no VPC */
+  readonly network?: VaultNetworkProps;
+  /** Scheduled backups, one EventBridge Scheduler schedule each. @default - none */
+  readonly jobs?: readonly BackupJob[];
+  /** Notify this topic instead of a new one. @default - a new topic encrypted with the key */
+  readonly topic?: sns.ITopic;
+  /** E-mail addresses subscribed to the topic. @default - none */
+  readonly notificationEmails?: readonly string[];
+  /** Alarm when no backup succeeded for this long. @default - 26 hours when `jobs` are given, else no alarm */
+  readonly noSuccessfulBackupWithin?: Duration;
+  /** Memory of the export function (part size × parts in flight must fit). @default 1024 */
+  readonly exportMemorySize?: number;
+  /** Retention of the functions' log groups. @default logs.RetentionDays.ONE_WEEK */
+  readonly functionLogRetention?: logs.RetentionDays;
+  /** Bus the `Backup Requested` rule listens on. @default - the default event bus */
+  readonly eventBus?: events.IEventBus;
+}
+
+const POWERTOOLS_NAMESPACE = 'VdiVault';
+
+/**
+ * vdi-vault: backups of XenServer / XCP-ng VDIs into S3. A backup and a restore state machine (Standard,
+ * encrypted, logged without execution data) whose Lambdas each get only the S3 actions, prefix, key and
+ * secrets they use; a private SSE-KMS bucket; a schedule per job and a `Backup Requested` event rule;
+ * failure notifications and alarms on an SNS topic.
+ *
+ * The id `Default` keeps the resources' logical ids what the stack had before this construct existed (the
+ * local runner finds `BackupStateMachine…` by it).
+ */
+export class VdiVault extends Construct {
+  readonly key: kms.IKey;
+  readonly bucket: s3.IBucket;
+  readonly backupStateMachine: sfn.StateMachine;
+  readonly restoreStateMachine: sfn.StateMachine;
+  readonly topic: sns.ITopic;
+  readonly backupFunctions: Readonly<Record<string, lambda.IFunction>>;
+  readonly restoreFunctions: Readonly<Record<string, lambda.IFunction>>;
+  readonly schedules: Readonly<Record<string, scheduler.Schedule>>;
+  readonly backupRequestRule: events.Rule;
+  readonly alarms: readonly cloudwatch.Alarm[];
+  /** The functions' security groups when they run in a VPC. */
+  readonly securityGroups: readonly ec2.ISecurityGroup[];
+  readonly prefix: string;
+
+  constructor(scope: Construct, id: string, props: VdiVaultProps) {
+    super(scope, id);
+    if (props.pools.length === 0) throw new Error('VdiVault: give at least one pool');
+    const defaultPool = props.defaultPool ?? props.pools[0]!.name;
+    if (!props.pools.some((pool) => pool.name === defaultPool)) {
+      throw new Error(`VdiVault: defaultPool "${defaultPool}" is not one of the pools`);
+    }
+    if (props.objectLock && props.existingBucket) {
+      throw new Error(
+        'VdiVault: objectLock applies to a new bucket; set uploadChecksum for a locked existing one',
+      );
+    }
+    const stack = Stack.of(this);
+    this.prefix = props.prefix ?? 'backups';
+
+    // Network first: the step functions created below read these defaults.
+    this.securityGroups = props.network ? this.functionSecurityGroups(props.network, props.pools) : [];
+    const network: StepFunctionNetwork | undefined = props.network
+      ? {
+          vpc: props.network.vpc,
+          subnets: props.network.subnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+          securityGroups: this.securityGroups,
+        }
+      : undefined;
+    setStepFunctionDefaults(this, {
+      ...(network ? { network } : {}),
+      ...(props.functionLogRetention ? { logRetention: props.functionLogRetention } : {}),
+    });
+
+    const key =
+      props.encryptionKey ??
+      new kms.Key(this, 'Key', {
+        description: 'vdi-vault: backups, workflow data and notifications',
+        enableKeyRotation: true,
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
+    this.key = key;
+
+    this.bucket =
+      props.existingBucket ??
+      createVaultBucket(this, {
+        key,
+        ...(props.objectLock ? { objectLock: props.objectLock } : {}),
+        ...(props.serverAccessLogs !== undefined ? { accessLogs: props.serverAccessLogs } : {}),
+      }).bucket;
+    const bucketKey = props.existingBucket ? props.existingBucketKey : key;
+    const catalog: CatalogTarget = {
+      bucket: this.bucket,
+      prefix: this.prefix,
+      ...(bucketKey ? { key: bucketKey } : {}),
+    };
+
+    const uploadChecksum = props.uploadChecksum ?? (props.objectLock ? 'CRC32' : undefined);
+    const environment: Record<string, string> = {
+      VDI_VAULT_BUCKET: this.bucket.bucketName,
+      VDI_VAULT_PREFIX: this.prefix,
+      VDI_VAULT_POOLS: poolsEnvironment(stack, props.pools),
+      VDI_VAULT_DEFAULT_POOL: defaultPool,
+      ...(uploadChecksum ? { VDI_VAULT_UPLOAD_CHECKSUM: uploadChecksum } : {}),
+      POWERTOOLS_SERVICE_NAME: 'vdi-vault',
+      POWERTOOLS_METRICS_NAMESPACE: POWERTOOLS_NAMESPACE,
+    };
+
+    const backup = new BackupWorkflow(this, 'Backup', {
+      environment,
+      ...(props.concurrency ? { concurrency: props.concurrency } : {}),
+      ...(props.exportMemorySize ? { exportMemorySize: props.exportMemorySize } : {}),
+    });
+    const f = backup.functions;
+    this.backupFunctions = f;
+    for (const pool of props.pools) pool.secret.grantRead(f.login!);
+    grantCatalogAccess(f.plan!, catalog, ['s3:ListBucket', 's3:GetObject']);
+    grantCatalogAccess(f.export!, catalog, ['s3:PutObject', 's3:AbortMultipartUpload']);
+    grantCatalogAccess(f.commit!, catalog, ['s3:GetObject', 's3:PutObject']);
+    grantCatalogAccess(f.failureCleanup!, catalog, [
+      's3:ListBucketMultipartUploads',
+      's3:AbortMultipartUpload',
+      's3:DeleteObject',
+    ]);
+    this.backupStateMachine = createWorkflowStateMachine(this, 'BackupStateMachine', {
+      definition: backup.definition,
+      key,
+    });
+
+    const restore = new RestoreWorkflow(this, 'Restore', { environment });
+    const r = restore.functions;
+    this.restoreFunctions = r;
+    for (const pool of props.pools) pool.secret.grantRead(r.login!);
+    grantCatalogAccess(r.resolveChain!, catalog, ['s3:ListBucket', 's3:GetObject']);
+    grantCatalogAccess(r.importLayer!, catalog, ['s3:GetObject']);
+    grantCatalogAccess(r.importMerged!, catalog, ['s3:GetObject']);
+    this.restoreStateMachine = createWorkflowStateMachine(this, 'RestoreStateMachine', {
+      definition: restore.definition,
+      key,
+    });
+
+    const triggers = new BackupTriggers(this, 'Triggers', {
+      stateMachine: this.backupStateMachine,
+      key,
+      ...(props.jobs ? { jobs: props.jobs } : {}),
+      ...(props.eventBus ? { eventBus: props.eventBus } : {}),
+    });
+    this.schedules = triggers.schedules;
+    this.backupRequestRule = triggers.backupRequestRule;
+
+    const noSuccessWindow =
+      props.noSuccessfulBackupWithin ?? (props.jobs?.length ? Duration.hours(26) : undefined);
+    const notifications = new VaultNotifications(this, 'Notifications', {
+      key,
+      backupStateMachine: this.backupStateMachine,
+      restoreStateMachine: this.restoreStateMachine,
+      ...(props.topic ? { topic: props.topic } : {}),
+      ...(props.notificationEmails ? { emails: props.notificationEmails } : {}),
+      ...(noSuccessWindow ? { noSuccessfulBackupWithin: noSuccessWindow } : {}),
+    });
+    this.topic = notifications.topic;
+    this.alarms = notifications.alarms;
+
+    acknowledgeFindings(this, {
+      ...(props.existingBucket ? {} : { bucket: this.bucket as s3.Bucket }),
+      prefix: this.prefix,
+      functions: [...Object.values(f), ...Object.values(r)],
+      inVpc: network !== undefined,
+    });
+  }
+
+  private functionSecurityGroups(
+    network: VaultNetworkProps,
+    pools: readonly VaultPool[],
+  ): readonly ec2.ISecurityGroup[] {
+    if (network.securityGroups?.length) return network.securityGroups;
+    const group = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
+      vpc: network.vpc,
+      description: 'vdi-vault functions: HTTPS to the pools and AWS APIs, nothing else',
+      allowAllOutbound: false,
+    });
+    const ports = new Set([443, ...pools.map((pool) => urlPort(pool.url))]);
+    for (const port of [...ports].sort((a, b) => a - b)) {
+      group.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), `HTTPS/XAPI on ${port}`);
+    }
+    return [group];
+  }
+}
+
+function urlPort(url: string): number {
+  const parsed = new URL(url);
+  if (parsed.port) return Number(parsed.port);
+  return parsed.protocol === 'http:' ? 80 : 443;
+}
