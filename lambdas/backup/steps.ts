@@ -1,12 +1,20 @@
 import {
   AbortMultipartUploadCommand,
+  CopyObjectCommand,
   DeleteObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { listManifests, commitManifest } from '../catalog/catalog.ts';
-import { newBackupId, objectKey, seriesName, seriesPrefix, type CatalogLocation } from '../catalog/keys.ts';
+import {
+  manifestKey,
+  newBackupId,
+  objectKey,
+  seriesName,
+  seriesPrefix,
+  type CatalogLocation,
+} from '../catalog/keys.ts';
 import { applyRetention, chainOf, planRetention, type RetentionPolicy } from '../catalog/retention.ts';
 import { randomUUID } from 'node:crypto';
 import { acquireBackupLock, releaseBackupLock, type BackupLockTable } from './backup-lock.ts';
@@ -29,7 +37,11 @@ export interface BackupDeps {
   readonly log?: Log;
   readonly clock?: () => Date;
   /** Tuning for the export stream; defaults come from `exportToS3`. */
-  readonly exportTuning?: { readonly partsInFlight?: number; readonly stallTimeoutMs?: number };
+  readonly exportTuning?: {
+    readonly partsInFlight?: number;
+    readonly stallTimeoutMs?: number;
+    readonly checksumAlgorithm?: 'CRC32' | 'SHA256';
+  };
   readonly onExportProgress?: (vdiUuid: string, bytes: number) => void;
   /** One backup per VDI at a time. Without it, runs are not serialised (local experiments only). */
   readonly lock?: BackupLockTable;
@@ -64,7 +76,11 @@ export function createBackupSteps(deps: BackupDeps) {
         )
       : 0;
     const chain = last ? chainOf(manifests, last.backupId) : [];
-    const chainProblem = last ? await brokenChain(deps.s3, deps.catalog.bucket, chain) : undefined;
+    const chainProblem = last
+      ? await quarantineBrokenChain(deps.s3, deps.catalog.bucket, chain, (id) =>
+          manifestKey(deps.catalog, state.pool, state.vdiUuid, id),
+        )
+      : undefined;
     return withSession(state, async (session) => {
       const vdiRef = await session.getVdiByUuid(state.vdiUuid).catch((error: unknown) => {
         if (isXapiError(error, 'UUID_INVALID')) {
@@ -101,11 +117,11 @@ export function createBackupSteps(deps: BackupDeps) {
       let fullReason: string | undefined;
       if (state.mode === 'full') fullReason = 'mode full';
       else if (!last) fullReason = 'first backup';
+      else if (chainProblem) fullReason = `chain broken: ${chainProblem}`;
       else if (!base)
         fullReason = `base gone: snapshot ${last.snapshotUuid} of backup ${last.backupId} is no longer on the host`;
       else if (last.virtualSize !== vdi.virtual_size)
         fullReason = `disk resized from ${last.virtualSize} to ${vdi.virtual_size} bytes`;
-      else if (chainProblem) fullReason = `chain broken: ${chainProblem}`;
       else if (state.retention && chain.length >= state.retention.fullEvery) {
         fullReason = `full every ${state.retention.fullEvery} backups`;
       }
@@ -407,20 +423,40 @@ export async function abortUploads(s3: S3Client, bucket: string, prefix: string)
   return aborted;
 }
 
-/** Why the chain of the newest backup can't be built on (an object missing or of the wrong size), if so. */
-async function brokenChain(
+/**
+ * Checks the newest backup's chain (newest first): every object must be there with its recorded size.
+ * Layers that can't be restored any more (a missing object, and everything built on it) have their
+ * manifests moved aside to `<id>.json.broken`, so the catalog only lists restorable points; the reason is
+ * returned and the next backup is a full.
+ */
+async function quarantineBrokenChain(
   s3: S3Client,
   bucket: string,
   chain: readonly Manifest[],
+  manifestKeyOf: (backupId: string) => string,
 ): Promise<string | undefined> {
-  if (chain.at(-1)?.kind !== 'full')
-    return `backup ${chain.at(-1)?.backupId ?? '?'} has no full under it in the catalog`;
-  for (const manifest of chain) {
+  let broken = -1;
+  let reason: string | undefined;
+  for (let i = chain.length - 1; i >= 0 && broken < 0; i--) {
+    const manifest = chain[i]!;
     const head = await s3
       .send(new HeadObjectCommand({ Bucket: bucket, Key: manifest.objectKey }))
       .catch(() => undefined);
-    if (head?.ContentLength !== manifest.bytes)
-      return `object ${manifest.objectKey} is missing or has the wrong size`;
+    if (head?.ContentLength !== manifest.bytes) {
+      broken = i;
+      reason = `object ${manifest.objectKey} of backup ${manifest.backupId} is missing or has the wrong size`;
+    }
   }
-  return undefined;
+  if (broken < 0 && chain.at(-1)?.kind !== 'full') {
+    broken = chain.length - 1;
+    reason = `backup ${chain.at(-1)?.backupId ?? '?'} has no full under it in the catalog`;
+  }
+  for (const manifest of chain.slice(0, broken + 1)) {
+    const key = manifestKeyOf(manifest.backupId);
+    await s3.send(
+      new CopyObjectCommand({ Bucket: bucket, Key: `${key}.broken`, CopySource: `${bucket}/${key}` }),
+    );
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  }
+  return reason && `${reason}; moved aside ${broken + 1} manifest(s) that depended on it (*.json.broken)`;
 }

@@ -29,6 +29,11 @@ export interface ExportToS3Options {
   readonly stallTimeoutMs?: number;
   /** How long to wait for the task to leave `pending` once the body ended. Default 60 s. */
   readonly taskTimeoutMs?: number;
+  /**
+   * A checksum S3 verifies on every part (`x-amz-checksum-*`); S3 Object Lock requires one on uploads.
+   * Default: none beyond what the S3 client sends by itself.
+   */
+  readonly checksumAlgorithm?: 'CRC32' | 'SHA256';
   readonly onProgress?: (bytesSoFar: number) => void;
   readonly log?: Log;
 }
@@ -106,6 +111,7 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
       Key: options.key,
       Body: gate,
       ContentType: 'application/octet-stream',
+      ...(options.checksumAlgorithm ? { ChecksumAlgorithm: options.checksumAlgorithm } : {}),
     },
     partSize,
     queueSize: options.partsInFlight ?? 4,

@@ -1,5 +1,8 @@
 import { backupSteps } from './backup-runtime.ts';
+import { instrumentStep } from './observability.ts';
 
 type Step = ReturnType<typeof backupSteps>['commit'];
 
-export const handler = (event: Parameters<Step>[0]): ReturnType<Step> => backupSteps().commit(event);
+export const handler = instrumentStep('backup.commit', (event: Parameters<Step>[0]): ReturnType<Step> =>
+  backupSteps().commit(event),
+);

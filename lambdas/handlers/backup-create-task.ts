@@ -1,5 +1,8 @@
 import { backupSteps } from './backup-runtime.ts';
+import { instrumentStep } from './observability.ts';
 
 type Step = ReturnType<typeof backupSteps>['createTask'];
 
-export const handler = (event: Parameters<Step>[0]): ReturnType<Step> => backupSteps().createTask(event);
+export const handler = instrumentStep('backup.createTask', (event: Parameters<Step>[0]): ReturnType<Step> =>
+  backupSteps().createTask(event),
+);

@@ -1,5 +1,8 @@
 import { restoreSteps } from './restore-runtime.ts';
+import { instrumentStep } from './observability.ts';
 
 type Step = ReturnType<typeof restoreSteps>['createVdi'];
 
-export const handler = (event: Parameters<Step>[0]): ReturnType<Step> => restoreSteps().createVdi(event);
+export const handler = instrumentStep('restore.createVdi', (event: Parameters<Step>[0]): ReturnType<Step> =>
+  restoreSteps().createVdi(event),
+);

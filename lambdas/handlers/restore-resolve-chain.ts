@@ -1,5 +1,9 @@
 import { restoreSteps } from './restore-runtime.ts';
+import { instrumentStep } from './observability.ts';
 
 type Step = ReturnType<typeof restoreSteps>['resolveChain'];
 
-export const handler = (event: Parameters<Step>[0]): ReturnType<Step> => restoreSteps().resolveChain(event);
+export const handler = instrumentStep(
+  'restore.resolveChain',
+  (event: Parameters<Step>[0]): ReturnType<Step> => restoreSteps().resolveChain(event),
+);

@@ -1,5 +1,8 @@
 import { restoreSteps } from './restore-runtime.ts';
+import { instrumentStep } from './observability.ts';
 
 type Step = ReturnType<typeof restoreSteps>['validate'];
 
-export const handler = (event: Parameters<Step>[0]): ReturnType<Step> => restoreSteps().validate(event);
+export const handler = instrumentStep('restore.validate', (event: Parameters<Step>[0]): ReturnType<Step> =>
+  restoreSteps().validate(event),
+);

@@ -1,11 +1,13 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { Logger } from '@aws-lambda-powertools/logger';
+import type { BackupLockTable } from '../backup/backup-lock.ts';
 import { createS3Client } from '../s3/client.ts';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import type { Log } from '../shared/log.ts';
 import { poolDirectory, type PoolAccess, type PoolDirectory } from '../shared/pools.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { XapiCredentials } from '../xapi/index.ts';
+import { logger, tracer } from './observability.ts';
 
 /** One pool as the infrastructure passes it to the functions (`VDI_VAULT_POOLS`, a JSON object by name). */
 export interface PoolEnvironment {
@@ -23,6 +25,10 @@ export interface RuntimeEnvironment {
   readonly catalog: CatalogLocation;
   readonly pools: PoolDirectory;
   readonly log: Log;
+  /** `VDI_VAULT_LOCK_TABLE`: the series lock (one backup per VDI at a time). Absent: runs are not serialised. */
+  readonly lock?: BackupLockTable;
+  /** `VDI_VAULT_UPLOAD_CHECKSUM` (set when the bucket has Object Lock): a per-part checksum on exports. */
+  readonly exportTuning: { readonly checksumAlgorithm?: 'CRC32' | 'SHA256' };
 }
 
 /** Reads the function's configuration from its environment: the only place Lambda code looks at env vars. */
@@ -31,11 +37,12 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
   if (!bucket) throw new Error('VDI_VAULT_BUCKET is not set');
   const poolsJson = env.VDI_VAULT_POOLS ?? '{}';
   const pools = JSON.parse(poolsJson) as Record<string, PoolEnvironment>;
-  const secrets = new SecretsManagerClient({});
-  const log = new Logger({
-    serviceName: 'vdi-vault',
-    logLevel: (env.POWERTOOLS_LOG_LEVEL as 'INFO') ?? 'INFO',
-  });
+  const checksum = env.VDI_VAULT_UPLOAD_CHECKSUM;
+  if (checksum !== undefined && checksum !== 'CRC32' && checksum !== 'SHA256') {
+    throw new Error(`VDI_VAULT_UPLOAD_CHECKSUM must be CRC32 or SHA256, not ${checksum}`);
+  }
+  const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
+  const log = logger;
   const access: Record<string, PoolAccess> = {};
   for (const [name, pool] of Object.entries(pools)) {
     access[name] = {
@@ -52,7 +59,9 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
     };
   }
   return {
-    s3: createS3Client(env.AWS_ENDPOINT_URL_S3 ? { endpoint: env.AWS_ENDPOINT_URL_S3 } : {}),
+    s3: tracer.captureAWSv3Client(
+      createS3Client(env.AWS_ENDPOINT_URL_S3 ? { endpoint: env.AWS_ENDPOINT_URL_S3 } : {}),
+    ),
     catalog: { bucket, prefix: env.VDI_VAULT_PREFIX ?? '' },
     pools: poolDirectory(access, env.VDI_VAULT_DEFAULT_POOL),
     log: {
@@ -61,6 +70,15 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
       warn: (message, fields) => log.warn(message, fields ?? {}),
       error: (message, fields) => log.error(message, fields ?? {}),
     },
+    exportTuning: checksum ? { checksumAlgorithm: checksum } : {},
+    ...(env.VDI_VAULT_LOCK_TABLE
+      ? {
+          lock: {
+            client: tracer.captureAWSv3Client(new DynamoDBClient({})),
+            tableName: env.VDI_VAULT_LOCK_TABLE,
+          },
+        }
+      : {}),
   };
 }
 

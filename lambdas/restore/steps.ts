@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError } from '../catalog/manifest.ts';
@@ -9,6 +9,7 @@ import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { writeVhd } from '../vhd/index.ts';
 import { isXapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
+import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
 import { resolveChain } from './chain.ts';
 import { importIntoVdi } from './import-vdi.ts';
 import { parseRestoreRequest } from './input.ts';
@@ -33,18 +34,8 @@ export function createRestoreSteps(deps: RestoreDeps) {
   const log = deps.log ?? silentLog;
   const now = deps.clock ?? (() => new Date());
 
-  async function withSession<T>(
-    state: { pool: string; session?: XapiSessionHandle },
-    work: (s: XapiSession) => Promise<T>,
-  ) {
-    if (!state.session) throw new Error('internal: the workflow reached this step without a session');
-    const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
-    try {
-      return await work(session);
-    } finally {
-      await session.close();
-    }
-  }
+  const withSession = <T>(state: SessionState, work: (session: XapiSession) => Promise<T>) =>
+    withPoolSession(deps.pools, log, state, work);
 
   return {
     /** Checks the request a person typed; nothing else happens before it passes. */
@@ -120,7 +111,9 @@ export function createRestoreSteps(deps: RestoreDeps) {
       }
       const hash = createHash('sha256');
       let sentBytes = 0;
-      const body = (object.Body as Readable).pipe(
+      // pipeline, not pipe: an S3 stream that breaks must break the PUT too, not leave it waiting.
+      const body = pipeline(
+        object.Body as Readable,
         new Transform({
           transform(chunk: Buffer, _encoding, callback) {
             hash.update(chunk);
@@ -129,6 +122,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
             callback(null, chunk);
           },
         }),
+        () => undefined,
       );
       const sent = await withSession(item, (session) =>
         importIntoVdi(session, {

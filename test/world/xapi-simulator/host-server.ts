@@ -37,6 +37,10 @@ export async function startHostServer(
           { ...serverOptions, key: options.tls.key, cert: options.tls.cert },
           handler,
         ) as Server);
+  // A host that is down takes no connection: each is reset as it arrives.
+  server.on('connection', (socket) => {
+    if (host.down) socket.destroy();
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, '127.0.0.1', () => {

@@ -23,6 +23,7 @@
  *   sim.openTasks()                  task records (with `ref`) clients created and have not destroyed
  *   sim.openSessions()               [{ ref, username, originator }]
  *   sim.expireSessions()             every current session becomes SESSION_INVALID
+ *   sim.setHostDown(role, down)      a host that is down resets every connection (a redirect to it fails)
  *   sim.injectFault(fault)           → { remove(), fired }; sim.clearFaults(). Fault shapes: faults.ts
  *   sim.setReaderStallTimeout(ms)    how long an export tolerates a reader that does not read (VDI_IO_ERROR)
  *   sim.close()
@@ -129,6 +130,7 @@ export interface XapiSimulator {
   openTasks(): SimRecord[];
   openSessions(): { ref: string; username: string; originator: string }[];
   expireSessions(): void;
+  setHostDown(role: 'master' | 'member', down: boolean): void;
   injectFault(fault: Fault): FaultHandle;
   clearFaults(): void;
   setReaderStallTimeout(ms: number): void;
@@ -263,6 +265,9 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
         originator: session.originator,
       })),
     expireSessions: () => pool.sessions.clear(),
+    setHostDown: (role, down) => {
+      for (const host of pool.hosts) if (host.role === role) host.down = down;
+    },
     injectFault: (fault) => pool.faults.inject(fault),
     clearFaults: () => pool.faults.clear(),
     setReaderStallTimeout: (ms) => {

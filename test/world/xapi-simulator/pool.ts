@@ -18,6 +18,8 @@ export interface HostState {
   address: string;
   /** `http://127.0.0.1:<port>` or `https://...`. */
   baseUrl: string;
+  /** A host that is down resets every connection (sim.setHostDown). */
+  down?: boolean;
 }
 
 export interface SrState {

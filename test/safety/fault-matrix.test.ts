@@ -1,0 +1,189 @@
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { acquireBackupLock } from '../../lambdas/backup/backup-lock.ts';
+import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
+import { listKeys, readObject, s3World } from '../world/s3.ts';
+import { startTcpProxy, type TcpProxy } from '../world/tcp-proxy.ts';
+import { backupAndRecord, expectInvariants, type RestorePointHashes } from './invariants.ts';
+
+const MiB = 1024 * 1024;
+const disk = { virtualSize: 40 * MiB, populate: 'generated' as const };
+
+describe('fault matrix', () => {
+  let world: BackupWorld;
+  let proxy: TcpProxy | undefined;
+  const hashes: RestorePointHashes = new Map();
+  afterEach(async () => {
+    hashes.clear();
+    await world?.close();
+    await proxy?.close();
+    proxy = undefined;
+  });
+
+  it('a session that expires mid-export: the steps log in again and the backup completes', async () => {
+    let expireAt = Number.POSITIVE_INFINITY;
+    world = await startBackupWorld({
+      vdi: disk,
+      target: {
+        onExportProgress: (_vdi, bytes) => {
+          if (bytes > expireAt) {
+            expireAt = Number.POSITIVE_INFINITY;
+            world.sim.expireSessions();
+          }
+        },
+      },
+    });
+    await backupAndRecord(world, hashes);
+    expireAt = 10 * MiB;
+    world.sim.writeDisk(world.vdiUuid, 0, Buffer.alloc(MiB, 1));
+    await backupAndRecord(world, hashes, { vdiUuids: [world.vdiUuid], mode: 'full' });
+    await expectInvariants(world, hashes);
+  });
+
+  it('a redirect to a host that is down fails the backup cleanly', async () => {
+    world = await startBackupWorld({ vdi: { ...disk, onMember: true } });
+    await backupAndRecord(world, hashes);
+    world.sim.setHostDown('member', true);
+    const run = await world.backup();
+    world.sim.setHostDown('member', false);
+    expect(run.status).toBe('FAILED');
+    expect(run.error).toBe('XapiNetworkError');
+    expect(run.cause).toMatch(/export from 127\.0\.0\.1:\d+: .*(ECONNRESET|socket|closed)/i);
+    await expectInvariants(world, hashes);
+  });
+
+  it('a host that stalls past our timeout fails the backup cleanly', async () => {
+    world = await startBackupWorld({ vdi: disk, target: { exportTuning: { stallTimeoutMs: 400 } } });
+    await backupAndRecord(world, hashes);
+    world.sim.injectFault({ kind: 'stall', on: 'export', ms: 3_000, afterBytes: 4 * MiB, times: 1 });
+    const run = await world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' });
+    expect(run.status).toBe('FAILED');
+    expect(run.cause).toMatch(/timed out|timeout/i);
+    await expectInvariants(world, hashes);
+  });
+
+  it('S3 stopped mid-upload: the backup fails; the next run aborts the upload it left', async () => {
+    proxy = await startTcpProxy(s3World().endpoint);
+    const through = proxy;
+    let stopAt = Number.POSITIVE_INFINITY;
+    world = await startBackupWorld({
+      vdi: disk,
+      target: {
+        s3: { ...s3World().target, endpoint: through.url },
+        onExportProgress: (_vdi, bytes) => {
+          if (bytes > stopAt) {
+            stopAt = Number.POSITIVE_INFINITY;
+            through.stop();
+            setTimeout(() => through.start(), 1_500);
+          }
+        },
+      },
+    });
+    await backupAndRecord(world, hashes);
+    stopAt = 20 * MiB;
+    const failed = await world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' });
+    expect(failed.status).toBe('FAILED');
+    expect(failed.cause).toMatch(/ECONNRESET|socket|network|closed|ECONNREFUSED/i);
+    through.start();
+    await backupAndRecord(world, hashes);
+    await expectInvariants(world, hashes);
+  });
+
+  it('S3 stopped mid-restore: the restore fails and its VDI is destroyed', async () => {
+    proxy = await startTcpProxy(s3World().endpoint);
+    world = await startBackupWorld({
+      vdi: disk,
+      target: { s3: { ...s3World().target, endpoint: proxy.url } },
+    });
+    await backupAndRecord(world, hashes);
+    const before = await world.vdiUuids();
+    const through = proxy;
+    world.sim.injectFault({ kind: 'throttle', on: 'import', bytesPerSecond: 20 * MiB });
+    setTimeout(() => through.stop(), 700);
+    const run = await world.restore({
+      vdiUuid: world.vdiUuid,
+      srUuid: world.sim.srs.shared.uuid,
+      strategy: 'replay',
+    });
+    through.start();
+    world.sim.clearFaults();
+    expect(run.status).toBe('FAILED');
+    expect(await world.vdiUuids()).toEqual(before);
+    await expectInvariants(world, hashes);
+  });
+
+  it('two runs racing for one VDI: one backs up, the other fails fast and touches nothing', async () => {
+    world = await startBackupWorld({ vdi: disk });
+    await backupAndRecord(world, hashes);
+    world.sim.injectFault({ kind: 'throttle', on: 'export', bytesPerSecond: 30 * MiB });
+    const runs = await Promise.all([
+      world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' }),
+      world.backup(),
+    ]);
+    world.sim.clearFaults();
+    const failed = runs.filter((run) => run.status === 'FAILED');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.error).toBe('BackupAlreadyRunning');
+    expect(failed[0]!.cause).toMatch(/already running .* this run touched nothing/);
+    const winner = runs.find((run) => run.status === 'SUCCEEDED')!;
+    const manifest = (await world.manifests()).at(-1)!;
+    expect(winner.summary!.outcomes[0]!.backupId).toBe(manifest.backupId);
+    hashes.set(manifest.backupId, world.sim.diskSha256(manifest.snapshotUuid));
+    await expectInvariants(world, hashes);
+  });
+
+  it('a lock left by a crashed run blocks until it expires, then the next run takes it over', async () => {
+    world = await startBackupWorld({ vdi: disk, lockTtlSeconds: 1 });
+    await backupAndRecord(world, hashes);
+    await acquireBackupLock(world.target.lock!, `lab/${world.vdiUuid}`, 'crashed-run', new Date());
+    const blocked = await world.backup();
+    expect(blocked.status).toBe('FAILED');
+    expect(blocked.cause).toMatch(/already running \(crashed-run, since .*; its lock expires at/);
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    await backupAndRecord(world, hashes);
+    await expectInvariants(world, hashes);
+  });
+
+  it('a manifest whose object was deleted: its points leave the catalog and the next backup is a full', async () => {
+    world = await startBackupWorld({ vdi: disk });
+    const full = await backupAndRecord(world, hashes);
+    world.sim.writeDisk(world.vdiUuid, 0, Buffer.alloc(MiB, 2));
+    const delta = await backupAndRecord(world, hashes);
+    await world.s3.send(new DeleteObjectCommand({ Bucket: world.bucket, Key: delta.objectKey }));
+    hashes.delete(delta.backupId);
+    const next = await world.backup();
+    expect(next.status, next.cause).toBe('SUCCEEDED');
+    expect(next.summary!.outcomes[0]!.fullReason).toMatch(
+      new RegExp(`^chain broken: object .*${delta.backupId}\\.vhd of backup ${delta.backupId} is missing`),
+    );
+    const ids = (await world.manifests()).map((m) => m.backupId);
+    expect(ids).toContain(full.backupId);
+    expect(ids).not.toContain(delta.backupId);
+    expect(await listKeys(world.s3, world.bucket)).toContain(
+      `backups/lab/${world.vdiUuid}/${delta.backupId}.json.broken`,
+    );
+    const latest = (await world.manifests()).at(-1)!;
+    hashes.set(latest.backupId, world.sim.diskSha256(latest.snapshotUuid));
+    await expectInvariants(world, hashes);
+  });
+
+  it('an object altered in S3: a replay restore refuses it by sha256 and leaves nothing behind', async () => {
+    world = await startBackupWorld({ vdi: disk });
+    const full = await backupAndRecord(world, hashes);
+    const original = await readObject(world.s3, world.bucket, full.objectKey);
+    const altered = Buffer.from(original);
+    altered[altered.length - 1024]! ^= 0x01;
+    await world.s3.send(new PutObjectCommand({ Bucket: world.bucket, Key: full.objectKey, Body: altered }));
+    const before = await world.vdiUuids();
+    const run = await world.restore({
+      vdiUuid: world.vdiUuid,
+      srUuid: world.sim.srs.shared.uuid,
+      strategy: 'replay',
+    });
+    expect(run.status).toBe('FAILED');
+    expect(run.cause).toMatch(/changed since its backup: sha256/);
+    expect(await world.vdiUuids()).toEqual(before);
+    await world.s3.send(new PutObjectCommand({ Bucket: world.bucket, Key: full.objectKey, Body: original }));
+    await expectInvariants(world, hashes);
+  });
+});
