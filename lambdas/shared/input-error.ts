@@ -27,7 +27,7 @@ export function rejectUnknownFields(
   for (const field of Object.keys(input)) {
     if (!known.includes(field)) {
       throw new InputValidationError(
-        field,
+        /^[A-Za-z_][\w-]*$/.test(field) ? field : JSON.stringify(field),
         `is not a field of ${where}`,
         `Use only ${known.map((name) => `"${name}"`).join(', ')}.`,
       );

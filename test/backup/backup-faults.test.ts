@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Fault } from '../world/xapi-simulator/index.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
-import { listKeys, sha256OfObject } from '../world/s3.ts';
+import { listKeys } from '../world/s3.ts';
+import { backupAndRecord, expectInvariants, type RestorePointHashes } from '../safety/invariants.ts';
 
 const MiB = 1024 * 1024;
 
@@ -76,9 +77,8 @@ describe('backup failures leave nothing behind', () => {
   });
 
   it.each(scenarios)('$name', async ({ fault, cause }) => {
-    const first = await world.backup();
-    expect(first.status, first.cause).toBe('SUCCEEDED');
-    const [earlier] = await world.manifests();
+    const hashes: RestorePointHashes = new Map();
+    const earlier = await backupAndRecord(world, hashes);
     const keysBefore = await listKeys(world.s3, world.bucket);
 
     world.sim.injectFault({ ...fault, times: 1 } as Fault);
@@ -86,16 +86,10 @@ describe('backup failures leave nothing behind', () => {
 
     expect(run.status).toBe('FAILED');
     expect(run.cause).toMatch(cause);
-    // No manifest, no object, no open upload.
+    // No manifest, no object, no open upload; the earlier restore point untouched and restorable.
     expect(await listKeys(world.s3, world.bucket)).toEqual(keysBefore);
-    expect(await world.openUploads()).toEqual([]);
-    // The new snapshot and our task are gone, the session is logged out; the earlier base stays.
-    expect(world.sim.snapshotsOf(world.vdiUuid).map((s) => s.uuid)).toEqual([earlier!.snapshotUuid]);
-    expect(world.sim.openTasks()).toEqual([]);
-    expect(world.sim.openSessions()).toEqual([]);
-    // The earlier restore point is untouched.
     expect(await world.manifests()).toEqual([earlier]);
-    expect(await sha256OfObject(world.s3, world.bucket, earlier!.objectKey)).toBe(earlier!.sha256);
+    await expectInvariants(world, hashes);
 
     // And the next run works again, as a delta on the surviving base.
     const next = await world.backup();

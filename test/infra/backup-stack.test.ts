@@ -1,42 +1,34 @@
-import { App } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../infra/app.ts';
-import { parseConfig } from '../../infra/config/config.ts';
+import { synth, type Synthesized } from './synth.ts';
 
-let template: Template;
+let example: Synthesized;
 
 beforeAll(() => {
-  // cdk-nag runs here as in `cdk synth`: an unacknowledged finding makes synth throw.
-  const { stack } = buildApp(new App({ context: { 'aws:cdk:bundling-stacks': [] } }));
-  template = Template.fromStack(stack);
+  // The shipped example config, with cdk-nag as in `cdk synth`: an unacknowledged finding throws here.
+  example = synth();
 });
 
-function policyStatementsOf(functionLogicalIdPrefix: string): unknown[] {
-  const roles = template.findResources('AWS::IAM::Role');
-  const roleId = Object.keys(roles).find((id) =>
-    id.startsWith(`Backup${functionLogicalIdPrefix}ServiceRole`),
-  );
-  const policies = template.findResources('AWS::IAM::Policy');
-  return Object.values(policies)
-    .filter((policy) => JSON.stringify(policy.Properties.Roles).includes(String(roleId)))
-    .flatMap((policy) => policy.Properties.PolicyDocument.Statement as unknown[]);
-}
-
-describe('backup stack', () => {
-  it('runs a Standard state machine that logs without execution data and traces', () => {
-    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
-      StateMachineType: 'STANDARD',
-      TracingConfiguration: { Enabled: true },
-      LoggingConfiguration: Match.objectLike({ IncludeExecutionData: false, Level: 'ALL' }),
-    });
+describe('the app on the example config', () => {
+  it('yields what the issue asks of `cdk synth`', () => {
+    const { template } = example;
+    template.resourceCountIs('AWS::StepFunctions::StateMachine', 2);
+    template.resourceCountIs('AWS::Scheduler::Schedule', 1);
+    template.resourceCountIs('AWS::KMS::Key', 1);
+    template.resourceCountIs('AWS::SNS::Topic', 1);
+    template.resourceCountIs('AWS::DynamoDB::Table', 1);
+    expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm')).length).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(template.findResources('AWS::Events::Rule')).length).toBe(2);
   });
 
-  it('runs every step as Node.js 24 on arm64 with JSON logs', () => {
-    const functions = template.findResources('AWS::Lambda::Function');
-    const steps = Object.values(functions).filter(
-      (fn) => fn.Properties.Environment?.Variables?.VDI_VAULT_STEP,
-    );
+  it('keeps the logical ids the local runner looks for', () => {
+    const machines = Object.keys(example.template.findResources('AWS::StepFunctions::StateMachine'));
+    expect(machines.some((id) => id.startsWith('BackupStateMachine'))).toBe(true);
+    expect(machines.some((id) => id.startsWith('RestoreStateMachine'))).toBe(true);
+  });
+
+  it('runs every step as Node.js 24 on arm64 with JSON logs, tracing and Powertools settings', () => {
+    const functions = Object.values(example.template.findResources('AWS::Lambda::Function'));
+    const steps = functions.filter((fn) => fn.Properties.Environment?.Variables?.VDI_VAULT_STEP);
     expect(steps.map((fn) => fn.Properties.Environment.Variables.VDI_VAULT_STEP).sort()).toEqual(
       [
         'backup.cleanup',
@@ -48,14 +40,35 @@ describe('backup stack', () => {
         'backup.logout',
         'backup.plan',
         'backup.snapshot',
+        'restore.cleanup',
+        'restore.createVdi',
+        'restore.failureCleanup',
+        'restore.importLayer',
+        'restore.importMerged',
+        'restore.login',
+        'restore.logout',
+        'restore.resolveChain',
+        'restore.validate',
       ].sort(),
     );
+    for (const fn of functions) expect(fn.Properties.Runtime).toBe('nodejs24.x');
     for (const fn of steps) {
       expect(fn.Properties).toMatchObject({
-        Runtime: 'nodejs24.x',
         Architectures: ['arm64'],
         LoggingConfig: { LogFormat: 'JSON' },
+        TracingConfig: { Mode: 'Active' },
+        Environment: {
+          Variables: expect.objectContaining({
+            POWERTOOLS_SERVICE_NAME: 'vdi-vault',
+            POWERTOOLS_METRICS_NAMESPACE: 'VdiVault',
+            VDI_VAULT_PREFIX: 'backups',
+            VDI_VAULT_DEFAULT_POOL: 'lab',
+          }),
+        },
       });
+      expect(fn.Properties.VpcConfig).toBeUndefined();
+      // Without Object Lock no checksum is forced on uploads.
+      expect(fn.Properties.Environment.Variables.VDI_VAULT_UPLOAD_CHECKSUM).toBeUndefined();
     }
     const exportFn = steps.find(
       (fn) => fn.Properties.Environment.Variables.VDI_VAULT_STEP === 'backup.export',
@@ -63,63 +76,21 @@ describe('backup stack', () => {
     expect(exportFn!.Properties.Timeout).toBe(900);
   });
 
-  it('keeps backups in a private, TLS-only bucket that aborts stale uploads after a day', () => {
-    template.hasResourceProperties('AWS::S3::Bucket', {
-      VersioningConfiguration: { Status: 'Enabled' },
-      PublicAccessBlockConfiguration: {
-        BlockPublicAcls: true,
-        BlockPublicPolicy: true,
-        IgnorePublicAcls: true,
-        RestrictPublicBuckets: true,
-      },
-      LifecycleConfiguration: {
-        Rules: Match.arrayWith([
-          Match.objectLike({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
-        ]),
-      },
-    });
-    template.hasResourceProperties('AWS::S3::BucketPolicy', {
-      PolicyDocument: {
-        Statement: Match.arrayWith([
-          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
-        ]),
-      },
-    });
-  });
-
-  it('grants each function only what it uses', () => {
-    const actions = (prefix: string) =>
-      policyStatementsOf(prefix)
-        .flatMap((statement) => (statement as { Action: string | string[] }).Action)
-        .sort();
-    expect(actions('LoginFunction')).toEqual([
-      'secretsmanager:DescribeSecret',
-      'secretsmanager:GetSecretValue',
-    ]);
-    expect(actions('PlanFunction')).toEqual(['s3:GetObject', 's3:ListBucket']);
-    expect(actions('ExportFunction')).toEqual(['s3:AbortMultipartUpload', 's3:PutObject']);
-    expect(actions('CommitFunction')).toEqual(['s3:GetObject', 's3:PutObject']);
-    expect(actions('FailureCleanupFunction')).toEqual([
-      's3:AbortMultipartUpload',
-      's3:DeleteObject',
-      's3:ListBucketMultipartUploads',
-    ]);
-    for (const prefix of ['SnapshotFunction', 'CreateTaskFunction', 'CleanupFunction', 'LogoutFunction']) {
-      expect(actions(prefix)).toEqual([]);
-    }
-  });
-});
-
-describe('configuration', () => {
-  it('names the field of each error', () => {
-    const pool = { name: 'lab', url: 'https://xcp.example', secret: 's' };
-    expect(() => parseConfig({ pools: [] })).toThrow(/^config pools: /);
-    expect(() => parseConfig({ pools: [{ ...pool, url: 'xcp' }] })).toThrow(/^config pools\[0\]\.url: /);
-    expect(() => parseConfig({ pools: [pool, pool] })).toThrow(
-      /^config pools\[1\]\.name: "lab" is used twice/,
+  it('outputs the state machine ARNs, the bucket name, the topic ARN', () => {
+    const outputs = example.template.findOutputs('*');
+    expect(Object.keys(outputs).sort()).toEqual(
+      ['BackupStateMachineArn', 'BucketName', 'KeyArn', 'RestoreStateMachineArn', 'TopicArn'].sort(),
     );
-    expect(() => parseConfig({ pools: [{ ...pool, secret: '' }] })).toThrow(/^config pools\[0\]\.secret: /);
-    expect(() => parseConfig({ pools: [pool], concurrency: 0 })).toThrow(/^config concurrency: /);
-    expect(parseConfig({ pools: [pool] }).pools[0]!.name).toBe('lab');
+    expect(outputs.BackupStateMachineArn!.Value).toEqual({
+      Ref: expect.stringMatching(/^BackupStateMachine/),
+    });
+  });
+
+  it('passes the pools to the functions without credentials: only the secret ARN', () => {
+    const functions = Object.values(example.template.findResources('AWS::Lambda::Function'));
+    const pools = JSON.stringify(functions[0]!.Properties.Environment.Variables.VDI_VAULT_POOLS);
+    expect(pools).toContain('https://xcp-master.example.com');
+    expect(pools).toContain(':secret:vdi-vault/lab');
+    expect(pools).not.toMatch(/password/i);
   });
 });

@@ -1,0 +1,110 @@
+import { Match } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { JOB, POOL, resourceOf, synth, VDI, type Synthesized } from './synth.ts';
+
+let deployed: Synthesized;
+const SECOND_VDI = '0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3';
+
+beforeAll(() => {
+  deployed = synth(
+    {
+      pools: [POOL],
+      jobs: [
+        JOB,
+        {
+          name: 'weekly-full',
+          pool: 'lab',
+          vdiUuids: [VDI, SECOND_VDI],
+          schedule: 'rate(7 days)',
+          mode: 'full',
+          enabled: false,
+        },
+      ],
+    },
+    { nagChecks: false },
+  );
+});
+
+describe('triggers', () => {
+  it('creates one schedule per job that starts the backup state machine with the job input', () => {
+    const { template } = deployed;
+    template.resourceCountIs('AWS::Scheduler::Schedule', 2);
+    const backupArn = { Ref: Match.stringLikeRegexp('^BackupStateMachine') };
+    const nightly = resourceOf(template, 'AWS::Scheduler::Schedule', 'TriggersJobnightly');
+    expect(nightly.Properties).toMatchObject({
+      ScheduleExpression: 'cron(0 2 * * ? *)',
+      ScheduleExpressionTimezone: 'Europe/Paris',
+      State: 'ENABLED',
+      FlexibleTimeWindow: { Mode: 'OFF' },
+    });
+    template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'cron(0 2 * * ? *)',
+      Target: Match.objectLike({ Arn: backupArn }),
+    });
+    const input = (properties: Record<string, unknown>) =>
+      JSON.parse((properties.Target as { Input: string }).Input) as unknown;
+    expect(input(nightly.Properties)).toEqual({
+      vdiUuids: [VDI],
+      pool: 'lab',
+      mode: 'auto',
+      retention: { keep: 14, fullEvery: 7 },
+    });
+    const weekly = resourceOf(template, 'AWS::Scheduler::Schedule', 'TriggersJobweeklyfull');
+    expect(weekly.Properties).toMatchObject({
+      ScheduleExpression: 'rate(7 days)',
+      ScheduleExpressionTimezone: 'UTC',
+      State: 'DISABLED',
+    });
+    expect(input(weekly.Properties)).toEqual({ vdiUuids: [VDI, SECOND_VDI], pool: 'lab', mode: 'full' });
+  });
+
+  it('starts a backup on a Backup Requested event with the detail as input', () => {
+    deployed.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['vdi-vault'],
+        'detail-type': ['Backup Requested'],
+        detail: { vdiUuids: [{ exists: true }] },
+      },
+      Targets: [
+        Match.objectLike({
+          Arn: { Ref: Match.stringLikeRegexp('^BackupStateMachine') },
+          InputPath: '$.detail',
+        }),
+      ],
+    });
+  });
+
+  it('lets the trigger role start backups only, and use the key only for that state machine', () => {
+    const { template } = deployed;
+    const role = resourceOf(template, 'AWS::IAM::Role', 'TriggersStartBackupRole');
+    expect(JSON.stringify(role.Properties.AssumeRolePolicyDocument)).toContain('scheduler.amazonaws.com');
+    const policy = resourceOf(template, 'AWS::IAM::Policy', 'TriggersStartBackupRole');
+    const statements = (
+      policy.Properties.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] }
+    ).Statement;
+    expect(statements).toEqual([
+      expect.objectContaining({
+        Action: 'states:StartExecution',
+        Resource: { Ref: expect.stringMatching(/^BackupStateMachine/) },
+      }),
+      expect.objectContaining({
+        Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        Condition: {
+          StringEquals: {
+            'kms:EncryptionContext:aws:states:stateMachineArn': {
+              Ref: expect.stringMatching(/^BackupStateMachine/),
+            },
+          },
+        },
+      }),
+    ]);
+  });
+
+  it('creates no schedule without jobs, but keeps the event rule', () => {
+    const { template } = synth({ pools: [POOL] }, { nagChecks: false });
+    template.resourceCountIs('AWS::Scheduler::Schedule', 0);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({ source: ['vdi-vault'] }),
+    });
+  });
+});
