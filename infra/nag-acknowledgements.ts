@@ -6,6 +6,8 @@ import type { Construct } from 'constructs';
 export interface AcknowledgedResources {
   /** The bucket we created (an existing bucket's ARN is a literal, not a logical id). */
   readonly bucket?: s3.Bucket;
+  /** Or the name of the existing bucket we back up into. */
+  readonly existingBucketName?: string;
   readonly prefix: string;
   readonly functions: readonly lambda.IFunction[];
   /** The functions run in a VPC (their roles get the managed VPC access policy). */
@@ -33,6 +35,12 @@ export function acknowledgeFindings(scope: Construct, resources: AcknowledgedRes
     acknowledge(
       `AwsSolutions-IAM5[Resource::<${logicalId(resources.bucket)}.Arn>/${resources.prefix}/*]`,
       'Backup objects are named by backup id at run time; access is confined to the catalog prefix of our own bucket.',
+    );
+  }
+  if (resources.existingBucketName) {
+    acknowledge(
+      `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::${resources.existingBucketName}/${resources.prefix}/*]`,
+      'Backup objects are named by backup id at run time; access is confined to the catalog prefix of the configured bucket.',
     );
   }
   for (const fn of resources.functions) {

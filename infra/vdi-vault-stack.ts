@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -82,8 +82,8 @@ function vaultProps(scope: Construct, config: VdiVaultConfig): VdiVaultProps {
 function importNetwork(scope: Construct, network: NonNullable<VdiVaultConfig['network']>): VaultNetworkProps {
   const vpc = ec2.Vpc.fromVpcAttributes(scope, 'Vpc', {
     vpcId: network.vpcId,
-    // Only the explicit subnets below are used; the zones are not needed to place functions.
-    availabilityZones: [],
+    // Only the explicit subnets below are used: the zones never matter, but the import wants a list.
+    availabilityZones: Fn.getAzs(),
   });
   return {
     vpc,

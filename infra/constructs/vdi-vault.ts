@@ -1,6 +1,8 @@
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as events from 'aws-cdk-lib/aws-events';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -14,6 +16,7 @@ import { acknowledgeFindings } from '../nag-acknowledgements.ts';
 import { BackupTriggers, type BackupJob } from './backup-triggers.ts';
 import { BackupWorkflow } from './backup-workflow.ts';
 import { grantCatalogAccess, type CatalogTarget } from './catalog-access.ts';
+import { createLockTable } from './lock-table.ts';
 import { poolsEnvironment, type VaultPool } from './pool-environment.ts';
 import { RestoreWorkflow } from './restore-workflow.ts';
 import { setStepFunctionDefaults, type StepFunctionNetwork } from './step-function.ts';
@@ -93,6 +96,8 @@ export class VdiVault extends Construct {
   readonly backupStateMachine: sfn.StateMachine;
   readonly restoreStateMachine: sfn.StateMachine;
   readonly topic: sns.ITopic;
+  /** One backup per VDI at a time: the series lock table. */
+  readonly lockTable: dynamodb.Table;
   readonly backupFunctions: Readonly<Record<string, lambda.IFunction>>;
   readonly restoreFunctions: Readonly<Record<string, lambda.IFunction>>;
   readonly schedules: Readonly<Record<string, scheduler.Schedule>>;
@@ -117,19 +122,22 @@ export class VdiVault extends Construct {
     const stack = Stack.of(this);
     this.prefix = props.prefix ?? 'backups';
 
-    // Network first: the step functions created below read these defaults.
-    this.securityGroups = props.network ? this.functionSecurityGroups(props.network, props.pools) : [];
+    // Defaults first (construct context can only be set before any child exists); the step functions
+    // created below read them. The security groups are filled in right after.
+    const securityGroups: ec2.ISecurityGroup[] = [];
     const network: StepFunctionNetwork | undefined = props.network
       ? {
           vpc: props.network.vpc,
           subnets: props.network.subnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-          securityGroups: this.securityGroups,
+          securityGroups,
         }
       : undefined;
     setStepFunctionDefaults(this, {
       ...(network ? { network } : {}),
       ...(props.functionLogRetention ? { logRetention: props.functionLogRetention } : {}),
     });
+    if (props.network) securityGroups.push(...this.functionSecurityGroups(props.network, props.pools));
+    this.securityGroups = securityGroups;
 
     const key =
       props.encryptionKey ??
@@ -154,12 +162,15 @@ export class VdiVault extends Construct {
       ...(bucketKey ? { key: bucketKey } : {}),
     };
 
+    this.lockTable = createLockTable(this, key);
+
     const uploadChecksum = props.uploadChecksum ?? (props.objectLock ? 'CRC32' : undefined);
     const environment: Record<string, string> = {
       VDI_VAULT_BUCKET: this.bucket.bucketName,
       VDI_VAULT_PREFIX: this.prefix,
       VDI_VAULT_POOLS: poolsEnvironment(stack, props.pools),
       VDI_VAULT_DEFAULT_POOL: defaultPool,
+      VDI_VAULT_LOCK_TABLE: this.lockTable.tableName,
       ...(uploadChecksum ? { VDI_VAULT_UPLOAD_CHECKSUM: uploadChecksum } : {}),
       POWERTOOLS_SERVICE_NAME: 'vdi-vault',
       POWERTOOLS_METRICS_NAMESPACE: POWERTOOLS_NAMESPACE,
@@ -173,14 +184,27 @@ export class VdiVault extends Construct {
     const f = backup.functions;
     this.backupFunctions = f;
     for (const pool of props.pools) pool.secret.grantRead(f.login!);
-    grantCatalogAccess(f.plan!, catalog, ['s3:ListBucket', 's3:GetObject']);
+    // Plan: reads the catalog, aborts a killed run's uploads, moves a broken chain's manifests aside.
+    grantCatalogAccess(f.plan!, catalog, [
+      's3:ListBucket',
+      's3:ListBucketMultipartUploads',
+      's3:GetObject',
+      's3:PutObject',
+      's3:DeleteObject',
+      's3:AbortMultipartUpload',
+    ]);
     grantCatalogAccess(f.export!, catalog, ['s3:PutObject', 's3:AbortMultipartUpload']);
     grantCatalogAccess(f.commit!, catalog, ['s3:GetObject', 's3:PutObject']);
+    // Cleanup applies retention: lists the series, reads manifests, deletes expired points.
+    grantCatalogAccess(f.cleanup!, catalog, ['s3:ListBucket', 's3:GetObject', 's3:DeleteObject']);
     grantCatalogAccess(f.failureCleanup!, catalog, [
       's3:ListBucketMultipartUploads',
       's3:AbortMultipartUpload',
       's3:DeleteObject',
     ]);
+    grantLockAccess(f.plan!, this.lockTable, ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:DeleteItem']);
+    grantLockAccess(f.cleanup!, this.lockTable, ['dynamodb:DeleteItem']);
+    grantLockAccess(f.failureCleanup!, this.lockTable, ['dynamodb:DeleteItem']);
     this.backupStateMachine = createWorkflowStateMachine(this, 'BackupStateMachine', {
       definition: backup.definition,
       key,
@@ -221,7 +245,9 @@ export class VdiVault extends Construct {
     this.alarms = notifications.alarms;
 
     acknowledgeFindings(this, {
-      ...(props.existingBucket ? {} : { bucket: this.bucket as s3.Bucket }),
+      ...(props.existingBucket
+        ? { existingBucketName: props.existingBucket.bucketName }
+        : { bucket: this.bucket as s3.Bucket }),
       prefix: this.prefix,
       functions: [...Object.values(f), ...Object.values(r)],
       inVpc: network !== undefined,
@@ -243,6 +269,23 @@ export class VdiVault extends Construct {
       group.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), `HTTPS/XAPI on ${port}`);
     }
     return [group];
+  }
+}
+
+/** Exactly the item actions a step uses on the lock table, and the key to encrypt and read items. */
+function grantLockAccess(fn: lambda.IFunction, table: dynamodb.Table, actions: readonly string[]): void {
+  fn.addToRolePolicy(new iam.PolicyStatement({ actions: [...actions], resources: [table.tableArn] }));
+  const key = table.encryptionKey;
+  if (key) {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:Decrypt', ...(actions.includes('dynamodb:PutItem') ? ['kms:GenerateDataKey'] : [])],
+        resources: [key.keyArn],
+        conditions: {
+          StringEquals: { 'kms:ViaService': `dynamodb.${Stack.of(fn).region}.amazonaws.com` },
+        },
+      }),
+    );
   }
 }
 

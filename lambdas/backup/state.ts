@@ -2,6 +2,7 @@ import type { ExportToS3Result } from '../export/export-to-s3.ts';
 import type { XapiSessionHandle } from '../xapi/index.ts';
 import type { RetentionPolicy } from '../catalog/retention.ts';
 import type { BackupMode } from './input.ts';
+import type { TransferRoute } from '../transfer/routing.ts';
 
 /** The state each VDI's iteration carries from step to step (only ids and sizes: payloads stay small). */
 export interface BackupItemState {
@@ -37,6 +38,11 @@ export interface BackupPlan {
   readonly staleSnapshotsRemoved: readonly string[];
   /** Multipart uploads a killed run left open, aborted while planning. */
   readonly staleUploadsAborted: number;
+  /** Where the export runs, from its expected size against the configured threshold. */
+  readonly route: TransferRoute;
+  readonly expectedBytes: number;
+  /** Where a Fargate export writes its result for the workflow to collect. */
+  readonly transferResultKey: string;
   /** Our hold on the series lock, released by Cleanup or FailureCleanup; absent when no lock table is set. */
   readonly lockOwner?: string;
   readonly startedAt: string;

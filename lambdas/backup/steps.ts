@@ -20,7 +20,9 @@ import { randomUUID } from 'node:crypto';
 import { acquireBackupLock, releaseBackupLock, type BackupLockTable } from './backup-lock.ts';
 import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
 import { MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
-import { exportToS3 } from '../export/export-to-s3.ts';
+import { exportToS3, type ExportToS3Result } from '../export/export-to-s3.ts';
+import { expectedDeltaBytes, routeFor, type TransferRouting } from '../transfer/routing.ts';
+import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { failureMessage } from '../shared/failure.ts';
@@ -45,6 +47,8 @@ export interface BackupDeps {
   readonly onExportProgress?: (vdiUuid: string, bytes: number) => void;
   /** One backup per VDI at a time. Without it, runs are not serialised (local experiments only). */
   readonly lock?: BackupLockTable;
+  /** Which exports go to Fargate. Default: all run where the workflow first sends them (Lambda). */
+  readonly routing?: TransferRouting;
 }
 
 export interface LoginOutput {
@@ -128,6 +132,11 @@ export function createBackupSteps(deps: BackupDeps) {
       const kind = fullReason === undefined ? 'delta' : 'full';
       const startedAt = now();
       const backupId = newBackupId(startedAt, kind);
+      const recentDeltas = manifests
+        .filter((m) => m.kind === 'delta')
+        .slice(-5)
+        .map((m) => m.bytes);
+      const expectedBytes = kind === 'full' ? vdi.physical_utilisation : expectedDeltaBytes(recentDeltas);
       return {
         backupId,
         kind,
@@ -142,6 +151,9 @@ export function createBackupSteps(deps: BackupDeps) {
         ...(base ? { retiredSnapshotRef: base.ref } : {}),
         staleSnapshotsRemoved,
         staleUploadsAborted,
+        route: routeFor(deps.routing, expectedBytes),
+        expectedBytes,
+        transferResultKey: transferResultKey(deps.catalog, `${state.pool}/${state.vdiUuid}/${backupId}`),
         startedAt: startedAt.toISOString(),
       };
     });
@@ -253,6 +265,30 @@ export function createBackupSteps(deps: BackupDeps) {
             : {}),
         }),
       );
+    },
+
+    /** Reads what a Fargate export wrote; its failure is raised again under its own name. */
+    async collectExport(state: BackupItemState) {
+      const plan = required(state.plan, 'plan');
+      return (await collectTransferResult(deps.s3, deps.catalog, plan.transferResultKey)) as ExportToS3Result;
+    },
+
+    /**
+     * A Lambda export that timed out was killed mid-stream: abort the upload it left, destroy its task,
+     * and hand the retry on Fargate a fresh task.
+     */
+    async prepareFargateRetry(state: BackupItemState): Promise<{ ref: string }> {
+      const plan = required(state.plan, 'plan');
+      await abortUploads(deps.s3, deps.catalog.bucket, plan.objectKey);
+      return withSession(state, async (session) => {
+        if (state.task) await session.destroyTask(state.task.ref);
+        return {
+          ref: await session.createTask(
+            `vdi-vault export ${plan.backupId} (Fargate)`,
+            `retry of a timed-out export`,
+          ),
+        };
+      });
     },
 
     /** Writes the manifest, last: its presence commits the backup. */

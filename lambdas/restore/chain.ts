@@ -4,6 +4,7 @@ import type { CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError, type Manifest } from '../catalog/manifest.ts';
 import { InputValidationError } from '../shared/input-error.ts';
 import { backupIdTime, isBackupId } from './input.ts';
+import type { TransferRoute } from '../transfer/routing.ts';
 
 /** One stored VHD to apply, oldest (the full) first. */
 export interface RestoreLayer {
@@ -12,6 +13,9 @@ export interface RestoreLayer {
   readonly objectKey: string;
   readonly bytes: number;
   readonly sha256: string;
+  /** Set by the workflow's ResolveChain: where this layer's import runs and reports. */
+  readonly route?: TransferRoute;
+  readonly transferResultKey?: string;
 }
 
 export interface RestoreChain {

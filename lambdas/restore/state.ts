@@ -1,6 +1,7 @@
 import type { XapiSessionHandle } from '../xapi/index.ts';
 import type { RestoreChain, RestoreLayer } from './chain.ts';
 import type { RestoreRequest } from './input.ts';
+import type { TransferRoute } from '../transfer/routing.ts';
 
 /** What the restore workflow carries from state to state (ids and sizes only). */
 export interface RestoreState {
@@ -8,7 +9,12 @@ export interface RestoreState {
   readonly pool: string;
   readonly startedAt: string;
   readonly session?: XapiSessionHandle;
-  readonly chain?: RestoreChain & { readonly srRef: string };
+  readonly chain?: RestoreChain & {
+    readonly srRef: string;
+    /** Where the merged import runs and reports. */
+    readonly route: TransferRoute;
+    readonly transferResultKey: string;
+  };
   readonly vdi?: { readonly ref: string; readonly uuid: string };
   readonly imported?: readonly ImportedLayer[];
   readonly failure?: { readonly Error?: string; readonly Cause?: string };

@@ -11,6 +11,8 @@ import { writeVhd } from '../vhd/index.ts';
 import { isXapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
 import { resolveChain } from './chain.ts';
+import { routeFor, type TransferRouting } from '../transfer/routing.ts';
+import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { importIntoVdi } from './import-vdi.ts';
 import { parseRestoreRequest } from './input.ts';
 import { mergedBlockSource } from './merged-source.ts';
@@ -26,6 +28,8 @@ export interface RestoreDeps {
   readonly pools: PoolDirectory;
   readonly log?: Log;
   readonly clock?: () => Date;
+  /** Which imports go to Fargate. Default: all run on Lambda. */
+  readonly routing?: TransferRouting;
   /** Bytes sent so far to the host for one import (`<backup id>` or `merged`). */
   readonly onImportProgress?: (layer: string, bytes: number) => void;
 }
@@ -74,7 +78,27 @@ export function createRestoreSteps(deps: RestoreDeps) {
           throw error;
         }),
       );
-      return { ...chain, srRef };
+      // Each replayed layer is its own transfer; a merge sends about the sum of the layers at most.
+      const id = `restores/${state.pool}/${state.request.vdiUuid}/${state.startedAt.replace(/[-:]/g, '')}`;
+      const total = chain.layers.reduce((sum, layer) => sum + layer.bytes, 0);
+      return {
+        ...chain,
+        layers: chain.layers.map((layer) => ({
+          ...layer,
+          route: routeFor(deps.routing, layer.bytes),
+          transferResultKey: transferResultKey(deps.catalog, `${id}-${layer.backupId}`),
+        })),
+        route: routeFor(deps.routing, total),
+        transferResultKey: transferResultKey(deps.catalog, `${id}-merged`),
+        srRef,
+      };
+    },
+
+    /** Reads what a Fargate import wrote (one replayed layer, or the merged stream). */
+    async collectImport(state: {
+      readonly transferResultKey: string;
+    }): Promise<ImportedLayer | ImportedLayer[]> {
+      return (await collectTransferResult(deps.s3, deps.catalog, state.transferResultKey)) as ImportedLayer;
     },
 
     /** Creates the target VDI with the recorded size; its name and other_config say where it came from. */

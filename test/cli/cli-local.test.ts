@@ -64,8 +64,9 @@ describe('vdi-vault --local', () => {
   const cli = (...args: string[]) => runCli([...args, ...local], env);
   const manifestsOf = async () => {
     const { stdout } = await cli('list', vdiUuid, '--json');
-    return (JSON.parse(stdout) as { restorePoints: { backupId: string; snapshotUuid: string; chain: string[] }[] })
-      .restorePoints;
+    return (
+      JSON.parse(stdout) as { restorePoints: { backupId: string; snapshotUuid: string; chain: string[] }[] }
+    ).restorePoints;
   };
 
   it('backup: a full with progress on stderr and a summary table, its execution recorded for watch', async () => {
@@ -96,19 +97,49 @@ describe('vdi-vault --local', () => {
       pool: 'lab',
       succeeded: 1,
       failed: 0,
-      outcomes: [{ vdiUuid, status: 'succeeded', kind: 'delta', bytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) }],
+      outcomes: [
+        {
+          vdiUuid,
+          status: 'succeeded',
+          kind: 'delta',
+          bytes: expect.any(Number),
+          sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+        },
+      ],
     });
   });
 
   it('list: restore points oldest first, with the chain each needs (table and --json)', async () => {
     const points = await manifestsOf();
     expect(points).toHaveLength(2);
-    const [full, delta] = points as [Record<string, unknown>, Record<string, unknown>];
+    const [full, delta] = points as unknown as [Record<string, unknown>, Record<string, unknown>];
     expect(Object.keys(full).sort()).toEqual(
-      ['backupId', 'bytes', 'chain', 'chainBytes', 'endedAt', 'kind', 'parentBackupId', 'presentBlocks', 'sha256', 'snapshotUuid', 'startedAt', 'virtualSize'].sort(),
+      [
+        'backupId',
+        'bytes',
+        'chain',
+        'chainBytes',
+        'endedAt',
+        'kind',
+        'parentBackupId',
+        'presentBlocks',
+        'sha256',
+        'snapshotUuid',
+        'startedAt',
+        'virtualSize',
+      ].sort(),
     );
-    expect(full).toMatchObject({ kind: 'full', parentBackupId: null, chain: [full.backupId], virtualSize: 16 * MiB });
-    expect(delta).toMatchObject({ kind: 'delta', parentBackupId: full.backupId, chain: [full.backupId, delta.backupId] });
+    expect(full).toMatchObject({
+      kind: 'full',
+      parentBackupId: null,
+      chain: [full.backupId],
+      virtualSize: 16 * MiB,
+    });
+    expect(delta).toMatchObject({
+      kind: 'delta',
+      parentBackupId: full.backupId,
+      chain: [full.backupId, delta.backupId],
+    });
     expect(delta.chainBytes).toBe((full.bytes as number) + (delta.bytes as number));
     expect(full.backupId).toMatch(BACKUP_ID);
 
@@ -118,31 +149,53 @@ describe('vdi-vault --local', () => {
     expect(stdout).toContain(`${full.backupId as string} + 1 delta`);
   });
 
-  it.each(['replay', 'merge'] as const)('restore --strategy %s: the new VDI equals the source snapshot', async (strategy) => {
-    const latest = (await manifestsOf()).at(-1)!;
-    const { code, stdout, stderr } = await cli(
-      'restore', vdiUuid, '--sr-uuid', sim.srs.shared.uuid, '--strategy', strategy, '--restore-point', 'latest', '--json',
-    );
-    expect(code, stderr).toBe(0);
-    const document = JSON.parse(stdout) as { executionId: string; status: string; result: Record<string, unknown> };
-    expect(document.executionId).toMatch(/^restore-/);
-    expect(document.status).toBe('SUCCEEDED');
-    expect(document.result).toMatchObject({
-      sourceVdiUuid: vdiUuid,
-      restorePoint: latest.backupId,
-      strategy,
-      layersApplied: strategy === 'replay' ? latest.chain : ['merged'].length ? expect.any(Array) : [],
-      bytesMoved: expect.any(Number),
-    });
-    expect(sim.diskSha256(document.result.vdiUuid as string)).toBe(sim.diskSha256(latest.snapshotUuid));
-  });
+  it.each(['replay', 'merge'] as const)(
+    'restore --strategy %s: the new VDI equals the source snapshot',
+    async (strategy) => {
+      const latest = (await manifestsOf()).at(-1)!;
+      const { code, stdout, stderr } = await cli(
+        'restore',
+        vdiUuid,
+        '--sr-uuid',
+        sim.srs.shared.uuid,
+        '--strategy',
+        strategy,
+        '--restore-point',
+        'latest',
+        '--json',
+      );
+      expect(code, stderr).toBe(0);
+      const document = JSON.parse(stdout) as {
+        executionId: string;
+        status: string;
+        result: Record<string, unknown>;
+      };
+      expect(document.executionId).toMatch(/^restore-/);
+      expect(document.status).toBe('SUCCEEDED');
+      expect(document.result).toMatchObject({
+        sourceVdiUuid: vdiUuid,
+        restorePoint: latest.backupId,
+        strategy,
+        layersApplied: latest.chain,
+        bytesMoved: expect.any(Number),
+      });
+      expect(sim.diskSha256(document.result.vdiUuid as string)).toBe(sim.diskSha256(latest.snapshotUuid));
+    },
+  );
 
   it('verify: every layer matches; an object altered in S3 exits 3 naming the layer and the problem', async () => {
     const ok = await cli('verify', vdiUuid, '--json');
     expect(ok.code, ok.stderr).toBe(0);
-    const report = JSON.parse(ok.stdout) as { ok: boolean; restorePoint: string; layers: { ok: boolean; kind: string; vhd: unknown }[] };
+    const report = JSON.parse(ok.stdout) as {
+      ok: boolean;
+      restorePoint: string;
+      layers: { ok: boolean; kind: string; vhd: unknown }[];
+    };
     expect(report).toMatchObject({ ok: true, pool: 'lab', vdiUuid });
-    expect(report.layers.map((layer) => [layer.kind, layer.ok])).toEqual([['full', true], ['delta', true]]);
+    expect(report.layers.map((layer) => [layer.kind, layer.ok])).toEqual([
+      ['full', true],
+      ['delta', true],
+    ]);
     expect(report.layers[0]!.vhd).toMatchObject({ diskType: 'dynamic', virtualSize: 16 * MiB });
 
     // Flip one byte of the full's data, keeping its size: only the content check can see it.
@@ -157,7 +210,10 @@ describe('vdi-vault --local', () => {
     expect(bad.code).toBe(3);
     expect(bad.stdout).toMatch(new RegExp(`${full!.backupId}\\s+full.*sha256 differs from the manifest`));
     expect(bad.stdout).toContain('verification failed: 1 problem(s)');
-    const badJson = JSON.parse((await cli('verify', vdiUuid, '--all', '--json')).stdout) as { ok: boolean; layers: { ok: boolean; problems: string[] }[] };
+    const badJson = JSON.parse((await cli('verify', vdiUuid, '--all', '--json')).stdout) as {
+      ok: boolean;
+      layers: { ok: boolean; problems: string[] }[];
+    };
     expect(badJson.ok).toBe(false);
     expect(badJson.layers[0]!.problems).toEqual(['sha256 differs from the manifest']);
   });
@@ -182,8 +238,18 @@ describe('vdi-vault --local', () => {
     expect(stdout).toContain('full because first backup');
 
     const json = await cli('watch', executions.finished!, '--json');
-    const document = JSON.parse(json.stdout) as { status: string; kind: string; events: { type: string; state?: string }[]; result: unknown };
-    expect(document).toMatchObject({ executionId: executions.finished, kind: 'backup', status: 'SUCCEEDED', input: { vdiUuids: [vdiUuid] } });
+    const document = JSON.parse(json.stdout) as {
+      status: string;
+      kind: string;
+      events: { type: string; state?: string }[];
+      result: unknown;
+    };
+    expect(document).toMatchObject({
+      executionId: executions.finished,
+      kind: 'backup',
+      status: 'SUCCEEDED',
+      input: { vdiUuids: [vdiUuid] },
+    });
     expect(document.events.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toContain('Commit');
     expect(document.result).toMatchObject({ outcomes: [{ kind: 'full' }] });
   });
@@ -193,8 +259,15 @@ describe('vdi-vault --local', () => {
     expect(code).toBe(1);
     expect(stderr).toMatch(/✗ Snapshot failed: .*SR_FULL/);
     expect(stdout).toContain('SR_FULL');
-    const document = JSON.parse((await cli('watch', executions.failed!, '--json')).stdout) as Record<string, unknown>;
-    expect(document).toMatchObject({ status: 'FAILED', error: expect.any(String), cause: expect.stringContaining('SR_FULL') });
+    const document = JSON.parse((await cli('watch', executions.failed!, '--json')).stdout) as Record<
+      string,
+      unknown
+    >;
+    expect(document).toMatchObject({
+      status: 'FAILED',
+      error: expect.any(String),
+      cause: expect.stringContaining('SR_FULL'),
+    });
   });
 
   it('watch --local follows an execution another process is running until it ends', async () => {
@@ -210,9 +283,14 @@ describe('vdi-vault --local', () => {
     fault.remove();
     expect(ran.code, ran.stderr).toBe(0);
     expect(watched.code).toBe(0);
-    const document = JSON.parse(watched.stdout) as { status: string; events: { type: string; transfer?: string }[] };
+    const document = JSON.parse(watched.stdout) as {
+      status: string;
+      events: { type: string; transfer?: string }[];
+    };
     expect(document.status).toBe('SUCCEEDED');
-    expect(document.events.some((e) => e.type === 'Progress' && e.transfer === `export ${vdiUuid}`)).toBe(true);
+    expect(document.events.some((e) => e.type === 'Progress' && e.transfer === `export ${vdiUuid}`)).toBe(
+      true,
+    );
     const log = await readFile(join(stateDir, `${executionId}.jsonl`), 'utf8');
     expect(log.trim().split('\n').at(-1)).toContain('"type":"ExecutionResult"');
   });
@@ -224,7 +302,8 @@ describe('vdi-vault usage errors (exit 2, naming what is wrong)', () => {
   it('--help lists every command; a bare call shows it and exits 2', async () => {
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
-    for (const command of ['backup', 'restore', 'list', 'watch', 'verify']) expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+    for (const command of ['backup', 'restore', 'list', 'watch', 'verify'])
+      expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     expect((await runCli([])).code).toBe(2);
     const commandHelp = await runCli(['restore', '--help']);
     expect(commandHelp.code).toBe(0);
@@ -242,10 +321,13 @@ describe('vdi-vault usage errors (exit 2, naming what is wrong)', () => {
     [['backup', '--local'], 'backup needs at least one VDI uuid'],
     [['restore', uuid, '--sr-uuid', 'nope', '--local'], 'srUuid: "nope" is not a uuid'],
     [['restore', uuid, '--local'], 'srUuid: is missing'],
-    [['restore', uuid, '--sr-uuid', uuid, '--restore-point', 'yesterday', '--local'], 'restorePoint: "yesterday"'],
+    [
+      ['restore', uuid, '--sr-uuid', uuid, '--restore-point', 'yesterday', '--local'],
+      'restorePoint: "yesterday"',
+    ],
     [['list', 'xyz'], 'vdiUuid: "xyz" is not a uuid'],
     [['backup', uuid, '--local', '--bucket', 'b'], '--local needs --xapi-url'],
-    [['backup', uuid, '--local', '--no-wait'], '--no-wait apply to a deployed stack, not --local'],
+    [['backup', uuid, '--local', '--no-wait'], '--no-wait: only for a deployed stack, not with --local'],
     [['watch', 'backup-1'], 'is not an execution ARN'],
     [['watch', '../etc/passwd', '--local'], 'is not a local execution id'],
   ])('%j → %s', async (args, message) => {
@@ -258,11 +340,20 @@ describe('vdi-vault usage errors (exit 2, naming what is wrong)', () => {
   it('--json turns a usage error into a JSON document too', async () => {
     const { code, stdout } = await runCli(['backup', 'nope', '--local', '--json']);
     expect(code).toBe(2);
-    expect(JSON.parse(stdout)).toEqual({ error: 'UsageError', message: expect.stringContaining('vdiUuids[0]') });
+    expect(JSON.parse(stdout)).toEqual({
+      error: 'UsageError',
+      message: expect.stringContaining('vdiUuids[0]'),
+    });
   });
 
   it('watch --local of an unknown execution exits 4', async () => {
-    const { code, stderr } = await runCli(['watch', '--local', 'backup-20260101T000000000Z-000000', '--state-dir', tmpdir()]);
+    const { code, stderr } = await runCli([
+      'watch',
+      '--local',
+      'backup-20260101T000000000Z-000000',
+      '--state-dir',
+      tmpdir(),
+    ]);
     expect(code).toBe(4);
     expect(stderr).toContain('no execution log');
   });

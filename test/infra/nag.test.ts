@@ -26,6 +26,17 @@ describe('cdk-nag AwsSolutions', () => {
         notifications: { emails: ['ops@example.com'] },
       },
     ],
+    [
+      'existing bucket, key, topic and secret ARN',
+      {
+        pools: [{ ...POOL, secret: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:lab-AbCdEf' }],
+        bucket: {
+          existingBucketName: 'corp-backups',
+          existingKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+        },
+        notifications: { existingTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops' },
+      },
+    ],
   ])('finds nothing unacknowledged on %s', (_name, config) => {
     expect(() => app(config).app.synth()).not.toThrow();
   });

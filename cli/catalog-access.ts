@@ -1,0 +1,38 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { CatalogLocation } from '../lambdas/catalog/keys.ts';
+import { createS3Client } from '../lambdas/s3/client.ts';
+import { booleanFlag, stringFlag, type FlagValues } from './args.ts';
+import { StackOutputs, type AwsClients } from './deployed.ts';
+import { DEFAULT_LOCAL_POOL, DEFAULT_PREFIX, requireBucket, s3EndpointFromFlags } from './local.ts';
+import { UsageError } from './exit-codes.ts';
+
+export interface CatalogAccess {
+  readonly s3: S3Client;
+  readonly location: CatalogLocation;
+  readonly pool: string;
+}
+
+/**
+ * The catalog `list` and `verify` read: with `--local`, the S3 endpoint and bucket from flags; deployed,
+ * the stack's bucket (and default pool, when the stack exports one) unless flags name them.
+ */
+export async function catalogFromFlags(
+  values: FlagValues,
+  env: NodeJS.ProcessEnv,
+  clients: AwsClients,
+): Promise<CatalogAccess> {
+  const prefix = stringFlag(values, 'prefix') ?? DEFAULT_PREFIX;
+  const s3 = createS3Client(s3EndpointFromFlags(values, env));
+  if (booleanFlag(values, 'local')) {
+    return {
+      s3,
+      location: { bucket: requireBucket(values), prefix },
+      pool: stringFlag(values, 'pool') ?? DEFAULT_LOCAL_POOL,
+    };
+  }
+  const stack = new StackOutputs(clients, values);
+  const bucket = stringFlag(values, 'bucket') ?? (await stack.get('BucketName', '--bucket'));
+  const pool = stringFlag(values, 'pool') ?? (await stack.find('DefaultPool'));
+  if (pool === undefined) throw new UsageError('give --pool (the stack exports no DefaultPool)');
+  return { s3, location: { bucket, prefix }, pool };
+}

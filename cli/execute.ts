@@ -1,0 +1,123 @@
+import { booleanFlag, rejectFlags, stringFlag, type FlagValues } from './args.ts';
+import {
+  StackOutputs,
+  followExecution,
+  startExecution,
+  stateMachineArn,
+  type AwsClients,
+} from './deployed.ts';
+import type { ExecutionEvent, ExecutionOutcome } from './execution-events.ts';
+import { DEFAULT_STATE_DIR, ExecutionRecorder, executionLogPath, newExecutionId } from './execution-log.ts';
+import { LiveDisplay } from './live-display.ts';
+import { describeLocalTarget, localTargetFromFlags } from './local.ts';
+import { note, type Output } from './output.ts';
+
+export interface CommandContext {
+  readonly output: Output;
+  readonly env: NodeJS.ProcessEnv;
+  readonly aws: (region: string | undefined) => AwsClients;
+}
+
+/**
+ * Runs a backup or restore with a validated input: in this process through the local runner (recording
+ * its events for `watch --local`), or as an execution of the deployed state machine, followed until it
+ * ends unless `--no-wait`. Either way people see the steps and transfer progress live.
+ */
+export async function execute(
+  kind: 'backup' | 'restore',
+  input: { readonly pool?: string },
+  values: FlagValues,
+  context: CommandContext,
+): Promise<ExecutionOutcome> {
+  if (booleanFlag(values, 'local')) {
+    rejectFlags(
+      values,
+      ['backup-arn', 'restore-arn', 'stack', 'no-wait'],
+      'only for a deployed stack, not with --local',
+    );
+  }
+  return booleanFlag(values, 'local')
+    ? executeLocally(kind, input, values, context)
+    : executeDeployed(kind, input, values, context);
+}
+
+async function executeLocally(
+  kind: 'backup' | 'restore',
+  input: { readonly pool?: string },
+  values: FlagValues,
+  { output, env }: CommandContext,
+): Promise<ExecutionOutcome> {
+  const display = new LiveDisplay(output);
+  const executionId = newExecutionId(kind);
+  const logPath = executionLogPath(stringFlag(values, 'state-dir') ?? DEFAULT_STATE_DIR, executionId);
+  const progress = (transfer: string, bytes: number) => {
+    const event = { type: 'Progress', transfer, bytes, at: new Date().toISOString() } as const;
+    display.event(event);
+    recorder.progress(event);
+  };
+  const target = {
+    ...localTargetFromFlags(values, env, input.pool),
+    onExportProgress: (vdiUuid: string, bytes: number) => progress(`export ${vdiUuid}`, bytes),
+    onImportProgress: (layer: string, bytes: number) => progress(`import ${layer}`, bytes),
+  };
+  // Opened once the flags are known good: a usage error leaves no log behind.
+  const recorder = ExecutionRecorder.open(logPath, {
+    executionId,
+    kind,
+    input,
+    target: describeLocalTarget(target),
+  });
+  note(output, `execution ${executionId} (follow it with: vdi-vault watch --local ${executionId})`);
+  const onEvent = (event: ExecutionEvent) => {
+    recorder.event(event);
+    display.event(event);
+  };
+  let outcome: ExecutionOutcome;
+  try {
+    // Loaded only now: the runner synthesizes the CDK app, which `list`, `verify` and `--help` don't need.
+    const run =
+      kind === 'backup'
+        ? await (await import('../infra/local/local-backup.ts')).runLocalBackup(target, input, onEvent)
+        : await (await import('../infra/local/local-restore.ts')).runLocalRestore(target, input, onEvent);
+    outcome = {
+      executionId,
+      status: run.status,
+      ...(run.output !== undefined ? { output: run.output } : {}),
+      ...(run.error !== undefined ? { error: run.error } : {}),
+      ...(run.cause !== undefined ? { cause: run.cause } : {}),
+    };
+  } catch (error) {
+    outcome = {
+      executionId,
+      status: 'FAILED',
+      error: (error as Error).name,
+      cause: (error as Error).message,
+    };
+  }
+  display.close();
+  recorder.finish(outcome);
+  return outcome;
+}
+
+async function executeDeployed(
+  kind: 'backup' | 'restore',
+  input: unknown,
+  values: FlagValues,
+  { output, aws }: CommandContext,
+): Promise<ExecutionOutcome> {
+  const clients = aws(stringFlag(values, 'region'));
+  const arn = await stateMachineArn(kind, values, new StackOutputs(clients, values));
+  const executionArn = await startExecution(clients.sfn(), arn, input);
+  if (booleanFlag(values, 'no-wait')) return { executionId: executionArn, status: 'RUNNING' };
+  note(output, `execution ${executionArn} (follow it with: vdi-vault watch ${executionArn})`);
+  return watchDeployed(executionArn, output, clients);
+}
+
+export async function watchDeployed(executionArn: string, output: Output, clients: AwsClients) {
+  const display = new LiveDisplay(output);
+  try {
+    return await followExecution(clients.sfn(), executionArn, (event) => display.event(event));
+  } finally {
+    display.close();
+  }
+}

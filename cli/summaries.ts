@@ -1,0 +1,87 @@
+import type { BackupOutcome, BackupSummary } from '../lambdas/backup/state.ts';
+import type { RestoreResult } from '../lambdas/restore/state.ts';
+import { formatBytes } from '../infra/local/progress.ts';
+import { readableCause, type ExecutionOutcome } from './execution-events.ts';
+import { EXIT, type ExitCode } from './exit-codes.ts';
+import { formatDuration, formatTable, printJson, printLine, type Output } from './output.ts';
+
+/**
+ * How an execution ended, for people (a table of what was done, or the cause of failure) or as the
+ * command's JSON document: `{executionId, status, result?, error?, cause?}` (plus `extra`).
+ */
+export function reportOutcome(
+  output: Output,
+  outcome: ExecutionOutcome,
+  extra: Record<string, unknown> = {},
+): ExitCode {
+  const { executionId, status, output: result, error, cause } = outcome;
+  if (output.json) {
+    printJson(output, {
+      executionId,
+      ...extra,
+      status,
+      ...(result !== undefined ? { result } : {}),
+      ...(error !== undefined ? { error } : {}),
+      ...(cause !== undefined ? { cause } : {}),
+    });
+  } else if (status === 'RUNNING') {
+    printLine(output, `started ${executionId}`);
+  } else if (status === 'SUCCEEDED') {
+    if (isBackupSummary(result)) printBackupSummary(output, result);
+    else if (isRestoreResult(result)) printRestoreResult(output, result);
+    else printLine(output, output.colour.green('execution succeeded'));
+  } else {
+    const { red, bold } = output.colour;
+    printLine(
+      output,
+      `${red(bold(`execution ${status.toLowerCase().replace('_', ' ')}`))}: ${error ?? status}`,
+    );
+    printLine(output, `  ${readableCause(cause)}`);
+  }
+  return status === 'SUCCEEDED' || status === 'RUNNING' ? EXIT.ok : EXIT.executionFailed;
+}
+
+export function isBackupSummary(value: unknown): value is BackupSummary {
+  return typeof value === 'object' && value !== null && Array.isArray((value as BackupSummary).outcomes);
+}
+
+export function isRestoreResult(value: unknown): value is RestoreResult {
+  return typeof value === 'object' && value !== null && Array.isArray((value as RestoreResult).layersApplied);
+}
+
+function printBackupSummary(output: Output, summary: BackupSummary): void {
+  const { green, red } = output.colour;
+  for (const line of formatTable<BackupOutcome>(summary.outcomes, [
+    { title: 'VDI', value: (o) => o.vdiUuid },
+    { title: 'RESULT', value: (o) => (o.status === 'succeeded' ? green('ok') : red('failed')) },
+    { title: 'BACKUP', value: (o) => o.backupId ?? '-' },
+    { title: 'KIND', value: (o) => o.kind ?? '-' },
+    { title: 'SIZE', value: (o) => (o.bytes !== undefined ? formatBytes(o.bytes) : '-'), align: 'right' },
+    { title: 'BLOCKS', value: (o) => String(o.presentBlocks ?? '-'), align: 'right' },
+    {
+      title: 'TIME',
+      value: (o) => (o.durationMs !== undefined ? formatDuration(o.durationMs) : '-'),
+      align: 'right',
+    },
+  ])) {
+    printLine(output, line);
+  }
+  for (const outcome of summary.outcomes) {
+    if (outcome.fullReason) printLine(output, `  ${outcome.vdiUuid}: full because ${outcome.fullReason}`);
+    if (outcome.error)
+      printLine(output, `  ${outcome.vdiUuid}: ${outcome.error}: ${readableCause(outcome.cause)}`);
+  }
+  printLine(output, `pool ${summary.pool}: ${summary.succeeded} succeeded, ${summary.failed} failed`);
+}
+
+function printRestoreResult(output: Output, result: RestoreResult): void {
+  printLine(
+    output,
+    `${output.colour.green('restored')} ${result.restorePoint} of VDI ${result.sourceVdiUuid} into new VDI ${output.colour.bold(result.vdiUuid)}`,
+  );
+  printLine(
+    output,
+    `  ${result.strategy}: ${result.layersApplied.length} layer(s) (${result.layersApplied.join(', ')}), ` +
+      `${formatBytes(result.bytesMoved)} sent in ${formatDuration(result.durationMs)}`,
+  );
+}
