@@ -1,7 +1,17 @@
 import { App } from 'aws-cdk-lib';
-import { mkdtempSync, rmSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { buildApp } from '../app.ts';
 import { STEP_ENV } from '../constructs/step-function.ts';
 
@@ -27,6 +37,23 @@ let cached: SynthesizedWorkflows | undefined;
  */
 export function synthesizeWorkflows(): SynthesizedWorkflows {
   if (cached) return cached;
+  // The template is a pure function of the app's sources and the CDK version: reuse it across processes.
+  const cacheFile = join(tmpdir(), 'vdi-vault-synth-cache', `${sourcesHash()}.json`);
+  try {
+    cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as SynthesizedWorkflows;
+    return cached;
+  } catch {
+    // not cached yet
+  }
+  cached = synthesizeNow();
+  mkdirSync(dirname(cacheFile), { recursive: true });
+  const partial = `${cacheFile}.${process.pid}`;
+  writeFileSync(partial, JSON.stringify(cached));
+  renameSync(partial, cacheFile);
+  return cached;
+}
+
+function synthesizeNow(): SynthesizedWorkflows {
   const outdir = mkdtempSync(join(tmpdir(), 'vdi-vault-synth-'));
   try {
     const { app, stack } = buildApp(new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] } }), {
@@ -35,11 +62,10 @@ export function synthesizeWorkflows(): SynthesizedWorkflows {
     const template = app.synth().getStackByName(stack.stackName).template as {
       Resources: Record<string, Resource>;
     };
-    cached = {
+    return {
       backup: workflowFrom(template.Resources, 'BackupStateMachine'),
       restore: workflowFrom(template.Resources, 'RestoreStateMachine'),
     };
-    return cached;
   } finally {
     rmSync(outdir, { recursive: true, force: true });
   }
@@ -99,4 +125,25 @@ function visitStates(
     if (processor) visitStates(processor, visit);
     for (const branch of (state.Branches ?? []) as Record<string, Json>[]) visitStates(branch, visit);
   }
+}
+
+/** Hash of every file under infra/ and of the lock file (the CDK version). */
+function sourcesHash(): string {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const hash = createHash('sha256');
+  const visit = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
+      a.name.localeCompare(b.name),
+    )) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) visit(path);
+      else {
+        hash.update(path.slice(root.length));
+        hash.update(readFileSync(path));
+      }
+    }
+  };
+  visit(join(root, 'infra'));
+  hash.update(readFileSync(join(root, 'package-lock.json')));
+  return hash.digest('hex').slice(0, 32);
 }
