@@ -12,6 +12,8 @@ export interface AcknowledgedResources {
   readonly functions: readonly lambda.IFunction[];
   /** The functions run in a VPC (their roles get the managed VPC access policy). */
   readonly inVpc?: boolean;
+  /** The Fargate transfer task definition the state machines run. */
+  readonly transferTaskDefinition?: { node: { defaultChild?: unknown } };
 }
 
 /** Every cdk-nag finding we accept under `scope`, each with its reason. Anything not listed here fails synth. */
@@ -21,6 +23,20 @@ export function acknowledgeFindings(scope: Construct, resources: AcknowledgedRes
     stack.getLogicalId(construct.node.defaultChild as Parameters<Stack['getLogicalId']>[0]);
   const acknowledge = (id: string, reason: string) => Validations.of(scope).acknowledge({ id, reason });
 
+  if (resources.transferTaskDefinition) {
+    const id = logicalId(resources.transferTaskDefinition);
+    const part = (index: number) => `{"Fn::Select":[${index},{"Fn::Split":[":",{"Ref":"${id}"}]}]}`;
+    const family = (index: number) =>
+      `{"Fn::Select":[${index},{"Fn::Split":["/",{"Fn::Select":[5,{"Fn::Split":[":",{"Ref":"${id}"}]}]}]}]}`;
+    acknowledge(
+      `AwsSolutions-IAM5[Resource::arn:${part(1)}:${part(2)}:${part(3)}:${part(4)}:${family(0)}/${family(1)}:*]`,
+      'Step Functions runs our own transfer task definition; the wildcard only covers its revisions.',
+    );
+    acknowledge(
+      'AwsSolutions-ECS2',
+      'The transfer container’s environment holds names only (bucket, prefix, pool URLs, secret ARNs, lock table); credentials are read from Secrets Manager at run time.',
+    );
+  }
   acknowledge(
     'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
     'The managed basic execution role only lets a function write its own CloudWatch logs.',

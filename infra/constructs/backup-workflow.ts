@@ -4,6 +4,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { StepFunction } from './step-function.ts';
+import type { TransferTask } from './transfer-task.ts';
 
 export interface BackupWorkflowProps {
   /** Environment every step function gets (bucket, prefix, pools). */
@@ -12,15 +13,20 @@ export interface BackupWorkflowProps {
   readonly concurrency?: number;
   /** Memory of the export function: part size × parts in flight must fit. Default 1024 MB. */
   readonly exportMemorySize?: number;
+  /** Where exports too large for a Lambda run (routed by Plan, or retried after a Lambda timeout). */
+  readonly transfer: TransferTask;
 }
+
+/** Step Functions times an export out just before Lambda would, so the workflow sees `States.Timeout`. */
+const EXPORT_STATE_TIMEOUT = Duration.seconds(870);
 
 /** Errors a retry can cure: the network, and Lambda's own hiccups. */
 const TRANSIENT_ERRORS = ['XapiNetworkError'];
 
 /**
- * The backup state machine: Login, then per VDI (in a Map) Plan → Snapshot → CreateTask → Export → Commit →
- * Cleanup with every failure caught by FailureCleanup, then Logout, and a failed execution naming each VDI
- * that failed.
+ * The backup state machine: Login, then per VDI (in a Map) Plan → Snapshot → CreateTask → Export (on Lambda,
+ * or on Fargate by size or after a Lambda timeout) → Commit → Cleanup with every failure caught by
+ * FailureCleanup, then Logout, and a failed execution naming each VDI that failed.
  */
 export class BackupWorkflow extends Construct {
   readonly definition: sfn.IChainable;
@@ -39,6 +45,8 @@ export class BackupWorkflow extends Construct {
         timeout: Duration.minutes(15),
         memorySize: props.exportMemorySize ?? 1024,
       }),
+      prepareFargateRetry: fn('PrepareFargateRetryFunction', 'prepareFargateRetry'),
+      collectExport: fn('CollectExportFunction', 'collectExport'),
       commit: fn('CommitFunction', 'commit'),
       cleanup: fn('CleanupFunction', 'cleanup', { timeout: Duration.minutes(5) }),
       failureCleanup: fn('FailureCleanupFunction', 'failureCleanup', { timeout: Duration.minutes(5) }),
@@ -49,7 +57,7 @@ export class BackupWorkflow extends Construct {
     const invoke = (
       stateName: string,
       target: lambda.IFunction,
-      options: { resultPath: string; retry?: boolean; payload?: sfn.TaskInput },
+      options: { resultPath: string; retry?: boolean; payload?: sfn.TaskInput; timeout?: Duration },
     ) => {
       const task = new tasks.LambdaInvoke(this, stateName, {
         stateName,
@@ -58,6 +66,7 @@ export class BackupWorkflow extends Construct {
         // A result replacing the whole state is ASL's default; aws-local-stepfunctions mishandles an explicit "$".
         ...(options.resultPath === '$' ? {} : { resultPath: options.resultPath }),
         ...(options.payload ? { payload: options.payload } : {}),
+        ...(options.timeout ? { taskTimeout: sfn.Timeout.duration(options.timeout) } : {}),
       });
       if (options.retry !== false) {
         task.addRetry({
@@ -83,13 +92,35 @@ export class BackupWorkflow extends Construct {
     const step = (stateName: string, target: lambda.IFunction, resultPath: string, retry = true) =>
       invoke(stateName, target, { resultPath, retry }).addCatch(failureCleanup, { resultPath: '$.failure' });
 
+    // Exports run on Lambda unless Plan routes them to Fargate by their expected size; a Lambda export that
+    // times out has its upload aborted and its task replaced, then runs once more on Fargate.
+    const commit = step('Commit', f.commit!, '$.commit');
+    const exportOnLambda = invoke('Export', f.export!, {
+      resultPath: '$.export',
+      retry: false,
+      timeout: EXPORT_STATE_TIMEOUT,
+    });
+    const exportOnFargate = props.transfer
+      .runState(this, 'ExportOnFargate', 'backup.export', '$.plan.transferResultKey')
+      .addCatch(failureCleanup, { resultPath: '$.failure' });
+    exportOnFargate.next(step('CollectExport', f.collectExport!, '$.export').next(commit));
+    exportOnLambda
+      .addCatch(step('PrepareFargateRetry', f.prepareFargateRetry!, '$.task').next(exportOnFargate), {
+        errors: ['States.Timeout'],
+        resultPath: '$.lambdaTimeout',
+      })
+      .addCatch(failureCleanup, { resultPath: '$.failure' })
+      .next(commit);
+    const routeExport = new sfn.Choice(this, 'RouteExport', { stateName: 'RouteExport' })
+      .when(sfn.Condition.stringEquals('$.plan.route', 'fargate'), exportOnFargate)
+      .otherwise(exportOnLambda);
+    commit.next(step('Cleanup', f.cleanup!, '$'));
+
+    // A retried snapshot could leave a twin behind; an export can't resume a stream: neither is retried.
     const perVdi = sfn.Chain.start(step('Plan', f.plan!, '$.plan'))
-      // A retried snapshot could leave a twin behind; an export can't resume a stream: neither is retried.
       .next(step('Snapshot', f.snapshot!, '$.snapshot', false))
       .next(step('CreateTask', f.createTask!, '$.task'))
-      .next(step('Export', f.export!, '$.export', false))
-      .next(step('Commit', f.commit!, '$.commit'))
-      .next(step('Cleanup', f.cleanup!, '$'));
+      .next(routeExport);
 
     const eachVdi = new sfn.Map(this, 'BackupEachVdi', {
       stateName: 'BackupEachVdi',

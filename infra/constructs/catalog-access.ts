@@ -1,7 +1,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
-import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { IConstruct } from 'constructs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 
 export interface CatalogTarget {
@@ -24,14 +24,14 @@ const ENCRYPTING_ACTIONS = new Set(['s3:PutObject']);
  * a key, the KMS actions those S3 actions imply, only through S3 in this region.
  */
 export function grantCatalogAccess(
-  fn: lambda.IFunction,
+  fn: iam.IGrantable & IConstruct,
   target: CatalogTarget,
   actions: readonly string[],
 ): void {
   const bucketActions = actions.filter((action) => BUCKET_LEVEL_ACTIONS.has(action));
   const objectActions = actions.filter((action) => !BUCKET_LEVEL_ACTIONS.has(action));
   if (bucketActions.length) {
-    fn.addToRolePolicy(
+    fn.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: bucketActions,
         resources: [target.bucket.bucketArn],
@@ -40,7 +40,7 @@ export function grantCatalogAccess(
     );
   }
   if (objectActions.length) {
-    fn.addToRolePolicy(
+    fn.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: objectActions,
         resources: [target.bucket.arnForObjects(`${target.prefix}/*`)],
@@ -54,7 +54,7 @@ export function grantCatalogAccess(
       : []),
   ];
   if (target.key && kmsActions.length) {
-    fn.addToRolePolicy(
+    fn.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: kmsActions,
         resources: [target.key.keyArn],

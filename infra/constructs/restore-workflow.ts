@@ -4,13 +4,19 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { StepFunction } from './step-function.ts';
+import type { TransferTask } from './transfer-task.ts';
 
 export interface RestoreWorkflowProps {
   /** Environment every step function gets (bucket, prefix, pools). */
   readonly environment: Record<string, string>;
   /** Memory of the import functions. Default 1024 MB. */
   readonly importMemorySize?: number;
+  /** Where imports too large for a Lambda run (routed by ResolveChain, or retried after a Lambda timeout). */
+  readonly transfer: TransferTask;
 }
+
+/** Step Functions times an import out just before Lambda would, so the workflow sees `States.Timeout`. */
+const IMPORT_STATE_TIMEOUT = Duration.seconds(870);
 
 const TRANSIENT_ERRORS = ['XapiNetworkError'];
 
@@ -35,17 +41,25 @@ export class RestoreWorkflow extends Construct {
       createVdi: fn('CreateVdiFunction', 'createVdi'),
       importLayer: fn('ImportLayerFunction', 'importLayer', importOptions),
       importMerged: fn('ImportMergedFunction', 'importMerged', importOptions),
+      collectImport: fn('CollectImportFunction', 'collectImport'),
       cleanup: fn('CleanupFunction', 'cleanup'),
       logout: fn('LogoutFunction', 'logout'),
       failureCleanup: fn('FailureCleanupFunction', 'failureCleanup', { timeout: Duration.minutes(5) }),
     };
     const f = this.functions;
 
-    const invoke = (stateName: string, target: lambda.IFunction, resultPath?: string, retry = true) => {
+    const invoke = (
+      stateName: string,
+      target: lambda.IFunction,
+      resultPath?: string,
+      retry = true,
+      timeout?: Duration,
+    ) => {
       const task = new tasks.LambdaInvoke(this, stateName, {
         stateName,
         lambdaFunction: target,
         payloadResponseOnly: true,
+        ...(timeout ? { taskTimeout: sfn.Timeout.duration(timeout) } : {}),
         // A result replacing the whole state is ASL's default; aws-local-stepfunctions mishandles an explicit "$".
         ...(resultPath ? { resultPath } : {}),
       });
@@ -84,7 +98,31 @@ export class RestoreWorkflow extends Construct {
     const resolve = catchToCleanup(invoke('ResolveChain', f.resolveChain!, '$.chain'));
     const createVdi = catchToCleanup(invoke('CreateVdi', f.createVdi!, '$.vdi', false));
 
-    // Streams can't be resumed, so imports are not retried; a failure destroys the VDI and fails.
+    // Streams can't be resumed, so imports are not retried; a failure destroys the VDI and fails. Each import
+    // runs on Lambda unless ResolveChain routed it to Fargate by size; a Lambda import that times out runs
+    // once more on Fargate (an import is idempotent: it writes the same blocks again).
+    const collect = (stateName: string, keyPath: string, resultPath?: string) =>
+      new tasks.LambdaInvoke(this, stateName, {
+        stateName,
+        lambdaFunction: f.collectImport!,
+        payloadResponseOnly: true,
+        payload: sfn.TaskInput.fromObject({ 'transferResultKey.$': keyPath }),
+        ...(resultPath ? { resultPath } : {}),
+      });
+    const layerOnFargate = props.transfer.runState(
+      this,
+      'ImportLayerOnFargate',
+      'restore.importLayer',
+      '$.layer.transferResultKey',
+    );
+    layerOnFargate.next(collect('CollectImportLayer', '$.layer.transferResultKey'));
+    const layerOnLambda = invoke(
+      'ImportLayer',
+      f.importLayer!,
+      undefined,
+      false,
+      IMPORT_STATE_TIMEOUT,
+    ).addCatch(layerOnFargate, { errors: ['States.Timeout'], resultPath: '$.lambdaTimeout' });
     const replay = catchToCleanup(
       new sfn.Map(this, 'ReplayLayers', {
         stateName: 'ReplayLayers',
@@ -98,23 +136,37 @@ export class RestoreWorkflow extends Construct {
         },
         maxConcurrency: 1,
         resultPath: '$.imported',
-      }).itemProcessor(invoke('ImportLayer', f.importLayer!, undefined, false)),
+      }).itemProcessor(
+        new sfn.Choice(this, 'RouteLayer', { stateName: 'RouteLayer' })
+          .when(sfn.Condition.stringEquals('$.layer.route', 'fargate'), layerOnFargate)
+          .otherwise(layerOnLambda),
+      ),
     );
-    const merged = catchToCleanup(invoke('ImportMerged', f.importMerged!, '$.imported', false));
+
     const cleanup = catchToCleanup(invoke('RestoreCleanup', f.cleanup!, '$.cleanup'));
-    const logout = invoke('RestoreLogout', f.logout!);
+    const mergedOnFargate = catchToCleanup(
+      props.transfer.runState(
+        this,
+        'ImportMergedOnFargate',
+        'restore.importMerged',
+        '$.chain.transferResultKey',
+      ),
+    );
+    mergedOnFargate.next(
+      catchToCleanup(collect('CollectImportMerged', '$.chain.transferResultKey', '$.imported')).next(cleanup),
+    );
+    const mergedOnLambda = invoke('ImportMerged', f.importMerged!, '$.imported', false, IMPORT_STATE_TIMEOUT)
+      .addCatch(mergedOnFargate, { errors: ['States.Timeout'], resultPath: '$.lambdaTimeout' })
+      .addCatch(failureCleanup, { resultPath: '$.failure' });
+    mergedOnLambda.next(cleanup);
+    replay.next(cleanup);
+    cleanup.next(invoke('RestoreLogout', f.logout!));
 
     const strategy = new sfn.Choice(this, 'Strategy', { stateName: 'Strategy' })
       .when(sfn.Condition.stringEquals('$.request.strategy', 'replay'), replay)
-      .otherwise(merged)
-      .afterwards();
+      .when(sfn.Condition.stringEquals('$.chain.route', 'fargate'), mergedOnFargate)
+      .otherwise(mergedOnLambda);
 
-    this.definition = validate
-      .next(login)
-      .next(resolve)
-      .next(createVdi)
-      .next(strategy)
-      .next(cleanup)
-      .next(logout);
+    this.definition = validate.next(login).next(resolve).next(createVdi).next(strategy);
   }
 }

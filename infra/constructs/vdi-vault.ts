@@ -19,6 +19,7 @@ import { grantCatalogAccess, type CatalogTarget } from './catalog-access.ts';
 import { createLockTable } from './lock-table.ts';
 import { poolsEnvironment, type VaultPool } from './pool-environment.ts';
 import { RestoreWorkflow } from './restore-workflow.ts';
+import { TransferTask } from './transfer-task.ts';
 import { setStepFunctionDefaults, type StepFunctionNetwork } from './step-function.ts';
 import { createVaultBucket, type ObjectLockRetentionProps } from './vault-bucket.ts';
 import { VaultNotifications } from './vault-notifications.ts';
@@ -106,6 +107,8 @@ export class VdiVault extends Construct {
   /** The functions' security groups when they run in a VPC. */
   readonly securityGroups: readonly ec2.ISecurityGroup[];
   readonly prefix: string;
+  /** Where exports and imports too large for a Lambda run: an ECS Fargate task. */
+  readonly transferTask: TransferTask;
 
   constructor(scope: Construct, id: string, props: VdiVaultProps) {
     super(scope, id);
@@ -176,7 +179,29 @@ export class VdiVault extends Construct {
       POWERTOOLS_METRICS_NAMESPACE: POWERTOOLS_NAMESPACE,
     };
 
+    // Transfers too large for a Lambda's 15 minutes run the same code as an ECS Fargate task.
+    const transfer = new TransferTask(this, 'Transfer', {
+      environment,
+      egressPorts: [...new Set([443, ...props.pools.map((pool) => urlPort(pool.url))])],
+      ...(props.network
+        ? {
+            vpc: props.network.vpc,
+            subnets: props.network.subnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+            securityGroups: securityGroups,
+          }
+        : {}),
+    });
+    this.transferTask = transfer;
+    for (const pool of props.pools) pool.secret.grantRead(transfer.taskDefinition.taskRole);
+    // The task exports and imports, and writes its result under the catalog prefix's `.transfers/`.
+    grantCatalogAccess(transfer.taskDefinition.taskRole, catalog, [
+      's3:GetObject',
+      's3:PutObject',
+      's3:AbortMultipartUpload',
+    ]);
+
     const backup = new BackupWorkflow(this, 'Backup', {
+      transfer,
       environment,
       ...(props.concurrency ? { concurrency: props.concurrency } : {}),
       ...(props.exportMemorySize ? { exportMemorySize: props.exportMemorySize } : {}),
@@ -195,6 +220,11 @@ export class VdiVault extends Construct {
     ]);
     grantCatalogAccess(f.export!, catalog, ['s3:PutObject', 's3:AbortMultipartUpload']);
     grantCatalogAccess(f.commit!, catalog, ['s3:GetObject', 's3:PutObject']);
+    grantCatalogAccess(f.collectExport!, catalog, ['s3:GetObject', 's3:DeleteObject']);
+    grantCatalogAccess(f.prepareFargateRetry!, catalog, [
+      's3:ListBucketMultipartUploads',
+      's3:AbortMultipartUpload',
+    ]);
     // Cleanup applies retention: lists the series, reads manifests, deletes expired points.
     grantCatalogAccess(f.cleanup!, catalog, ['s3:ListBucket', 's3:GetObject', 's3:DeleteObject']);
     grantCatalogAccess(f.failureCleanup!, catalog, [
@@ -210,13 +240,14 @@ export class VdiVault extends Construct {
       key,
     });
 
-    const restore = new RestoreWorkflow(this, 'Restore', { environment });
+    const restore = new RestoreWorkflow(this, 'Restore', { environment, transfer });
     const r = restore.functions;
     this.restoreFunctions = r;
     for (const pool of props.pools) pool.secret.grantRead(r.login!);
     grantCatalogAccess(r.resolveChain!, catalog, ['s3:ListBucket', 's3:GetObject']);
     grantCatalogAccess(r.importLayer!, catalog, ['s3:GetObject']);
     grantCatalogAccess(r.importMerged!, catalog, ['s3:GetObject']);
+    grantCatalogAccess(r.collectImport!, catalog, ['s3:GetObject', 's3:DeleteObject']);
     this.restoreStateMachine = createWorkflowStateMachine(this, 'RestoreStateMachine', {
       definition: restore.definition,
       key,
@@ -251,6 +282,7 @@ export class VdiVault extends Construct {
       prefix: this.prefix,
       functions: [...Object.values(f), ...Object.values(r)],
       inVpc: network !== undefined,
+      transferTaskDefinition: transfer.taskDefinition,
     });
   }
 

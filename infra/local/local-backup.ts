@@ -1,6 +1,6 @@
 import { createBackupSteps } from '../../lambdas/backup/steps.ts';
 import type { BackupSummary } from '../../lambdas/backup/state.ts';
-import { localDeps, type LocalTarget } from './local-target.ts';
+import { localDeps, localHandlers, type LocalTarget } from './local-target.ts';
 import { runWorkflow, type WorkflowEvent, type WorkflowRun } from './run-workflow.ts';
 import { synthesizeWorkflows } from './synthesized-workflows.ts';
 
@@ -24,6 +24,11 @@ export async function runLocalBackup(
   input: unknown,
   onEvent?: (event: WorkflowEvent) => void,
 ): Promise<LocalBackupRun> {
-  const run = await runWorkflow(synthesizeWorkflows().backup, localBackupSteps(target), input, onEvent);
+  const run = await runWorkflow(
+    synthesizeWorkflows().backup,
+    localHandlers(target, localBackupSteps(target)),
+    input,
+    onEvent,
+  );
   return run.status === 'SUCCEEDED' ? { ...run, summary: run.output as BackupSummary } : run;
 }

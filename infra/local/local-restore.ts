@@ -1,6 +1,6 @@
 import { createRestoreSteps } from '../../lambdas/restore/steps.ts';
 import type { RestoreResult } from '../../lambdas/restore/state.ts';
-import { localDeps, type LocalTarget } from './local-target.ts';
+import { localDeps, localHandlers, type LocalTarget } from './local-target.ts';
 import { runWorkflow, type WorkflowEvent, type WorkflowRun } from './run-workflow.ts';
 import { synthesizeWorkflows } from './synthesized-workflows.ts';
 
@@ -19,6 +19,11 @@ export async function runLocalRestore(
   input: unknown,
   onEvent?: (event: WorkflowEvent) => void,
 ): Promise<LocalRestoreRun> {
-  const run = await runWorkflow(synthesizeWorkflows().restore, localRestoreSteps(target), input, onEvent);
+  const run = await runWorkflow(
+    synthesizeWorkflows().restore,
+    localHandlers(target, localRestoreSteps(target)),
+    input,
+    onEvent,
+  );
   return run.status === 'SUCCEEDED' ? { ...run, result: run.output as RestoreResult } : run;
 }

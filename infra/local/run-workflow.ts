@@ -1,5 +1,5 @@
 import { StateMachine } from 'aws-local-stepfunctions';
-import type { SynthesizedWorkflow } from './synthesized-workflows.ts';
+import { CONTAINER_STEP, type SynthesizedWorkflow } from './synthesized-workflows.ts';
 
 type Handler = (input: never) => unknown;
 
@@ -34,7 +34,7 @@ export async function runWorkflow(
   const taskResourceLocalHandlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
   for (const [stateName, step] of Object.entries(workflow.stepsByState)) {
-    const name = step.split('.')[1]!;
+    const name = step === CONTAINER_STEP ? CONTAINER_STEP : step.split('.')[1]!;
     const handler = steps[name];
     if (!handler) throw new Error(`no local handler for step ${step} (state ${stateName})`);
     // JSON round trips make the local run see exactly what Step Functions would pass.

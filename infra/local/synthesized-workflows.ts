@@ -15,6 +15,9 @@ import { dirname, join } from 'node:path';
 import { buildApp } from '../app.ts';
 import { STEP_ENV } from '../constructs/step-function.ts';
 
+/** The pseudo step of task states that run the transfer container. */
+export const CONTAINER_STEP = 'container';
+
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 /** A state machine as `cdk synth` emits it, made runnable: placeholder ARNs, and which step each task runs. */
@@ -87,6 +90,11 @@ function workflowFrom(resources: Record<string, Resource>, logicalIdPrefix: stri
   const stepsByState: Record<string, string> = {};
   visitStates(definition, (name, state) => {
     if (state.Type !== 'Task' || typeof state.Resource !== 'string') return;
+    // An ECS Fargate task runs the container entrypoint; locally, a child process (see run-container.ts).
+    if (state.Resource.startsWith('arn:aws:states:::ecs:runTask')) {
+      stepsByState[name] = CONTAINER_STEP;
+      return;
+    }
     const logicalId = /^arn:aws:lambda:us-east-1:123456789012:function:(.+)$/.exec(state.Resource)?.[1];
     const step = logicalId ? resources[logicalId]?.Properties?.Environment?.Variables?.[STEP_ENV] : undefined;
     if (typeof step !== 'string') throw new Error(`task state ${name} invokes no vdi-vault step function`);
@@ -105,10 +113,12 @@ function resolveJoin(value: Json | undefined): string {
       if (typeof part === 'string') return part;
       const getAtt = (part as { 'Fn::GetAtt'?: [string, string] })['Fn::GetAtt'];
       if (getAtt && getAtt[1] === 'Arn') return `arn:aws:lambda:us-east-1:123456789012:function:${getAtt[0]}`;
+      if (getAtt) return `local-${getAtt[0]}-${getAtt[1]}`;
       const ref = (part as { Ref?: string }).Ref;
       if (ref === 'AWS::Partition') return 'aws';
       if (ref === 'AWS::Region') return 'us-east-1';
       if (ref === 'AWS::AccountId') return '123456789012';
+      if (ref) return `local-${ref}`;
       throw new Error(`unresolvable part in the definition: ${JSON.stringify(part)}`);
     })
     .join(join[0]);

@@ -32,6 +32,7 @@ describe('the app on the example config', () => {
     expect(steps.map((fn) => fn.Properties.Environment.Variables.VDI_VAULT_STEP).sort()).toEqual(
       [
         'backup.cleanup',
+        'backup.collectExport',
         'backup.commit',
         'backup.createTask',
         'backup.export',
@@ -39,8 +40,10 @@ describe('the app on the example config', () => {
         'backup.login',
         'backup.logout',
         'backup.plan',
+        'backup.prepareFargateRetry',
         'backup.snapshot',
         'restore.cleanup',
+        'restore.collectImport',
         'restore.createVdi',
         'restore.failureCleanup',
         'restore.importLayer',

@@ -20,7 +20,7 @@ describe('VPC placement', () => {
       // cdk-nag included: the VPC access policy is acknowledged only when functions are in a VPC.
     );
     const functions = stepFunctions(template);
-    expect(functions).toHaveLength(18);
+    expect(functions).toHaveLength(21);
     for (const fn of functions) {
       expect(fn.Properties.VpcConfig).toEqual({
         SubnetIds: network.subnetIds,
@@ -49,7 +49,11 @@ describe('VPC placement', () => {
 
   it('leaves the functions outside any VPC when none is configured', () => {
     const { template } = synth({ pools: [POOL] }, { nagChecks: false });
-    template.resourceCountIs('AWS::EC2::SecurityGroup', 0);
+    // Only the Fargate transfer task gets a network of its own (it can't run without one).
+    template.resourceCountIs('AWS::EC2::SecurityGroup', 1);
+    template.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      GroupDescription: 'vdi-vault transfer tasks: HTTPS to the pools and AWS APIs, nothing else',
+    });
     for (const fn of stepFunctions(template)) expect(fn.Properties.VpcConfig).toBeUndefined();
   });
 });

@@ -1,0 +1,131 @@
+import { Duration } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { fileURLToPath } from 'node:url';
+import { TRANSFER_ENV } from '../../lambdas/transfer/transfer-task.ts';
+
+export interface TransferTaskProps {
+  /** Environment of the container: the same the step functions get (bucket, prefix, pools). */
+  readonly environment: Record<string, string>;
+  /** Where tasks run. @default - a new VPC with public subnets only (no NAT), tasks get a public IP */
+  readonly vpc?: ec2.IVpc;
+  /** @default - the VPC's private subnets with egress when `vpc` is given */
+  readonly subnets?: ec2.SubnetSelection;
+  /** @default - a security group allowing egress only on TCP 443 and the pools' ports */
+  readonly securityGroups?: readonly ec2.ISecurityGroup[];
+  /** TCP ports the default security group lets out (443 for AWS APIs, and the pools'). @default [443] */
+  readonly egressPorts?: readonly number[];
+  /** vCPU units of a task. @default 2048 */
+  readonly cpu?: number;
+  /** MiB of a task (part size × parts in flight must fit). @default 4096 */
+  readonly memoryMiB?: number;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/** The container's name in the task definition. */
+export const TRANSFER_CONTAINER = 'transfer';
+
+/**
+ * Exports and imports that may outlive a Lambda's 15 minutes run here: an ECS Fargate task whose container
+ * runs the same domain code (`lambdas/container/main.ts`). The workflows start it with `ecs:runTask.sync`
+ * and read its result from S3. The image is built from `lambdas/container/Dockerfile` at deploy time; synth
+ * only stages its context.
+ */
+export class TransferTask extends Construct {
+  readonly cluster: ecs.Cluster;
+  readonly taskDefinition: ecs.FargateTaskDefinition;
+  readonly securityGroups: readonly ec2.ISecurityGroup[];
+  readonly subnets: ec2.SubnetSelection;
+  readonly assignPublicIp: boolean;
+
+  constructor(scope: Construct, id: string, props: TransferTaskProps) {
+    super(scope, id);
+    const vpc =
+      props.vpc ??
+      new ec2.Vpc(this, 'Vpc', {
+        maxAzs: 2,
+        natGateways: 0,
+        subnetConfiguration: [{ name: 'public', subnetType: ec2.SubnetType.PUBLIC }],
+      });
+    if (!props.vpc) (vpc as ec2.Vpc).addFlowLog('FlowLog');
+    this.assignPublicIp = props.vpc === undefined;
+    this.subnets = props.subnets ?? {
+      subnetType: props.vpc ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PUBLIC,
+    };
+    this.cluster = new ecs.Cluster(this, 'Cluster', {
+      vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+    });
+    this.taskDefinition = new ecs.FargateTaskDefinition(this, 'TaskDefinition', {
+      cpu: props.cpu ?? 2048,
+      memoryLimitMiB: props.memoryMiB ?? 4096,
+      runtimePlatform: {
+        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
+    });
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    this.taskDefinition.addContainer(TRANSFER_CONTAINER, {
+      image: ecs.ContainerImage.fromAsset(root, { file: 'lambdas/container/Dockerfile' }),
+      environment: props.environment,
+      readonlyRootFilesystem: true,
+      logging: ecs.LogDrivers.awsLogs({
+        streamPrefix: 'transfer',
+        logGroup: new logs.LogGroup(this, 'Logs', {
+          retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+        }),
+      }),
+      stopTimeout: Duration.seconds(30),
+    });
+    this.securityGroups = props.securityGroups ?? [
+      new ec2.SecurityGroup(this, 'SecurityGroup', {
+        vpc,
+        description: 'vdi-vault transfer tasks: HTTPS to the pools and AWS APIs, nothing else',
+        allowAllOutbound: false,
+      }),
+    ];
+    if (!props.securityGroups) {
+      for (const port of [...new Set(props.egressPorts ?? [443])].sort((a, b) => a - b)) {
+        (this.securityGroups[0] as ec2.SecurityGroup).addEgressRule(
+          ec2.Peer.anyIpv4(),
+          ec2.Port.tcp(port),
+          `HTTPS/XAPI on ${port}`,
+        );
+      }
+    }
+  }
+
+  /**
+   * A state that runs one transfer step on Fargate and waits for it (`ecs:runTask.sync`). The container
+   * gets the whole state as its input and writes its result to `resultKeyPath`'s key.
+   */
+  runState(scope: Construct, stateName: string, step: string, resultKeyPath: string): tasks.EcsRunTask {
+    return new tasks.EcsRunTask(scope, stateName, {
+      stateName,
+      integrationPattern: sfn.IntegrationPattern.RUN_JOB,
+      cluster: this.cluster,
+      taskDefinition: this.taskDefinition,
+      launchTarget: new tasks.EcsFargateLaunchTarget({ platformVersion: ecs.FargatePlatformVersion.LATEST }),
+      subnets: this.subnets,
+      securityGroups: [...this.securityGroups],
+      assignPublicIp: this.assignPublicIp,
+      containerOverrides: [
+        {
+          containerDefinition: this.taskDefinition.defaultContainer!,
+          environment: [
+            { name: TRANSFER_ENV.step, value: step },
+            { name: TRANSFER_ENV.input, value: sfn.JsonPath.jsonToString(sfn.JsonPath.entirePayload) },
+            { name: TRANSFER_ENV.resultKey, value: sfn.JsonPath.stringAt(resultKeyPath) },
+          ],
+        },
+      ],
+      // The ECS task's description is not the transfer's result: the collecting state reads that from S3.
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+  }
+}

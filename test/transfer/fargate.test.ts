@@ -1,0 +1,171 @@
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../../infra/app.ts';
+import { InputValidationError } from '../../lambdas/shared/input-error.ts';
+import { parseTransferParameters, TRANSFER_ENV } from '../../lambdas/transfer/transfer-task.ts';
+import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
+import { backupAndRecord, expectInvariants, type RestorePointHashes } from '../safety/invariants.ts';
+
+const MiB = 1024 * 1024;
+
+describe('transfers on Fargate (the container entrypoint as a local child process)', () => {
+  let world: BackupWorld | undefined;
+  const hashes: RestorePointHashes = new Map();
+  afterEach(async () => {
+    hashes.clear();
+    await world?.close();
+    world = undefined;
+  });
+
+  it('routes by threshold: small exports and imports on Lambda, large ones on Fargate', async () => {
+    world = await startBackupWorld({
+      vdi: { virtualSize: 24 * MiB, populate: 'scattered' },
+      // The full (~9 MiB allocated) goes to Fargate, the small deltas stay on Lambda.
+      target: { routing: { fargateThresholdBytes: 4 * MiB } },
+    });
+    const full = await world.backup();
+    expect(full.status, full.cause).toBe('SUCCEEDED');
+    expect(full.statesEntered).toEqual(expect.arrayContaining(['ExportOnFargate', 'CollectExport']));
+    expect(full.statesEntered).not.toContain('Export');
+    let manifest = (await world.manifests()).at(-1)!;
+    hashes.set(manifest.backupId, world.sim.diskSha256(manifest.snapshotUuid));
+
+    world.sim.writeDisk(world.vdiUuid, 0, Buffer.alloc(4096, 9));
+    const delta = await world.backup();
+    expect(delta.status, delta.cause).toBe('SUCCEEDED');
+    expect(delta.statesEntered).toContain('Export');
+    expect(delta.statesEntered).not.toContain('ExportOnFargate');
+    manifest = (await world.manifests()).at(-1)!;
+    hashes.set(manifest.backupId, world.sim.diskSha256(manifest.snapshotUuid));
+
+    const srUuid = world.sim.srs.shared.uuid;
+    const replay = await world.restore({ vdiUuid: world.vdiUuid, srUuid, strategy: 'replay' });
+    expect(replay.status, replay.cause).toBe('SUCCEEDED');
+    // The full's layer is above the threshold, the delta's below.
+    expect(replay.statesEntered).toEqual(expect.arrayContaining(['ImportLayerOnFargate', 'ImportLayer']));
+    expect(world.sim.diskSha256(replay.result!.vdiUuid)).toBe(hashes.get(manifest.backupId));
+    const merge = await world.restore({ vdiUuid: world.vdiUuid, srUuid, strategy: 'merge' });
+    expect(merge.status, merge.cause).toBe('SUCCEEDED');
+    expect(merge.statesEntered).toContain('ImportMergedOnFargate');
+    expect(world.sim.diskSha256(merge.result!.vdiUuid)).toBe(hashes.get(manifest.backupId));
+    world.sim.deleteVdi(replay.result!.vdiUuid);
+    world.sim.deleteVdi(merge.result!.vdiUuid);
+    await expectInvariants(world, hashes);
+  });
+
+  it('a Lambda export that times out is cleaned up, retried once on Fargate, and succeeds with no orphans', async () => {
+    let armed = false;
+    world = await startBackupWorld({
+      vdi: { virtualSize: 64 * MiB, populate: 'generated' },
+      target: {
+        // Killed (SIGKILL, no clean-up of its own) once its multipart upload holds a part.
+        simulateLambdaTimeout: {
+          step: 'backup.export',
+          killWhen: async () => {
+            if (!armed) return new Promise<void>(() => undefined);
+            for (;;) {
+              const uploads = await world!.openUploads();
+              if (uploads.length) return;
+              await new Promise((resolve) => setTimeout(resolve, 50));
+            }
+          },
+        },
+      },
+    });
+    await backupAndRecord(world, hashes);
+    armed = true;
+    world.sim.injectFault({ kind: 'throttle', on: 'export', bytesPerSecond: 24 * MiB, times: 1 });
+    const run = await world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' });
+    expect(run.status, run.cause).toBe('SUCCEEDED');
+    expect(run.statesEntered).toEqual(
+      expect.arrayContaining(['Export', 'PrepareFargateRetry', 'ExportOnFargate']),
+    );
+    const manifest = (await world.manifests()).at(-1)!;
+    expect(manifest.kind).toBe('full');
+    hashes.set(manifest.backupId, world.sim.diskSha256(manifest.snapshotUuid));
+    await expectInvariants(world, hashes);
+  });
+});
+
+describe('the container entrypoint’s parameters', () => {
+  const valid = {
+    [TRANSFER_ENV.step]: 'backup.export',
+    [TRANSFER_ENV.input]: '{"vdiUuid":"x"}',
+    [TRANSFER_ENV.resultKey]: 'backups/.transfers/x.result',
+  };
+  it('parses the step, its input and the result key', () => {
+    expect(parseTransferParameters(valid)).toEqual({
+      step: 'backup.export',
+      input: { vdiUuid: 'x' },
+      resultKey: 'backups/.transfers/x.result',
+    });
+  });
+  it.each([
+    [{ [TRANSFER_ENV.step]: undefined }, TRANSFER_ENV.step, /is missing. Set it to one of backup.export/],
+    [{ [TRANSFER_ENV.step]: 'backup.login' }, TRANSFER_ENV.step, /is not a transfer step/],
+    [{ [TRANSFER_ENV.input]: undefined }, TRANSFER_ENV.input, /is missing/],
+    [{ [TRANSFER_ENV.input]: '{' }, TRANSFER_ENV.input, /is not JSON/],
+    [{ [TRANSFER_ENV.resultKey]: '' }, TRANSFER_ENV.resultKey, /is missing/],
+  ])('names a bad parameter: %j', (change, field, message) => {
+    try {
+      parseTransferParameters({ ...valid, ...change });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputValidationError);
+      expect((error as InputValidationError).field).toBe(field);
+      expect((error as Error).message).toMatch(message);
+    }
+  });
+});
+
+describe('the Fargate transfer in the template', () => {
+  const { stack } = buildApp(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), { nagChecks: false });
+  const template = Template.fromStack(stack);
+
+  it('holds an arm64 Fargate task definition running the transfer container', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      RequiresCompatibilities: ['FARGATE'],
+      NetworkMode: 'awsvpc',
+      Cpu: '2048',
+      Memory: '4096',
+      RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      ContainerDefinitions: [
+        Match.objectLike({
+          Name: 'transfer',
+          ReadonlyRootFilesystem: true,
+          LogConfiguration: Match.anyValue(),
+        }),
+      ],
+    });
+  });
+
+  it('starts it with ecs:runTask.sync from both workflows, in its subnets and security group', () => {
+    const machines = Object.values(template.findResources('AWS::StepFunctions::StateMachine'));
+    for (const machine of machines) {
+      const definition = JSON.stringify(machine.Properties.DefinitionString);
+      expect(definition).toContain(':states:::ecs:runTask.sync');
+      expect(definition).toContain('AssignPublicIp');
+      expect(definition).toContain('SecurityGroups');
+    }
+  });
+
+  it('gives the task role only the catalog objects and the pool secrets', () => {
+    const policies = template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^TransferTaskDefinitionTaskRole') }] },
+    });
+    const actions = Object.values(policies)
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement as { Action: string | string[] }[])
+      .flatMap((statement) => statement.Action)
+      .sort();
+    expect(actions).toEqual([
+      'kms:Decrypt',
+      'kms:GenerateDataKey',
+      's3:AbortMultipartUpload',
+      's3:GetObject',
+      's3:PutObject',
+      'secretsmanager:DescribeSecret',
+      'secretsmanager:GetSecretValue',
+    ]);
+  });
+});
