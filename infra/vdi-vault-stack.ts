@@ -57,6 +57,9 @@ function vaultProps(scope: Construct, config: VdiVaultConfig): VdiVaultProps {
     pools,
     ...(config.prefix ? { prefix: config.prefix } : {}),
     concurrency,
+    ...(config.fargateThresholdGiB !== undefined
+      ? { fargateThresholdBytes: Math.round(config.fargateThresholdGiB * 1024 ** 3) }
+      : {}),
     ...(config.network ? { network: importNetwork(scope, config.network) } : {}),
     jobs,
     ...(bucket.existingBucketName

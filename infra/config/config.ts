@@ -97,6 +97,11 @@ export interface VdiVaultConfig {
   readonly bucket?: BucketConfig;
   readonly notifications?: NotificationsConfig;
   readonly alarms?: AlarmsConfig;
+  /**
+   * Transfers expected to reach this many GiB run as an ECS Fargate task instead of a Lambda (which stops
+   * after 15 minutes). Default 32: about what a Lambda moves in 14 minutes at 40 MB/s.
+   */
+  readonly fargateThresholdGiB?: number;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -119,6 +124,7 @@ export function parseConfig(value: unknown): VdiVaultConfig {
     'bucket',
     'notifications',
     'alarms',
+    'fargateThresholdGiB',
   ]);
   const pools = expectArray(config.pools, 'pools', 'list at least one pool ({name, url, secret})');
   if (pools.length === 0) throw new ConfigError('pools', 'list at least one pool ({name, url, secret})');
@@ -158,6 +164,9 @@ export function parseConfig(value: unknown): VdiVaultConfig {
   });
 
   optional(config.concurrency, 'concurrency', concurrencyProblem);
+  optional(config.fargateThresholdGiB, 'fargateThresholdGiB', (gib) =>
+    typeof gib === 'number' && gib >= 0 && gib <= 2048 ? undefined : 'must be a number of GiB from 0 to 2048',
+  );
   optional(config.prefix, 'prefix', (prefix) =>
     typeof prefix === 'string' && prefix !== '' && !prefix.startsWith('/') && !prefix.endsWith('/')
       ? undefined

@@ -72,6 +72,8 @@ export interface VdiVaultProps {
   readonly notificationEmails?: readonly string[];
   /** Alarm when no backup succeeded for this long. @default - 26 hours when `jobs` are given, else no alarm */
   readonly noSuccessfulBackupWithin?: Duration;
+  /** Transfers expected to move this many bytes run on Fargate instead of Lambda. @default 32 GiB */
+  readonly fargateThresholdBytes?: number;
   /** Memory of the export function (part size × parts in flight must fit). @default 1024 */
   readonly exportMemorySize?: number;
   /** Retention of the functions' log groups. @default logs.RetentionDays.ONE_WEEK */
@@ -174,6 +176,7 @@ export class VdiVault extends Construct {
       VDI_VAULT_POOLS: poolsEnvironment(stack, props.pools),
       VDI_VAULT_DEFAULT_POOL: defaultPool,
       VDI_VAULT_LOCK_TABLE: this.lockTable.tableName,
+      VDI_VAULT_FARGATE_THRESHOLD: String(props.fargateThresholdBytes ?? 32 * 1024 ** 3),
       ...(uploadChecksum ? { VDI_VAULT_UPLOAD_CHECKSUM: uploadChecksum } : {}),
       POWERTOOLS_SERVICE_NAME: 'vdi-vault',
       POWERTOOLS_METRICS_NAMESPACE: POWERTOOLS_NAMESPACE,

@@ -1,6 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { BackupLockTable } from '../backup/backup-lock.ts';
+import type { TransferRouting } from '../transfer/routing.ts';
 import { createS3Client } from '../s3/client.ts';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import type { Log } from '../shared/log.ts';
@@ -27,6 +28,8 @@ export interface RuntimeEnvironment {
   readonly log: Log;
   /** `VDI_VAULT_LOCK_TABLE`: the series lock (one backup per VDI at a time). Absent: runs are not serialised. */
   readonly lock?: BackupLockTable;
+  /** `VDI_VAULT_FARGATE_THRESHOLD` (bytes): transfers expected to reach it run on Fargate. */
+  readonly routing?: TransferRouting;
   /** `VDI_VAULT_UPLOAD_CHECKSUM` (set when the bucket has Object Lock): a per-part checksum on exports. */
   readonly exportTuning: { readonly checksumAlgorithm?: 'CRC32' | 'SHA256' };
 }
@@ -71,6 +74,9 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
       error: (message, fields) => log.error(message, fields ?? {}),
     },
     exportTuning: checksum ? { checksumAlgorithm: checksum } : {},
+    ...(env.VDI_VAULT_FARGATE_THRESHOLD
+      ? { routing: { fargateThresholdBytes: Number(env.VDI_VAULT_FARGATE_THRESHOLD) } }
+      : {}),
     ...(env.VDI_VAULT_LOCK_TABLE
       ? {
           lock: {

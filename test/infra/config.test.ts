@@ -29,6 +29,7 @@ describe('configuration', () => {
     [{ pools: [{ ...POOL, pinnedSha256: 'abc' }] }, 'pools[0].pinnedSha256'],
     [{ pools: [{ ...POOL, passwd: 'x' }] }, 'pools[0].passwd'],
     [{ ...base, concurrency: 0 }, 'concurrency'],
+    [{ ...base, fargateThresholdGiB: -1 }, 'fargateThresholdGiB'],
     [{ ...base, prefix: '/backups' }, 'prefix'],
     [{ ...base, jobz: [] }, 'jobz'],
     [{ ...base, network: { vpcId: 'vpc-1', subnetIds: ['subnet-0123456789abcdef0'] } }, 'network.vpcId'],

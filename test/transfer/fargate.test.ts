@@ -150,6 +150,15 @@ describe('the Fargate transfer in the template', () => {
     }
   });
 
+  it('passes the configured Fargate threshold to every step', () => {
+    const functions = Object.values(template.findResources('AWS::Lambda::Function')).filter(
+      (fn) => fn.Properties.Environment?.Variables?.VDI_VAULT_STEP,
+    );
+    for (const fn of functions) {
+      expect(fn.Properties.Environment.Variables.VDI_VAULT_FARGATE_THRESHOLD).toBe(String(32 * 1024 ** 3));
+    }
+  });
+
   it('gives the task role only the catalog objects and the pool secrets', () => {
     const policies = template.findResources('AWS::IAM::Policy', {
       Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^TransferTaskDefinitionTaskRole') }] },
