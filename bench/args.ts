@@ -1,0 +1,75 @@
+import { parseArgs } from 'node:util';
+import { parseSize } from '../test/world/xapi-simulator/cli-args.ts';
+
+export const SECTIONS = ['export', 'peer', 'memory', 'restore', 'bundles', 'transitions'] as const;
+export type Section = (typeof SECTIONS)[number];
+
+export interface BenchOptions {
+  readonly json: boolean;
+  /** Disk exported for the throughput figures (generated: every block present). */
+  readonly throughputSize: number;
+  readonly memorySmallSize: number;
+  readonly memoryLargeSize: number;
+  /** Disk behind the restore chain (scattered content). */
+  readonly restoreSize: number;
+  readonly restoreDeltas: number;
+  readonly partsInFlight: number;
+  /** Fresh processes per bundle for the import time (the median is reported). */
+  readonly importRuns: number;
+  readonly skip: ReadonlySet<Section>;
+}
+
+export const USAGE = `usage: npm run bench -- [options]
+  --json                  end stdout with one JSON object
+  --throughput-size SIZE  generated disk for export MB/s (default 2GiB)
+  --memory-small SIZE     first peak-RSS export (default 1GiB)
+  --memory-large SIZE     second peak-RSS export (default 8GiB)
+  --restore-size SIZE     disk behind the restore chain (default 512MiB)
+  --restore-deltas N      deltas after the full (default 10)
+  --parts-in-flight N     S3 parts uploading at once, for ours and the sink limit (default 4)
+  --import-runs N         fresh processes per bundle import time, median reported (default 5)
+  --skip LIST             comma-separated sections to skip: ${SECTIONS.join(',')}
+SIZE: bytes or 512MiB, 2GiB, ...`;
+
+export function parseBenchArgs(argv: readonly string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+      'throughput-size': { type: 'string', default: '2GiB' },
+      'memory-small': { type: 'string', default: '1GiB' },
+      'memory-large': { type: 'string', default: '8GiB' },
+      'restore-size': { type: 'string', default: '512MiB' },
+      'restore-deltas': { type: 'string', default: '10' },
+      'parts-in-flight': { type: 'string', default: '4' },
+      'import-runs': { type: 'string', default: '5' },
+      skip: { type: 'string', default: '' },
+    },
+  });
+  if (values.help) {
+    process.stderr.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const skip = new Set<Section>();
+  for (const name of values.skip.split(',').filter(Boolean)) {
+    if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--skip: unknown section ${name}`);
+    skip.add(name as Section);
+  }
+  return {
+    json: values.json,
+    throughputSize: parseSize(values['throughput-size']),
+    memorySmallSize: parseSize(values['memory-small']),
+    memoryLargeSize: parseSize(values['memory-large']),
+    restoreSize: parseSize(values['restore-size']),
+    restoreDeltas: positive(values['restore-deltas'], '--restore-deltas'),
+    partsInFlight: positive(values['parts-in-flight'], '--parts-in-flight'),
+    importRuns: positive(values['import-runs'], '--import-runs'),
+    skip,
+  };
+}
+
+function positive(text: string, flag: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw new Error(`${flag} needs a positive integer`);
+  return Number(text);
+}

@@ -1,0 +1,68 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { openExport, XapiSession } from '../lambdas/xapi/index.ts';
+
+export interface Measured {
+  readonly bytes: number;
+  readonly seconds: number;
+}
+
+/**
+ * The source's limit: `GET /export_raw_vdi?format=vhd` read with the same client our pipeline uses, and
+ * discarded. Timed from the request to the task's outcome, as ours is.
+ */
+export async function measureSourceLimit(
+  xapi: { readonly url: string; readonly username: string; readonly password: string },
+  vdiUuid: string,
+): Promise<Measured> {
+  const session = await XapiSession.login({ url: xapi.url }, xapi);
+  try {
+    const vdiRef = await session.getVdiByUuid(vdiUuid);
+    const taskRef = await session.createTask('vdi-vault bench source limit');
+    try {
+      const started = performance.now();
+      const opened = await openExport(session, { vdiRef, taskRef, format: 'vhd' });
+      let bytes = 0;
+      for await (const chunk of opened.body) bytes += (chunk as Buffer).length;
+      const task = await session.awaitTask(taskRef);
+      if (task.status !== 'success') throw new Error(`source-limit export ended ${task.status}`);
+      return { bytes, seconds: (performance.now() - started) / 1000 };
+    } finally {
+      await session.destroyTask(taskRef);
+    }
+  } finally {
+    await session.logout();
+  }
+}
+
+/**
+ * The sink's limit: `bytes` from memory into one lib-storage multipart Upload with our part size and
+ * parts in flight. The body hands out 1 MiB views of one random buffer, so producing it costs nothing.
+ */
+export async function measureSinkLimit(
+  s3: S3Client,
+  target: { readonly bucket: string; readonly key: string },
+  bytes: number,
+  partSize: number,
+  partsInFlight: number,
+): Promise<Measured> {
+  const source = randomBytes(16 * 1024 * 1024);
+  const chunk = 1024 * 1024;
+  function* body(): Generator<Buffer> {
+    for (let sent = 0; sent < bytes; sent += chunk) {
+      const offset = sent % source.length;
+      yield source.subarray(offset, offset + Math.min(chunk, bytes - sent));
+    }
+  }
+  const started = performance.now();
+  await new Upload({
+    client: s3,
+    params: { Bucket: target.bucket, Key: target.key, Body: Readable.from(body(), { objectMode: false }) },
+    partSize,
+    queueSize: partsInFlight,
+    leavePartsOnError: false,
+  }).done();
+  return { bytes, seconds: (performance.now() - started) / 1000 };
+}

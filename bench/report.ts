@@ -1,0 +1,196 @@
+import type { Machine } from './machine.ts';
+
+/** The JSON object `npm run bench -- --json` ends with (issue 9's fields, plus context). */
+export interface BenchReport {
+  machine: Machine;
+  export: {
+    mbPerS: number;
+    ratioToLimit: number;
+    peerMbPerS: number | null;
+    sourceLimitMbPerS: number;
+    sinkLimitMbPerS: number;
+    bytes: number;
+    partSize: number;
+    partsInFlight: number;
+    peerNote?: string;
+  } | null;
+  memory: {
+    peakRssSmallMiB: number;
+    peakRssLargeMiB: number;
+    smallVirtualSize: number;
+    largeVirtualSize: number;
+    partSize: number;
+    /** Peaks sampled in the child: V8 heap and Buffers, to tell our memory from the allocator's. */
+    sampled: Record<'small' | 'large', { heapMiB: number; arrayBuffersMiB: number }>;
+  } | null;
+  restore: {
+    replayBytes: number;
+    mergeBytes: number;
+    replayS: number;
+    mergeS: number;
+    layers: number;
+    sha256Match: { replay: boolean | null; merge: boolean | null };
+  } | null;
+  bundles: { name: string; bytes: number; importMs: number }[] | null;
+  transitions: {
+    backup: number | null;
+    restore: number | null;
+    deltaBackup?: number;
+    restoreStrategy?: string;
+    restoreByStrategy?: Record<string, number>;
+  } | null;
+  targets: Target[];
+  /** Why a figure is missing, what the bench installed or skipped. */
+  notes: string[];
+  seconds: number;
+}
+
+export interface Target {
+  readonly target: string;
+  /** null: not measured in this run. */
+  readonly met: boolean | null;
+  readonly detail: string;
+}
+
+export const BUNDLE_LIMIT_BYTES = 512 * 1024;
+
+export function evaluateTargets(report: Omit<BenchReport, 'targets'>): Target[] {
+  const out: Target[] = [];
+  const ex = report.export;
+  out.push({
+    target: 'export ≥ 0.85 × lower limit',
+    met: ex ? ex.ratioToLimit >= 0.85 : null,
+    detail: ex ? `ratio ${ex.ratioToLimit.toFixed(2)}` : 'not measured',
+  });
+  out.push({
+    target: 'export ahead of the peer',
+    met: ex && ex.peerMbPerS !== null ? ex.mbPerS > ex.peerMbPerS : null,
+    detail:
+      ex && ex.peerMbPerS !== null
+        ? `${ex.mbPerS.toFixed(0)} vs ${ex.peerMbPerS.toFixed(0)} MB/s`
+        : 'peer not measured',
+  });
+  const mem = report.memory;
+  out.push({
+    target: 'peak RSS large ≤ 1.10 × small',
+    met: mem ? mem.peakRssLargeMiB <= 1.1 * mem.peakRssSmallMiB : null,
+    detail: mem
+      ? `${mem.peakRssLargeMiB.toFixed(0)} vs ${mem.peakRssSmallMiB.toFixed(0)} MiB (×${(mem.peakRssLargeMiB / mem.peakRssSmallMiB).toFixed(2)})`
+      : 'not measured',
+  });
+  const re = report.restore;
+  out.push({
+    target: 'merge moves fewer bytes than replay',
+    met: re ? re.mergeBytes < re.replayBytes : null,
+    detail: re ? `${re.mergeBytes} vs ${re.replayBytes} bytes` : 'restore not measured',
+  });
+  const bundles = report.bundles;
+  const over = bundles?.filter((b) => b.bytes > BUNDLE_LIMIT_BYTES) ?? [];
+  out.push({
+    target: 'every bundle ≤ 512 KiB',
+    met: bundles ? over.length === 0 : null,
+    detail: bundles
+      ? over.length
+        ? `${over.length} of ${bundles.length} over (largest ${kib(Math.max(...over.map((b) => b.bytes)))})`
+        : `largest ${kib(Math.max(...bundles.map((b) => b.bytes)))}`
+      : 'not measured',
+  });
+  return out;
+}
+
+function kib(bytes: number): string {
+  return `${(bytes / 1024).toFixed(0)} KiB`;
+}
+
+/** The readable table for people. */
+export function formatTable(report: BenchReport): string {
+  const lines: string[] = [];
+  const row = (label: string, value: string): void => void lines.push(`  ${label.padEnd(38)} ${value}`);
+  const m = report.machine;
+  lines.push('vdi-vault bench');
+  row(
+    'machine',
+    `${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB, node ${m.node}, load ${m.loadAverage1m}`,
+  );
+
+  lines.push('', 'export (simulator → S3 multipart on loopback)');
+  const ex = report.export;
+  if (ex) {
+    row('source limit: GET → discard', `${ex.sourceLimitMbPerS.toFixed(1)} MB/s`);
+    row('sink limit: memory → S3 Upload', `${ex.sinkLimitMbPerS.toFixed(1)} MB/s`);
+    row(
+      'ours: GET → VHD parser + sha256 → S3',
+      `${ex.mbPerS.toFixed(1)} MB/s  (ratio ${ex.ratioToLimit.toFixed(2)})`,
+    );
+    row(
+      'peer: curl | aws s3 cp -',
+      ex.peerMbPerS === null ? `n/a (${ex.peerNote ?? ''})` : `${ex.peerMbPerS.toFixed(1)} MB/s`,
+    );
+    row(
+      'bytes / part size / parts in flight',
+      `${ex.bytes} / ${ex.partSize / 2 ** 20} MiB / ${ex.partsInFlight}`,
+    );
+  } else row('export', 'not measured');
+
+  lines.push('', 'memory (one export per fresh process)');
+  const mem = report.memory;
+  if (mem) {
+    const sampled = (s: { heapMiB: number; arrayBuffersMiB: number }): string =>
+      `  (sampled peaks: heap ${s.heapMiB.toFixed(0)}, buffers ${s.arrayBuffersMiB.toFixed(0)} MiB)`;
+    row(
+      `peak RSS, ${gib(mem.smallVirtualSize)} disk`,
+      `${mem.peakRssSmallMiB.toFixed(1)} MiB${sampled(mem.sampled.small)}`,
+    );
+    row(
+      `peak RSS, ${gib(mem.largeVirtualSize)} disk`,
+      `${mem.peakRssLargeMiB.toFixed(1)} MiB${sampled(mem.sampled.large)}`,
+    );
+  } else row('memory', 'not measured');
+
+  lines.push('', 'restore (1 full + deltas, overlapping writes)');
+  const re = report.restore;
+  if (re) {
+    const match = (value: boolean | null): string =>
+      value === null ? '' : value ? ', sha256 ok' : ', SHA256 MISMATCH';
+    row(
+      `replay (${re.layers} layers)`,
+      `${re.replayBytes} bytes in ${re.replayS.toFixed(1)} s${match(re.sha256Match.replay)}`,
+    );
+    row('merge', `${re.mergeBytes} bytes in ${re.mergeS.toFixed(1)} s${match(re.sha256Match.merge)}`);
+  } else row('restore', 'not measured');
+
+  lines.push('', 'bundles (as synthesized; import in a fresh process, median)');
+  for (const b of report.bundles ?? []) {
+    row(b.name, `${(b.bytes / 1024).toFixed(1).padStart(7)} KiB  ${b.importMs.toFixed(1).padStart(7)} ms`);
+  }
+  if (!report.bundles) row('bundles', 'not measured');
+
+  lines.push('', 'state transitions (local execution)');
+  const tr = report.transitions;
+  row('one-VDI backup (full)', tr?.backup === null || !tr ? 'n/a' : String(tr.backup));
+  if (tr?.deltaBackup !== undefined) row('one-VDI backup (delta)', String(tr.deltaBackup));
+  row(
+    `5-layer restore${tr?.restoreStrategy ? ` (default: ${tr.restoreStrategy})` : ''}`,
+    tr?.restore === null || !tr ? 'n/a' : String(tr.restore),
+  );
+  for (const [strategy, count] of Object.entries(tr?.restoreByStrategy ?? {})) {
+    row(`5-layer restore, ${strategy}`, String(count));
+  }
+
+  lines.push('', 'targets');
+  for (const t of report.targets) {
+    row(t.target, `${t.met === null ? 'not measured' : t.met ? 'met' : 'NOT MET'}  (${t.detail})`);
+  }
+  if (report.notes.length) {
+    lines.push('', 'notes');
+    for (const note of report.notes) lines.push(`  - ${note}`);
+  }
+  lines.push('', `total ${report.seconds.toFixed(0)} s`);
+  return lines.join('\n');
+}
+
+function gib(bytes: number): string {
+  return bytes >= 2 ** 30
+    ? `${(bytes / 2 ** 30).toFixed(bytes % 2 ** 30 ? 1 : 0)} GiB`
+    : `${bytes / 2 ** 20} MiB`;
+}

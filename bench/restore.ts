@@ -1,0 +1,81 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { LocalTarget } from '../infra/local/local-backup.ts';
+import type { XapiSimulator } from '../test/world/xapi-simulator/index.ts';
+import type { BackupChain } from './restore-chain.ts';
+
+const MODULE = new URL('../infra/local/local-restore.ts', import.meta.url);
+
+interface RestoreRun {
+  readonly status: string;
+  readonly output?: unknown;
+  readonly error?: string;
+  readonly cause?: string;
+  readonly statesEntered: readonly string[];
+}
+type RunLocalRestore = (target: LocalTarget, input: unknown) => Promise<RestoreRun>;
+
+/**
+ * The restore workflow's local runner, when it exists. Typed loosely on purpose: the bench must compile
+ * and run before that module lands, so it is reached only by a dynamic import.
+ */
+export async function loadRestoreRunner(): Promise<RunLocalRestore | undefined> {
+  if (!existsSync(fileURLToPath(MODULE))) return undefined;
+  const loaded = (await import(MODULE.href)) as { runLocalRestore?: RunLocalRestore };
+  if (typeof loaded.runLocalRestore !== 'function') {
+    throw new Error('infra/local/local-restore.ts exports no runLocalRestore');
+  }
+  return loaded.runLocalRestore;
+}
+
+export interface RestoreMeasure {
+  readonly strategy: string;
+  readonly restorePoint: string;
+  readonly layers: number;
+  /** Bytes PUT to the host, as the workflow reports them (`bytesMoved`). */
+  readonly bytes: number;
+  /** The whole workflow, Validate to Logout. */
+  readonly seconds: number;
+  readonly transitions: number;
+  /** The restored disk's sha256 equals the source's at that restore point (undefined: not checked). */
+  readonly sha256Match: boolean | undefined;
+}
+
+/** One restore through the synthesized workflow into the shared SR; the restored VDI is then removed. */
+export async function restoreOnce(
+  runLocalRestore: RunLocalRestore,
+  target: LocalTarget,
+  sim: XapiSimulator,
+  chain: BackupChain,
+  restorePoint: string,
+  strategy: 'replay' | 'merge' | undefined,
+): Promise<RestoreMeasure> {
+  const input = {
+    vdiUuid: chain.vdiUuid,
+    srUuid: sim.srs.shared.uuid,
+    restorePoint,
+    nameLabel: `bench restore ${strategy ?? 'default'}`,
+    ...(strategy ? { strategy } : {}),
+  };
+  const started = performance.now();
+  const run = await runLocalRestore(target, input);
+  const seconds = (performance.now() - started) / 1000;
+  if (run.status !== 'SUCCEEDED') {
+    throw new Error(`restore (${strategy ?? 'default'}) failed: ${run.error}: ${run.cause}`);
+  }
+  const output = (run.output ?? {}) as Record<string, unknown>;
+  const layers = output.layersApplied ?? output.layers;
+  const vdiUuid = typeof output.vdiUuid === 'string' ? output.vdiUuid : undefined;
+  const expected = chain.sha256After.get(restorePoint);
+  const sha256Match = vdiUuid && expected ? sim.diskSha256(vdiUuid) === expected : undefined;
+  if (vdiUuid) sim.deleteVdi(vdiUuid);
+  return {
+    strategy: typeof output.strategy === 'string' ? output.strategy : (strategy ?? 'default'),
+    restorePoint,
+    layers: Array.isArray(layers) ? layers.length : typeof layers === 'number' ? layers : 0,
+    bytes: typeof output.bytesMoved === 'number' ? output.bytesMoved : Number.NaN,
+    seconds,
+    transitions: run.statesEntered.length,
+    sha256Match,
+  };
+}

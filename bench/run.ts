@@ -1,0 +1,283 @@
+/**
+ * `npm run bench [-- --json]`: issue 9's measurements in one run on loopback, against the XAPI simulator
+ * and Swift's S3 API. Progress goes to stderr; stdout gets the table and, with --json, ends with one JSON
+ * object (report.ts). Flags: args.ts (`npm run bench -- --help`).
+ */
+import { createS3Client } from '../lambdas/s3/client.ts';
+import { parseBenchArgs, type BenchOptions } from './args.ts';
+import { createBenchBucket, deleteBenchBucket, emptyPrefix } from './bucket.ts';
+import { measureBundles } from './bundles.ts';
+import { measureSinkLimit, measureSourceLimit, type Measured } from './export-limits.ts';
+import { describeMachine } from './machine.ts';
+import { exportInChild } from './memory.ts';
+import { measurePeer } from './peer.ts';
+import { evaluateTargets, formatTable, type BenchReport } from './report.ts';
+import { measureRestoreAndTransitions } from './restore-section.ts';
+import { startSimProcess, type SimProcess } from './sim-process.ts';
+import type { S3World } from './s3-world.ts';
+import { leaseSwift } from './swift.ts';
+
+const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+const mbPerS = (m: Measured): number => m.bytes / 1e6 / m.seconds;
+const round = (value: number, digits = 1): number => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/** Cleanups run in reverse on the way out, also on SIGINT/SIGTERM. */
+const cleanups: (() => Promise<void>)[] = [];
+async function cleanUp(): Promise<void> {
+  while (cleanups.length) await cleanups.pop()!().catch((error: unknown) => log(`cleanup: ${String(error)}`));
+}
+/** Registers a cleanup; the returned function runs it early (once) and unregisters it. */
+function onExit(cleanup: () => Promise<void>): () => Promise<void> {
+  cleanups.push(cleanup);
+  return async () => {
+    const index = cleanups.indexOf(cleanup);
+    if (index >= 0) await cleanups.splice(index, 1)[0]!();
+  };
+}
+// A dependency can throw where nothing catches it (e.g. from a socket event): still release Swift and
+// stop the simulator process before exiting.
+process.once('uncaughtException', (error) => {
+  log(`uncaught: ${error.stack ?? error.message}`);
+  void cleanUp().finally(() => process.exit(1));
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+async function main(): Promise<number> {
+  const options = parseBenchArgs(process.argv.slice(2));
+  const started = performance.now();
+  const notes: string[] = [];
+  let failed = false;
+  const section = async <T>(name: string, work: () => Promise<T>): Promise<T | null> => {
+    log(`— ${name}`);
+    try {
+      return await work();
+    } catch (error) {
+      failed = true;
+      const message = error instanceof Error ? error.message : String(error);
+      notes.push(`${name} failed: ${message}`);
+      log(`${name} failed: ${error instanceof Error ? (error.stack ?? message) : message}`);
+      return null;
+    }
+  };
+  const wants = (name: Parameters<BenchOptions['skip']['has']>[0]): boolean => {
+    if (options.skip.has(name)) notes.push(`${name}: skipped (--skip)`);
+    return !options.skip.has(name);
+  };
+  const machine = describeMachine();
+  log(
+    `machine: ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load ${machine.loadAverage1m}`,
+  );
+
+  const doExport = wants('export');
+  const doPeer = wants('peer');
+  const doMemory = wants('memory');
+  const doRestore = wants('restore');
+  const doTransitions = wants('transitions');
+  const doBundles = wants('bundles');
+
+  let s3: S3World | undefined;
+  if (doExport || doPeer || doMemory || doRestore || doTransitions) {
+    const swift = await leaseSwift(log);
+    onExit(() => swift.release());
+    notes.push(
+      `Swift at ${swift.endpoint} ${swift.startedByBench ? 'started by the bench (stopped at the end)' : 'was already running (left running)'}`,
+    );
+    const endpoint = { endpoint: swift.endpoint, region: swift.region, credentials: swift.credentials };
+    const client = createS3Client(endpoint);
+    const bucket = await createBenchBucket(client);
+    onExit(() => deleteBenchBucket(client, bucket));
+    s3 = { swift, endpoint, client, bucket };
+  }
+
+  let sim: SimProcess | undefined;
+  let stopSim = async (): Promise<void> => undefined;
+  if (doExport || doPeer || doMemory) {
+    sim = await startSimProcess({
+      throughput: options.throughputSize,
+      small: options.memorySmallSize,
+      large: options.memoryLargeSize,
+    });
+    stopSim = onExit(sim.stop);
+    log(`simulator process ${sim.pid} at ${sim.url}`);
+  }
+
+  let exportReport: BenchReport['export'] = null;
+  if (doExport || doPeer) {
+    exportReport = await section('export throughput', () => measureExport(options, sim!, s3!, doPeer, notes));
+  }
+  let memory: BenchReport['memory'] = null;
+  if (doMemory) memory = await section('memory', () => measureMemory(options, sim!, s3!));
+  await stopSim(); // the restore chain uses an in-process simulator of its own
+
+  let restore: BenchReport['restore'] = null;
+  let transitions: BenchReport['transitions'] = null;
+  if (doRestore || doTransitions) {
+    const outcome = await section('restore and transitions', () =>
+      measureRestoreAndTransitions(options, s3!, doRestore, log),
+    );
+    if (outcome) {
+      restore = outcome.restore;
+      transitions = outcome.transitions;
+      notes.push(...outcome.notes);
+      if (outcome.error) {
+        failed = true;
+        notes.push(`restore failed: ${outcome.error}`);
+        log(`restore failed: ${outcome.error}`);
+      }
+    }
+  }
+
+  let bundles: BenchReport['bundles'] = null;
+  if (doBundles) {
+    const measured = await section('bundles', () => measureBundles(options.importRuns, log));
+    if (measured) {
+      bundles = measured.bundles;
+      notes.push(
+        `cdk synth took ${measured.synthSeconds} s; @aws-sdk/* is external (the Lambda runtime provides it)`,
+      );
+      if (measured.otherFunctions.length)
+        notes.push(`functions CDK adds (not measured): ${measured.otherFunctions.join(', ')}`);
+    }
+  }
+
+  await cleanUp();
+  const partial = { machine, export: exportReport, memory, restore, bundles, transitions, notes, seconds: 0 };
+  const report: BenchReport = {
+    ...partial,
+    targets: evaluateTargets(partial),
+    seconds: round((performance.now() - started) / 1000),
+  };
+  process.stdout.write(`${formatTable(report)}\n`);
+  if (options.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+  return failed ? 1 : 0;
+}
+
+async function measureExport(
+  options: BenchOptions,
+  sim: SimProcess,
+  s3: S3World,
+  withPeer: boolean,
+  notes: string[],
+): Promise<NonNullable<BenchReport['export']>> {
+  const vdi = sim.vdis.throughput!;
+  const xapi = { url: sim.url, username: sim.username, password: sim.password };
+  const source = await measureSourceLimit(xapi, vdi.uuid);
+  log(`source limit: ${source.bytes} bytes, ${mbPerS(source).toFixed(1)} MB/s`);
+
+  // In a fresh process like the memory runs: isolated from the bench's own modules, and a crash there
+  // fails this measurement rather than the bench.
+  const ours = await exportInChild({
+    xapi,
+    vdiUuid: vdi.uuid,
+    s3: s3.endpoint,
+    bucket: s3.bucket,
+    key: 'export/ours.vhd',
+    partsInFlight: options.partsInFlight,
+  });
+  log(`ours: ${ours.bytes} bytes, ${mbPerS(ours).toFixed(1)} MB/s`);
+  await emptyPrefix(s3.client, s3.bucket, 'export/');
+  if (ours.bytes !== source.bytes)
+    throw new Error(`ours moved ${ours.bytes} bytes, the source sent ${source.bytes}`);
+
+  const sink = await measureSinkLimit(
+    s3.client,
+    { bucket: s3.bucket, key: 'export/sink.bin' },
+    source.bytes,
+    ours.partSize,
+    options.partsInFlight,
+  );
+  log(`sink limit: ${mbPerS(sink).toFixed(1)} MB/s`);
+  await emptyPrefix(s3.client, s3.bucket, 'export/');
+
+  let peerMbPerS: number | null = null;
+  let peerNote: string | undefined;
+  if (withPeer) {
+    const peer = await measurePeer(
+      xapi,
+      vdi.uuid,
+      { client: s3.client, endpoint: s3.endpoint.endpoint, region: s3.endpoint.region },
+      s3.swift.credentials,
+      { bucket: s3.bucket, key: 'export/peer.vhd' },
+    ).catch((error: unknown) => ({
+      ok: false as const,
+      reason: error instanceof Error ? error.message : String(error),
+    }));
+    await emptyPrefix(s3.client, s3.bucket, 'export/');
+    if (peer.ok) {
+      if (peer.measured.bytes !== source.bytes)
+        throw new Error(`the peer stored ${peer.measured.bytes} bytes of ${source.bytes}`);
+      peerMbPerS = round(mbPerS(peer.measured));
+      peerNote = `${peer.awsVersion}, default transfer settings, path-style`;
+      if (peer.note) notes.push(`peer: ${peer.note}`);
+      log(`peer: ${peerMbPerS} MB/s`);
+    } else {
+      peerNote = peer.reason;
+      notes.push(`peer not measured: ${peer.reason}`);
+    }
+  }
+  const lower = Math.min(mbPerS(source), mbPerS(sink));
+  return {
+    mbPerS: round(mbPerS(ours)),
+    ratioToLimit: round(mbPerS(ours) / lower, 3),
+    peerMbPerS,
+    sourceLimitMbPerS: round(mbPerS(source)),
+    sinkLimitMbPerS: round(mbPerS(sink)),
+    bytes: source.bytes,
+    partSize: ours.partSize,
+    partsInFlight: options.partsInFlight,
+    ...(peerNote ? { peerNote } : {}),
+  };
+}
+
+async function measureMemory(
+  options: BenchOptions,
+  sim: SimProcess,
+  s3: S3World,
+): Promise<NonNullable<BenchReport['memory']>> {
+  const xapi = { url: sim.url, username: sim.username, password: sim.password };
+  const one = async (name: 'small' | 'large') => {
+    const result = await exportInChild({
+      xapi,
+      vdiUuid: sim.vdis[name]!.uuid,
+      s3: s3.endpoint,
+      bucket: s3.bucket,
+      key: `memory/${name}.vhd`,
+      partsInFlight: options.partsInFlight,
+    });
+    await emptyPrefix(s3.client, s3.bucket, 'memory/');
+    log(
+      `${name}: ${result.bytes} bytes in ${result.seconds.toFixed(1)} s, peak RSS ${(result.maxRssKiB / 1024).toFixed(1)} MiB (heap ${result.peakHeapMiB}, buffers ${result.peakArrayBuffersMiB} MiB)`,
+    );
+    return result;
+  };
+  const small = await one('small');
+  const large = await one('large');
+  if (small.partSize !== large.partSize) {
+    throw new Error(`part sizes differ (${small.partSize} vs ${large.partSize}): not the same settings`);
+  }
+  return {
+    peakRssSmallMiB: round(small.maxRssKiB / 1024),
+    peakRssLargeMiB: round(large.maxRssKiB / 1024),
+    smallVirtualSize: options.memorySmallSize,
+    largeVirtualSize: options.memoryLargeSize,
+    partSize: small.partSize,
+    sampled: {
+      small: { heapMiB: small.peakHeapMiB, arrayBuffersMiB: small.peakArrayBuffersMiB },
+      large: { heapMiB: large.peakHeapMiB, arrayBuffersMiB: large.peakArrayBuffersMiB },
+    },
+  };
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (error: unknown) => {
+    log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    await cleanUp();
+    process.exit(1);
+  },
+);
