@@ -34,6 +34,8 @@ export class VdiVaultStack extends Stack {
     new CfnOutput(this, 'RestoreStateMachineArn', { value: this.restoreStateMachine.stateMachineArn });
     new CfnOutput(this, 'TopicArn', { value: this.vault.topic.topicArn });
     new CfnOutput(this, 'KeyArn', { value: this.vault.key.keyArn });
+    new CfnOutput(this, 'DefaultPool', { value: props.config.pools[0]!.name });
+    new CfnOutput(this, 'CatalogPrefix', { value: this.vault.prefix });
   }
 }
 
