@@ -1,4 +1,5 @@
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
+import { chainOf } from '../../lambdas/catalog/retention.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { UUID_PATTERN } from '../../lambdas/shared/input-error.ts';
 import { formatBytes } from '../../infra/local/progress.ts';
@@ -93,16 +94,11 @@ export async function listCommand(args: readonly string[], context: CommandConte
  * workflow's resolveChain walks the same way for one point and also checks each object in S3).
  */
 export function restorePoints(manifests: readonly Manifest[]): RestorePointRow[] {
-  const byId = new Map(manifests.map((m) => [m.backupId, m]));
   return manifests.map((manifest) => {
-    const chain: Manifest[] = [manifest];
-    let broken: string | undefined;
-    while (chain[0]!.kind !== 'full' && broken === undefined) {
-      const parent = byId.get(chain[0]!.parentBackupId!);
-      if (!parent) broken = `needs ${chain[0]!.parentBackupId}, which is not in the catalog`;
-      else if (chain.includes(parent)) broken = `a cycle through ${parent.backupId}`;
-      else chain.unshift(parent);
-    }
+    const chain = chainOf(manifests, manifest.backupId).reverse();
+    const bottom = chain[0]!;
+    const broken =
+      bottom.kind === 'full' ? undefined : `needs ${bottom.parentBackupId}, which is not in the catalog`;
     return {
       backupId: manifest.backupId,
       kind: manifest.kind,

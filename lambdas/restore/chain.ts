@@ -1,5 +1,6 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../catalog/catalog.ts';
+import { chainOf } from '../catalog/retention.ts';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError, type Manifest } from '../catalog/manifest.ts';
 import { InputValidationError } from '../shared/input-error.ts';
@@ -79,19 +80,12 @@ export async function resolveChain(
 ): Promise<RestoreChain> {
   const manifests = await listManifests(s3, catalog, pool, vdiUuid);
   const chosen = chooseRestorePoint(manifests, restorePoint, vdiUuid);
-  const byId = new Map(manifests.map((m) => [m.backupId, m]));
-  const layers: Manifest[] = [chosen];
-  while (layers[0]!.kind !== 'full') {
-    const child = layers[0]!;
-    const parent = byId.get(child.parentBackupId!);
-    if (!parent) {
-      throw new CatalogError(
-        `broken chain: backup ${child.backupId} needs ${child.parentBackupId}, which is not in the catalog; restore a later full or an earlier point`,
-      );
-    }
-    if (layers.length > manifests.length)
-      throw new CatalogError(`broken chain: a cycle through ${child.backupId}`);
-    layers.unshift(parent);
+  const layers = chainOf(manifests, chosen.backupId).reverse();
+  const bottom = layers[0]!;
+  if (bottom.kind !== 'full') {
+    throw new CatalogError(
+      `broken chain: backup ${bottom.backupId} needs ${bottom.parentBackupId}, which is not in the catalog; restore a later full or an earlier point`,
+    );
   }
   for (const layer of layers) {
     if (layer.virtualSize !== chosen.virtualSize) {
