@@ -1,4 +1,5 @@
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from './undici-parts.ts';
 import { XapiError, XapiNetworkError } from './errors.ts';
 
 export interface RpcTarget {

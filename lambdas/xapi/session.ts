@@ -1,4 +1,4 @@
-import type { Agent } from 'undici';
+import type { Agent } from './undici-parts.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import { isXapiError, XapiError } from './errors.ts';
 import { callJsonRpc } from './json-rpc.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { Agent, buildConnector } from 'undici';
+import { Agent, buildConnector } from './undici-parts.ts';
 import type { Log } from '../shared/log.ts';
 
 /**

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from './undici-parts.ts';
 import { XapiHttpError, XapiNetworkError } from './errors.ts';
 import { describeNetworkError } from './json-rpc.ts';
 import type { Ref } from './records.ts';

@@ -79,11 +79,21 @@ describe('the app on the example config', () => {
     expect(exportFn!.Properties.Timeout).toBe(900);
   });
 
-  it('outputs the state machine ARNs, the bucket name, the topic ARN', () => {
+  it('outputs the state machine ARNs, the bucket name, the topic ARN, and what the CLI reads', () => {
     const outputs = example.template.findOutputs('*');
     expect(Object.keys(outputs).sort()).toEqual(
-      ['BackupStateMachineArn', 'BucketName', 'KeyArn', 'RestoreStateMachineArn', 'TopicArn'].sort(),
+      [
+        'BackupStateMachineArn',
+        'BucketName',
+        'CatalogPrefix',
+        'DefaultPool',
+        'KeyArn',
+        'RestoreStateMachineArn',
+        'TopicArn',
+      ].sort(),
     );
+    expect(outputs.DefaultPool!.Value).toBe('lab');
+    expect(outputs.CatalogPrefix!.Value).toBe('backups');
     expect(outputs.BackupStateMachineArn!.Value).toEqual({
       Ref: expect.stringMatching(/^BackupStateMachine/),
     });
