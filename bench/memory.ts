@@ -1,3 +1,4 @@
+import { TRANSFER_PROCESS_ENV } from '../lambdas/transfer/process-env.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { OneExportInput } from './one-export.ts';
@@ -22,7 +23,8 @@ export interface ChildExport {
 export async function exportInChild(input: OneExportInput): Promise<ChildExport> {
   const { stdout } = await run(NODE, ['bench/export-child.ts'], {
     cwd: REPO,
-    env: childEnv({ VDI_VAULT_BENCH_EXPORT: JSON.stringify(input) }),
+    // The environment a deployed transfer gets (TRANSFER_PROCESS_ENV), so memory is measured as in AWS.
+    env: childEnv({ ...TRANSFER_PROCESS_ENV, VDI_VAULT_BENCH_EXPORT: JSON.stringify(input) }),
     maxBuffer: 1 << 20,
   }).catch((error: { stderr?: string; message: string }) => {
     const lines = (error.stderr ?? '')

@@ -4,6 +4,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { TRANSFER_PROCESS_ENV } from '../../lambdas/transfer/process-env.ts';
 import { fileURLToPath } from 'node:url';
 
 /** The environment variable naming the domain step a function runs; the local runner maps tasks by it. */
@@ -69,7 +70,7 @@ export class StepFunction extends NodejsFunction {
       architecture: lambda.Architecture.ARM_64,
       timeout: props.timeout ?? Duration.minutes(1),
       memorySize: props.memorySize ?? 256,
-      environment: { ...props.environment, [STEP_ENV]: props.step },
+      environment: { ...TRANSFER_PROCESS_ENV, ...props.environment, [STEP_ENV]: props.step },
       logGroup: new logs.LogGroup(scope, `${id}Logs`, {
         retention: props.logRetention ?? defaults.logRetention ?? logs.RetentionDays.ONE_WEEK,
       }),

@@ -7,6 +7,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { fileURLToPath } from 'node:url';
 import { TRANSFER_ENV } from '../../lambdas/transfer/transfer-task.ts';
+import { TRANSFER_PROCESS_ENV } from '../../lambdas/transfer/process-env.ts';
 
 export interface TransferTaskProps {
   /** Environment of the container: the same the step functions get (bucket, prefix, pools). */
@@ -72,7 +73,7 @@ export class TransferTask extends Construct {
     const root = fileURLToPath(new URL('../..', import.meta.url));
     this.taskDefinition.addContainer(TRANSFER_CONTAINER, {
       image: ecs.ContainerImage.fromAsset(root, { file: 'lambdas/container/Dockerfile' }),
-      environment: props.environment,
+      environment: { ...TRANSFER_PROCESS_ENV, ...props.environment },
       readonlyRootFilesystem: true,
       logging: ecs.LogDrivers.awsLogs({
         streamPrefix: 'transfer',

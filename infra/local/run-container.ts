@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createS3Client } from '../../lambdas/s3/client.ts';
+import { TRANSFER_PROCESS_ENV } from '../../lambdas/transfer/process-env.ts';
 import {
   collectTransferResult,
   TRANSFER_ENV,
@@ -36,7 +37,12 @@ function containerEnvironment(target: LocalTarget): Record<string, string> {
 function start(target: LocalTarget, transferEnv: Record<string, string>): ChildProcess {
   return spawn(NODE, [ENTRYPOINT], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...containerEnvironment(target), ...transferEnv },
+    env: {
+      PATH: process.env.PATH ?? '',
+      ...TRANSFER_PROCESS_ENV,
+      ...containerEnvironment(target),
+      ...transferEnv,
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
 }

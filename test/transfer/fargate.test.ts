@@ -150,13 +150,22 @@ describe('the Fargate transfer in the template', () => {
     }
   });
 
-  it('passes the configured Fargate threshold to every step', () => {
+  it('passes the configured Fargate threshold and the allocator setting to every transfer process', () => {
     const functions = Object.values(template.findResources('AWS::Lambda::Function')).filter(
       (fn) => fn.Properties.Environment?.Variables?.VDI_VAULT_STEP,
     );
     for (const fn of functions) {
       expect(fn.Properties.Environment.Variables.VDI_VAULT_FARGATE_THRESHOLD).toBe(String(32 * 1024 ** 3));
+      // Part buffers go back to the OS when freed: memory stays flat with disk size.
+      expect(fn.Properties.Environment.Variables.MALLOC_MMAP_THRESHOLD_).toBe('4194304');
     }
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([{ Name: 'MALLOC_MMAP_THRESHOLD_', Value: '4194304' }]),
+        }),
+      ],
+    });
   });
 
   it('gives the task role only the catalog objects and the pool secrets', () => {
