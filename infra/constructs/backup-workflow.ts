@@ -1,8 +1,8 @@
 import { Duration } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { lambdaStep, type LambdaStepOptions } from './lambda-step.ts';
 import { StepFunction } from './step-function.ts';
 import type { TransferTask } from './transfer-task.ts';
 
@@ -19,9 +19,6 @@ export interface BackupWorkflowProps {
 
 /** Step Functions times an export out just before Lambda would, so the workflow sees `States.Timeout`. */
 const EXPORT_STATE_TIMEOUT = Duration.seconds(870);
-
-/** Errors a retry can cure: the network, and Lambda's own hiccups. */
-const TRANSIENT_ERRORS = ['XapiNetworkError'];
 
 /**
  * The backup state machine: Login, then per VDI (in a Map) Plan → Snapshot → CreateTask → Export (on Lambda,
@@ -54,30 +51,8 @@ export class BackupWorkflow extends Construct {
     };
     const f = this.functions;
 
-    const invoke = (
-      stateName: string,
-      target: lambda.IFunction,
-      options: { resultPath: string; retry?: boolean; payload?: sfn.TaskInput; timeout?: Duration },
-    ) => {
-      const task = new tasks.LambdaInvoke(this, stateName, {
-        stateName,
-        lambdaFunction: target,
-        payloadResponseOnly: true,
-        // A result replacing the whole state is ASL's default; aws-local-stepfunctions mishandles an explicit "$".
-        ...(options.resultPath === '$' ? {} : { resultPath: options.resultPath }),
-        ...(options.payload ? { payload: options.payload } : {}),
-        ...(options.timeout ? { taskTimeout: sfn.Timeout.duration(options.timeout) } : {}),
-      });
-      if (options.retry !== false) {
-        task.addRetry({
-          errors: TRANSIENT_ERRORS,
-          interval: Duration.seconds(2),
-          maxAttempts: 3,
-          backoffRate: 2,
-        });
-      }
-      return task;
-    };
+    const invoke = (stateName: string, target: lambda.IFunction, options: LambdaStepOptions) =>
+      lambdaStep(this, stateName, target, options);
 
     const loginFailed = new sfn.Fail(this, 'LoginFailed', {
       stateName: 'LoginFailed',

@@ -1,8 +1,8 @@
 import { Duration } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { lambdaStep } from './lambda-step.ts';
 import { StepFunction } from './step-function.ts';
 import type { TransferTask } from './transfer-task.ts';
 
@@ -17,8 +17,6 @@ export interface RestoreWorkflowProps {
 
 /** Step Functions times an import out just before Lambda would, so the workflow sees `States.Timeout`. */
 const IMPORT_STATE_TIMEOUT = Duration.seconds(870);
-
-const TRANSIENT_ERRORS = ['XapiNetworkError'];
 
 /**
  * The restore state machine: Validate → Login → ResolveChain → CreateVdi → Import (replay each layer in a
@@ -54,24 +52,12 @@ export class RestoreWorkflow extends Construct {
       resultPath?: string,
       retry = true,
       timeout?: Duration,
-    ) => {
-      const task = new tasks.LambdaInvoke(this, stateName, {
-        stateName,
-        lambdaFunction: target,
-        payloadResponseOnly: true,
-        ...(timeout ? { taskTimeout: sfn.Timeout.duration(timeout) } : {}),
-        // A result replacing the whole state is ASL's default; aws-local-stepfunctions mishandles an explicit "$".
+    ) =>
+      lambdaStep(this, stateName, target, {
         ...(resultPath ? { resultPath } : {}),
+        retry,
+        ...(timeout ? { timeout } : {}),
       });
-      if (retry)
-        task.addRetry({
-          errors: TRANSIENT_ERRORS,
-          interval: Duration.seconds(2),
-          maxAttempts: 3,
-          backoffRate: 2,
-        });
-      return task;
-    };
 
     const failBeforeLogin = new sfn.Fail(this, 'RestoreRefused', {
       stateName: 'RestoreRefused',
@@ -102,10 +88,7 @@ export class RestoreWorkflow extends Construct {
     // runs on Lambda unless ResolveChain routed it to Fargate by size; a Lambda import that times out runs
     // once more on Fargate (an import is idempotent: it writes the same blocks again).
     const collect = (stateName: string, keyPath: string, resultPath?: string) =>
-      new tasks.LambdaInvoke(this, stateName, {
-        stateName,
-        lambdaFunction: f.collectImport!,
-        payloadResponseOnly: true,
+      lambdaStep(this, stateName, f.collectImport!, {
         payload: sfn.TaskInput.fromObject({ 'transferResultKey.$': keyPath }),
         ...(resultPath ? { resultPath } : {}),
       });

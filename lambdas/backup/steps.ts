@@ -26,6 +26,7 @@ import { collectTransferResult, transferResultKey } from '../transfer/transfer-t
 import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { failureMessage } from '../shared/failure.ts';
+import { CleanupLog, required } from '../shared/cleanup-log.ts';
 import { isXapiError, XapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { parseBackupInput } from './input.ts';
 import { BACKUP_ID_TAG, isOurSnapshot, SERIES_TAG } from './snapshot-tags.ts';
@@ -357,16 +358,9 @@ export function createBackupSteps(deps: BackupDeps) {
      * got its manifest. Each action is tried on its own, so one failing does not skip the others.
      */
     async failureCleanup(state: BackupItemState): Promise<BackupOutcome> {
-      const actions: string[] = [];
-      const attempt = async (what: string, action: () => Promise<unknown>) => {
-        try {
-          await action();
-          actions.push(what);
-        } catch (error) {
-          actions.push(`${what} FAILED: ${error instanceof Error ? error.message : String(error)}`);
-          log.error('failure cleanup step failed', { what, error: String(error) });
-        }
-      };
+      const cleanup = new CleanupLog(log);
+      const attempt = (what: string, action: () => Promise<unknown>) => cleanup.attempt(what, action);
+      const actions = cleanup.actions;
       const committed = state.commit !== undefined;
       if (state.task || (state.snapshot && !committed)) {
         await withSession(state, async (session) => {
@@ -426,11 +420,6 @@ export function createBackupSteps(deps: BackupDeps) {
 }
 
 export type BackupSteps = ReturnType<typeof createBackupSteps>;
-
-function required<T>(value: T | undefined, what: string): T {
-  if (value === undefined) throw new Error(`internal: the workflow reached this step without ${what}`);
-  return value;
-}
 
 /** Aborts every open multipart upload under a key prefix (a Lambda killed mid-export leaves one behind). */
 export async function abortUploads(s3: S3Client, bucket: string, prefix: string): Promise<number> {

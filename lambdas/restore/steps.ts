@@ -4,6 +4,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError } from '../catalog/manifest.ts';
 import { failureMessage } from '../shared/failure.ts';
+import { CleanupLog, required } from '../shared/cleanup-log.ts';
 import { InputValidationError } from '../shared/input-error.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
@@ -222,15 +223,9 @@ export function createRestoreSteps(deps: RestoreDeps) {
 
     /** After any failure past login: destroy the partial VDI (unless asked to keep it) and log out. */
     async failureCleanup(state: RestoreState): Promise<RestoreFailure> {
-      const actions: string[] = [];
-      const attempt = async (what: string, action: () => Promise<unknown>) => {
-        try {
-          await action();
-          actions.push(what);
-        } catch (error) {
-          actions.push(`${what} FAILED: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      };
+      const cleanup = new CleanupLog(log);
+      const attempt = (what: string, action: () => Promise<unknown>) => cleanup.attempt(what, action);
+      const actions = cleanup.actions;
       if (state.session) {
         const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
         if (state.vdi && !state.request.keepPartial) {
@@ -248,11 +243,6 @@ export function createRestoreSteps(deps: RestoreDeps) {
 }
 
 export type RestoreSteps = ReturnType<typeof createRestoreSteps>;
-
-function required<T>(value: T | undefined, what: string): T {
-  if (value === undefined) throw new Error(`internal: the workflow reached this step without ${what}`);
-  return value;
-}
 
 async function* countBytes(source: AsyncIterable<Uint8Array>, report: (bytes: number) => void) {
   let total = 0;

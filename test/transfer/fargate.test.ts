@@ -158,6 +158,7 @@ describe('the Fargate transfer in the template', () => {
       expect(fn.Properties.Environment.Variables.VDI_VAULT_FARGATE_THRESHOLD).toBe(String(32 * 1024 ** 3));
       // Part buffers go back to the OS when freed: memory stays flat with disk size.
       expect(fn.Properties.Environment.Variables.MALLOC_MMAP_THRESHOLD_).toBe('4194304');
+      expect(fn.Properties.Environment.Variables.NODE_OPTIONS).toBe('--max-semi-space-size=8');
     }
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       ContainerDefinitions: [
