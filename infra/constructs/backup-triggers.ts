@@ -20,7 +20,7 @@ export interface BackupJob {
   readonly timezone?: string;
   /** Default `auto`. */
   readonly mode?: 'auto' | 'full';
-  /** VDIs backed up at once. Default: the state machine's concurrency. (Not yet part of the backup input.) */
+  /** VDIs backed up at once. Default: the deployment's concurrency. */
   readonly concurrency?: number;
   /** Keep the newest `keep` restore points, a full every `fullEvery` backups. Default: keep everything. */
   readonly retention?: { readonly keep: number; readonly fullEvery: number };
@@ -85,6 +85,7 @@ export class BackupTriggers extends Construct {
         vdiUuids: [...job.vdiUuids],
         pool: job.pool,
         mode: job.mode ?? 'auto',
+        ...(job.concurrency ? { concurrency: job.concurrency } : {}),
         ...(job.retention
           ? { retention: { keep: job.retention.keep, fullEvery: job.retention.fullEvery } }
           : {}),

@@ -9,8 +9,6 @@ import type { TransferTask } from './transfer-task.ts';
 export interface BackupWorkflowProps {
   /** Environment every step function gets (bucket, prefix, pools). */
   readonly environment: Record<string, string>;
-  /** VDIs of one execution backed up at once. Default 2. */
-  readonly concurrency?: number;
   /** Memory of the export function: part size × parts in flight must fit. Default 1024 MB. */
   readonly exportMemorySize?: number;
   /** Where exports too large for a Lambda run (routed by Plan, or retried after a Lambda timeout). */
@@ -105,9 +103,11 @@ export class BackupWorkflow extends Construct {
         'pool.$': '$.pool',
         'mode.$': '$.mode',
         'retention.$': '$.retention',
+        'executionId.$': '$$.Execution.Name',
         'session.$': '$.session',
       },
-      maxConcurrency: props.concurrency ?? 2,
+      // Per execution: Login sets it from the input (a job's concurrency) or the deployment's default.
+      maxConcurrencyPath: '$.concurrency',
       resultPath: '$.outcomes',
     }).itemProcessor(perVdi);
 

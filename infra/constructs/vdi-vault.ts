@@ -176,6 +176,7 @@ export class VdiVault extends Construct {
       VDI_VAULT_POOLS: poolsEnvironment(stack, props.pools),
       VDI_VAULT_DEFAULT_POOL: defaultPool,
       VDI_VAULT_LOCK_TABLE: this.lockTable.tableName,
+      VDI_VAULT_CONCURRENCY: String(props.concurrency ?? 2),
       VDI_VAULT_FARGATE_THRESHOLD: String(props.fargateThresholdBytes ?? 32 * 1024 ** 3),
       ...(uploadChecksum ? { VDI_VAULT_UPLOAD_CHECKSUM: uploadChecksum } : {}),
       POWERTOOLS_SERVICE_NAME: 'vdi-vault',
@@ -206,7 +207,6 @@ export class VdiVault extends Construct {
     const backup = new BackupWorkflow(this, 'Backup', {
       transfer,
       environment,
-      ...(props.concurrency ? { concurrency: props.concurrency } : {}),
       ...(props.exportMemorySize ? { exportMemorySize: props.exportMemorySize } : {}),
     });
     const f = backup.functions;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { CONTAINER_STEP, type SynthesizedWorkflow } from './synthesized-workflows.ts';
 
@@ -43,8 +44,19 @@ export async function runWorkflow(
     retryIntervalOverrides[stateName] = 5;
   }
   const machine = new StateMachine(workflow.definition as never, { validationOptions: { checkPaths: true } });
+  // The context object Step Functions gives every execution (states read `$$.Execution.Name`).
+  const name = `local-${randomUUID()}`;
   const execution = machine.run(input as never, {
     overrides: { taskResourceLocalHandlers: taskResourceLocalHandlers as never, retryIntervalOverrides },
+    context: {
+      Execution: {
+        Id: `arn:aws:states:us-east-1:123456789012:execution:local:${name}`,
+        Name: name,
+        StartTime: new Date().toISOString(),
+        Input: input,
+        RoleArn: 'arn:aws:iam::123456789012:role/local',
+      },
+    } as never,
   });
   const statesEntered: string[] = [];
   const events = (async () => {

@@ -17,6 +17,8 @@ export interface BackupInput {
   readonly mode?: BackupMode;
   /** Keep the newest `keep` restore points; take a full every `fullEvery` backups. Default: keep all. */
   readonly retention?: RetentionPolicy;
+  /** VDIs of this execution backed up at once (1–40). Default: the deployment's concurrency. */
+  readonly concurrency?: number;
 }
 
 const EXAMPLE = '{"vdiUuids":["<vdi uuid>"],"mode":"auto"}';
@@ -26,14 +28,15 @@ export interface ParsedBackupInput {
   readonly mode: BackupMode;
   readonly pool?: string;
   readonly retention?: RetentionPolicy;
+  readonly concurrency?: number;
 }
 
 export function parseBackupInput(raw: unknown): ParsedBackupInput {
   if (!isPlainObject(raw)) {
     throw new InputValidationError('input', 'must be a JSON object', `Example: ${EXAMPLE}`);
   }
-  rejectUnknownFields(raw, ['vdiUuids', 'pool', 'mode', 'retention'], 'the backup input');
-  const { vdiUuids, pool, mode, retention } = raw;
+  rejectUnknownFields(raw, ['vdiUuids', 'pool', 'mode', 'retention', 'concurrency'], 'the backup input');
+  const { vdiUuids, pool, mode, retention, concurrency } = raw;
   if (!Array.isArray(vdiUuids) || vdiUuids.length === 0) {
     throw new InputValidationError(
       'vdiUuids',
@@ -70,8 +73,19 @@ export function parseBackupInput(raw: unknown): ParsedBackupInput {
   if (mode !== undefined && mode !== 'auto' && mode !== 'full') {
     throw new InputValidationError('mode', `${JSON.stringify(mode)} is not a mode`, 'Use "auto" or "full".');
   }
+  if (
+    concurrency !== undefined &&
+    !(Number.isInteger(concurrency) && (concurrency as number) >= 1 && (concurrency as number) <= 40)
+  ) {
+    throw new InputValidationError(
+      'concurrency',
+      `${JSON.stringify(concurrency)} is not a number of VDIs from 1 to 40`,
+      "Or leave it out for the deployment's default.",
+    );
+  }
   return {
     ...(retention !== undefined ? { retention: parseRetention(retention) } : {}),
+    ...(concurrency !== undefined ? { concurrency: concurrency as number } : {}),
     vdiUuids: vdiUuids.map((uuid: string) => uuid.toLowerCase()),
     mode: (mode as BackupMode | undefined) ?? 'auto',
     ...(pool !== undefined ? { pool: pool as string } : {}),

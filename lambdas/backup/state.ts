@@ -12,6 +12,8 @@ export interface BackupItemState {
   /** null when the input sets none (Step Functions paths need the field to exist). */
   readonly retention: RetentionPolicy | null;
   readonly session: XapiSessionHandle;
+  /** The execution's name: logs carry it to tie a function's lines to their run. */
+  readonly executionId?: string;
   readonly plan?: BackupPlan;
   readonly snapshot?: { readonly ref: string; readonly uuid: string };
   readonly task?: { readonly ref: string };

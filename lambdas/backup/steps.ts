@@ -50,12 +50,16 @@ export interface BackupDeps {
   readonly lock?: BackupLockTable;
   /** Which exports go to Fargate. Default: all run where the workflow first sends them (Lambda). */
   readonly routing?: TransferRouting;
+  /** VDIs of one execution backed up at once when the input sets none. Default 2. */
+  readonly defaultConcurrency?: number;
 }
 
 export interface LoginOutput {
   readonly pool: string;
   readonly mode: 'auto' | 'full';
   readonly retention: RetentionPolicy | null;
+  /** The Map's MaxConcurrencyPath. */
+  readonly concurrency: number;
   readonly vdiUuids: readonly string[];
   readonly session: XapiSessionHandle;
 }
@@ -200,6 +204,7 @@ export function createBackupSteps(deps: BackupDeps) {
         pool,
         mode: input.mode,
         retention: input.retention ?? null,
+        concurrency: input.concurrency ?? deps.defaultConcurrency ?? 2,
         vdiUuids: input.vdiUuids,
         session: session.handle,
       };

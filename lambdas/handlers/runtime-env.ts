@@ -28,6 +28,8 @@ export interface RuntimeEnvironment {
   readonly log: Log;
   /** `VDI_VAULT_LOCK_TABLE`: the series lock (one backup per VDI at a time). Absent: runs are not serialised. */
   readonly lock?: BackupLockTable;
+  /** `VDI_VAULT_CONCURRENCY`: VDIs of one backup execution at once when the input sets none. */
+  readonly defaultConcurrency?: number;
   /** `VDI_VAULT_FARGATE_THRESHOLD` (bytes): transfers expected to reach it run on Fargate. */
   readonly routing?: TransferRouting;
   /** `VDI_VAULT_UPLOAD_CHECKSUM` (set when the bucket has Object Lock): a per-part checksum on exports. */
@@ -74,6 +76,7 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
       error: (message, fields) => log.error(message, fields ?? {}),
     },
     exportTuning: checksum ? { checksumAlgorithm: checksum } : {},
+    ...(env.VDI_VAULT_CONCURRENCY ? { defaultConcurrency: Number(env.VDI_VAULT_CONCURRENCY) } : {}),
     ...(env.VDI_VAULT_FARGATE_THRESHOLD
       ? { routing: { fargateThresholdBytes: Number(env.VDI_VAULT_FARGATE_THRESHOLD) } }
       : {}),

@@ -27,6 +27,11 @@ describe('part size', () => {
 describe('backup input', () => {
   it('accepts the documented shape and defaults mode to auto', () => {
     expect(parseBackupInput({ vdiUuids: [uuid.toUpperCase()] })).toEqual({ vdiUuids: [uuid], mode: 'auto' });
+    expect(parseBackupInput({ vdiUuids: [uuid], concurrency: 3 })).toEqual({
+      vdiUuids: [uuid],
+      mode: 'auto',
+      concurrency: 3,
+    });
     expect(parseBackupInput({ vdiUuids: [uuid], pool: 'lab', mode: 'full' })).toEqual({
       vdiUuids: [uuid],
       pool: 'lab',
@@ -42,6 +47,8 @@ describe('backup input', () => {
     [{ vdiUuids: [uuid], mode: 'delta' }, 'mode'],
     [{ vdiUuids: [uuid], pool: 'a b' }, 'pool'],
     [{ vdiUuids: [uuid], vdiUuid: uuid }, 'vdiUuid'],
+    [{ vdiUuids: [uuid], concurrency: 0 }, 'concurrency'],
+    [{ vdiUuids: [uuid], concurrency: 1.5 }, 'concurrency'],
   ])('names the field of %j', (input, field) => {
     try {
       parseBackupInput(input);

@@ -18,6 +18,7 @@ beforeAll(() => {
           schedule: 'rate(7 days)',
           mode: 'full',
           enabled: false,
+          concurrency: 1,
         },
       ],
     },
@@ -55,7 +56,19 @@ describe('triggers', () => {
       ScheduleExpressionTimezone: 'UTC',
       State: 'DISABLED',
     });
-    expect(input(weekly.Properties)).toEqual({ vdiUuids: [VDI, SECOND_VDI], pool: 'lab', mode: 'full' });
+    // A job's concurrency travels in its input: the backup Map reads it (MaxConcurrencyPath).
+    expect(input(weekly.Properties)).toEqual({
+      vdiUuids: [VDI, SECOND_VDI],
+      pool: 'lab',
+      mode: 'full',
+      concurrency: 1,
+    });
+    const [backup] = Object.values(template.findResources('AWS::StepFunctions::StateMachine')).filter((m) =>
+      JSON.stringify(m.Properties.DefinitionString).includes('BackupEachVdi'),
+    );
+    expect(JSON.stringify(backup!.Properties.DefinitionString)).toContain(
+      '\\"MaxConcurrencyPath\\":\\"$.concurrency\\"',
+    );
   });
 
   it('starts a backup on a Backup Requested event with the detail as input', () => {
