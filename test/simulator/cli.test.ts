@@ -1,15 +1,14 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSize } from '../world/xapi-simulator/cli-args.ts';
 import { call, rawHttp } from './sim-client.ts';
+import { qemuConvert, qemuVirtualSize } from '../world/qemu-img.ts';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
 
 interface Ready {
@@ -65,21 +64,8 @@ describe('standalone simulator (npm run sim)', () => {
     expect(raw.body.length).toBe(256 * MiB);
     expect(vhd.body.length).toBeLessThan(raw.body.length); // sparse: scattered blocks only
     await writeFile(join(dir, 'disk.vhd'), vhd.body);
-    await run('qemu-img', [
-      'convert',
-      '-f',
-      'vpc',
-      '-O',
-      'raw',
-      join(dir, 'disk.vhd'),
-      join(dir, 'disk.raw'),
-    ]);
-    const info = JSON.parse(
-      (await run('qemu-img', ['info', '--output=json', '-f', 'vpc', join(dir, 'disk.vhd')])).stdout,
-    ) as {
-      'virtual-size': number;
-    };
-    const size = info['virtual-size'];
+    await qemuConvert('vpc', 'raw', join(dir, 'disk.vhd'), join(dir, 'disk.raw'));
+    const size = await qemuVirtualSize(join(dir, 'disk.vhd'), 'vpc');
     expect(size).toBeGreaterThan(250 * MiB);
     expect(size).toBeLessThanOrEqual(256 * MiB);
     const converted = await readFile(join(dir, 'disk.raw'));

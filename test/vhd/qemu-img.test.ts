@@ -1,25 +1,19 @@
 // Cross-checks against qemu-img, an independent VHD implementation. `npm test` installs Debian's
 // qemu-utils first (scripts/ensure-test-deps.sh); without qemu-img these tests are skipped, loudly.
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VHD_BLOCK_SIZE, bitmapMarksEverySector, parseVhd } from '../../lambdas/vhd/index.ts';
 import { chunksOf, makeDisk, rawImage, vhdBytes } from './disks.ts';
 import { parseChunks } from './parse.ts';
+import { qemuConvert, qemuVirtualSize } from '../world/qemu-img.ts';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const hasQemuImg = spawnSync('qemu-img', ['--version']).status === 0;
 if (!hasQemuImg)
   console.warn('qemu-img not found: skipping the qemu-img cross-checks (apt-get install qemu-utils)');
-
-async function qemuVirtualSize(path: string): Promise<number> {
-  const { stdout } = await run('qemu-img', ['info', '--output=json', path]);
-  return (JSON.parse(stdout) as { 'virtual-size': number })['virtual-size'];
-}
 
 function resealWithCreator(bytes: Buffer, footerAt: number, creator: string): void {
   bytes.write(creator, footerAt + 28, 'latin1');
@@ -62,7 +56,7 @@ describe.skipIf(!hasQemuImg)('qemu-img cross-checks', () => {
         const seen = await qemuVirtualSize(vhdPath);
         expect(seen).toBeLessThanOrEqual(size);
         expect(seen).toBeGreaterThan(size - 64 * 1024);
-        await run('qemu-img', ['convert', '-f', 'vpc', '-O', 'raw', vhdPath, rawPath]);
+        await qemuConvert('vpc', 'raw', vhdPath, rawPath);
         const converted = await readFile(rawPath);
         const expected = rawImage(disk);
         expect(converted.length).toBe(seen);
@@ -97,7 +91,7 @@ describe.skipIf(!hasQemuImg)('qemu-img cross-checks', () => {
       for (const [start, length] of regions) await file.write(raw, start, length, start);
       await file.truncate(rawSize);
       await file.close();
-      await run('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', '-o', options, rawPath, vhdPath]);
+      await qemuConvert('raw', 'vpc', rawPath, vhdPath, options);
 
       const bytes = await readFile(vhdPath);
       const seen = await qemuVirtualSize(vhdPath);

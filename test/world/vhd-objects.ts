@@ -1,14 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { parseVhd, VHD_BLOCK_SIZE, type VhdSummary } from '../../lambdas/vhd/index.ts';
 import { readObject } from './s3.ts';
-
-const run = promisify(execFile);
+import { qemuConvert } from './qemu-img.ts';
 
 export interface StoredVhd {
   readonly summary: VhdSummary;
@@ -33,15 +30,7 @@ export async function qemuRawOfStoredVhd(s3: S3Client, bucket: string, key: stri
   const dir = await mkdtemp(join(tmpdir(), 'vdi-vault-qemu-'));
   try {
     await writeFile(join(dir, 'disk.vhd'), await readObject(s3, bucket, key));
-    await run('qemu-img', [
-      'convert',
-      '-f',
-      'vpc',
-      '-O',
-      'raw',
-      join(dir, 'disk.vhd'),
-      join(dir, 'disk.raw'),
-    ]);
+    await qemuConvert('vpc', 'raw', join(dir, 'disk.vhd'), join(dir, 'disk.raw'));
     return await readFile(join(dir, 'disk.raw'));
   } finally {
     await rm(dir, { recursive: true, force: true });
