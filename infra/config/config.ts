@@ -1,3 +1,5 @@
+import type { RetentionPolicy } from '../../lambdas/catalog/retention.ts';
+import type { BackupJob } from '../constructs/backup-triggers.ts';
 import { readFileSync } from 'node:fs';
 import { ConfigError, expectArray, expectObject, optional, rejectUnknown } from './config-fields.ts';
 
@@ -27,33 +29,10 @@ export interface NetworkConfig {
 }
 
 /** Retention of a job's backups: passed in the job's backup input. */
-export interface RetentionConfig {
-  /** Restore points kept per VDI. */
-  readonly keep: number;
-  /** Every K-th backup of a VDI is a full. */
-  readonly fullEvery: number;
-}
+export type RetentionConfig = RetentionPolicy;
 
-/** A scheduled backup of some VDIs of one pool. */
-export interface JobConfig {
-  /** Letters, digits, dash, underscore; names the schedule. */
-  readonly name: string;
-  /** One of `pools[].name`. */
-  readonly pool: string;
-  readonly vdiUuids: readonly string[];
-  /** EventBridge Scheduler expression: `cron(0 2 * * ? *)`, `rate(12 hours)` or `at(2026-01-01T00:00:00)`. */
-  readonly schedule: string;
-  /** IANA time zone of the schedule expression. Default `UTC`. */
-  readonly timezone?: string;
-  /** `auto` (delta when a base exists) or `full`. Default `auto`. */
-  readonly mode?: 'auto' | 'full';
-  /** VDIs of this job backed up at once. Default: the deployment's `concurrency`. */
-  readonly concurrency?: number;
-  /** Default: none (keep everything). */
-  readonly retention?: RetentionConfig;
-  /** A disabled job keeps its schedule, switched off. Default true. */
-  readonly enabled?: boolean;
-}
+/** A scheduled backup of some VDIs of one pool: the construct's own job type. */
+export type JobConfig = BackupJob;
 
 export type ObjectLockMode = 'GOVERNANCE' | 'COMPLIANCE';
 export type UploadChecksum = 'CRC32' | 'SHA256';

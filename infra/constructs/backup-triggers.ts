@@ -1,3 +1,4 @@
+import type { RetentionPolicy } from '../../lambdas/catalog/retention.ts';
 import { Duration, Stack, TimeZone } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -8,13 +9,14 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 
-/** A scheduled backup: its schedule starts the backup state machine with `{vdiUuids, pool, mode, retention?}`. */
+/** A scheduled backup: its schedule starts the backup state machine with `{vdiUuids, pool, mode, concurrency?, retention?}`. */
 export interface BackupJob {
   /** Names the schedule's construct id; letters, digits, dash, underscore. */
   readonly name: string;
+  /** One of the pools' names. */
   readonly pool: string;
   readonly vdiUuids: readonly string[];
-  /** An EventBridge Scheduler expression: `cron(…)`, `rate(…)` or `at(…)`. */
+  /** EventBridge Scheduler expression: `cron(0 2 * * ? *)`, `rate(12 hours)` or `at(2026-01-01T00:00:00)`. */
   readonly schedule: string;
   /** IANA zone the expression is read in. Default `UTC`. */
   readonly timezone?: string;
@@ -23,8 +25,8 @@ export interface BackupJob {
   /** VDIs backed up at once. Default: the deployment's concurrency. */
   readonly concurrency?: number;
   /** Keep the newest `keep` restore points, a full every `fullEvery` backups. Default: keep everything. */
-  readonly retention?: { readonly keep: number; readonly fullEvery: number };
-  /** Default true. */
+  readonly retention?: RetentionPolicy;
+  /** A disabled job keeps its schedule, switched off. Default true. */
   readonly enabled?: boolean;
 }
 
