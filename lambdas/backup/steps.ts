@@ -364,36 +364,39 @@ export function createBackupSteps(deps: BackupDeps) {
      */
     async failureCleanup(state: BackupItemState): Promise<BackupOutcome> {
       const cleanup = new CleanupLog(log);
-      const attempt = (what: string, action: () => Promise<unknown>) => cleanup.attempt(what, action);
-      const actions = cleanup.actions;
       const committed = state.commit !== undefined;
-      if (state.task || (state.snapshot && !committed)) {
-        await withSession(state, async (session) => {
-          if (state.task) await attempt('destroyed task', () => session.destroyTask(state.task!.ref));
-          if (state.snapshot && !committed) {
-            await attempt('destroyed new snapshot', () => session.destroyVdi(state.snapshot!.ref));
-          }
-        }).catch((error: unknown) => actions.push(`XAPI cleanup FAILED: ${String(error)}`));
+      // Each XAPI action in its own withSession: an expired session is logged in again, not swallowed.
+      const task = state.task;
+      if (task) {
+        await cleanup.attempt('destroyed task', () =>
+          withSession(state, (session) => session.destroyTask(task.ref)),
+        );
+      }
+      const snapshot = state.snapshot;
+      if (snapshot && !committed) {
+        await cleanup.attempt('destroyed new snapshot', () =>
+          withSession(state, (session) => session.destroyVdi(snapshot.ref)),
+        );
       }
       if (state.plan && !committed) {
         const key = state.plan.objectKey;
-        await attempt('aborted open uploads', () => abortUploads(deps.s3, deps.catalog.bucket, key));
+        await cleanup.attempt('aborted open uploads', () => abortUploads(deps.s3, deps.catalog.bucket, key));
         if (state.export) {
-          await attempt('deleted uncommitted object', () =>
+          await cleanup.attempt('deleted uncommitted object', () =>
             deps.s3.send(new DeleteObjectCommand({ Bucket: deps.catalog.bucket, Key: key })),
           );
         }
       }
-      if (state.plan?.lockOwner) await attempt('released the lock', () => releaseLock(state));
+      if (state.plan?.lockOwner) await cleanup.attempt('released the lock', () => releaseLock(state));
       const { error, cause } = failureMessage(state.failure);
-      log.error('backup of a VDI failed', { vdiUuid: state.vdiUuid, error, cause, cleanup: actions });
+      log.error('backup of a VDI failed', { vdiUuid: state.vdiUuid, error, cause, cleanup: cleanup.actions });
       return {
         vdiUuid: state.vdiUuid,
         status: 'failed',
         ...(state.plan ? { backupId: state.plan.backupId, kind: state.plan.kind } : {}),
         error,
         cause,
-        cleanup: actions,
+        cleanup: cleanup.actions,
       };
     },
 

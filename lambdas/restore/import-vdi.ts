@@ -1,56 +1,45 @@
 import type { Readable } from 'node:stream';
-import { silentLog, type Log } from '../shared/log.ts';
 import { putImport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
 
 export interface ImportOptions {
   readonly vdiRef: Ref;
-  /** Shown in XenCenter / Xen Orchestra while the import runs. */
-  readonly label: string;
+  /** A task of ours, created and destroyed by the caller (which can log in again to destroy it). */
+  readonly taskRef: Ref;
   readonly body: Readable;
   /** Exact byte count of `body`. */
   readonly contentLength: number;
   /** How long the host may take to finish the task once the body is sent. Default 10 minutes. */
   readonly taskTimeoutMs?: number;
-  readonly log?: Log;
 }
 
 /**
- * `PUT /import_raw_vdi?format=vhd` under a task of ours: the HTTP status says nothing, the task does. The
- * task is destroyed whatever happens; a failure names the host's code (and, when the stream broke, both).
+ * `PUT /import_raw_vdi?format=vhd` under a task of ours: the HTTP status says nothing, the task does. A
+ * failure names the host's code (and, when the stream broke, both).
  */
 export async function importIntoVdi(session: XapiSession, options: ImportOptions): Promise<{ host: string }> {
-  const log = options.log ?? silentLog;
-  const taskRef = await session.createTask(options.label, 'vdi-vault restore');
+  let sent: { host: string } | undefined;
+  let sendError: unknown;
   try {
-    let sent: { host: string } | undefined;
-    let sendError: unknown;
-    try {
-      sent = await putImport(session, {
-        vdiRef: options.vdiRef,
-        taskRef,
-        format: 'vhd',
-        body: options.body,
-        contentLength: options.contentLength,
-      });
-    } catch (error) {
-      sendError = error;
-    }
-    const task = await session
-      .awaitTask(taskRef, sendError ? 5_000 : (options.taskTimeoutMs ?? 600_000))
-      .catch((error: unknown) => (sendError ? undefined : Promise.reject(error)));
-    if (task && task.status !== 'success') {
-      const failure = explainImportFailure(taskFailure(task, 'import'));
-      if (sendError instanceof Error) failure.message += `; sending the body: ${sendError.message}`;
-      throw failure;
-    }
-    if (sendError) throw sendError;
-    return sent!;
-  } finally {
-    options.body.destroy();
-    await session
-      .destroyTask(taskRef)
-      .catch((error: unknown) => log.error('could not destroy the import task', { error: String(error) }));
+    sent = await putImport(session, {
+      vdiRef: options.vdiRef,
+      taskRef: options.taskRef,
+      format: 'vhd',
+      body: options.body,
+      contentLength: options.contentLength,
+    });
+  } catch (error) {
+    sendError = error;
   }
+  const task = await session
+    .awaitTask(options.taskRef, sendError ? 5_000 : (options.taskTimeoutMs ?? 600_000))
+    .catch((error: unknown) => (sendError ? undefined : Promise.reject(error)));
+  if (task && task.status !== 'success') {
+    const failure = explainImportFailure(taskFailure(task, 'import'));
+    if (sendError instanceof Error) failure.message += `; sending the body: ${sendError.message}`;
+    throw failure;
+  }
+  if (sendError) throw sendError;
+  return sent!;
 }
 
 /** Adds what an operator can do about the host's import failures we know. */

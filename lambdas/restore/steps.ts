@@ -42,6 +42,30 @@ export function createRestoreSteps(deps: RestoreDeps) {
   const withSession = <T>(state: SessionState, work: (session: XapiSession) => Promise<T>) =>
     withPoolSession(deps.pools, log, state, work);
 
+  /**
+   * One import under a task of ours. Creating and destroying the task each go through withSession, so a
+   * session that expired during a long import still gets its task destroyed.
+   */
+  async function importUnderOurTask(
+    state: SessionState,
+    label: string,
+    vdiRef: string,
+    body: Readable,
+    contentLength: number,
+  ): Promise<{ host: string }> {
+    const taskRef = await withSession(state, (session) => session.createTask(label, 'vdi-vault restore'));
+    try {
+      return await withSession(state, (session) =>
+        importIntoVdi(session, { vdiRef, taskRef, body, contentLength }),
+      );
+    } finally {
+      body.destroy();
+      await withSession(state, (session) => session.destroyTask(taskRef)).catch((error: unknown) =>
+        log.error('could not destroy the import task', { error: String(error) }),
+      );
+    }
+  }
+
   return {
     /** Checks the request a person typed; nothing else happens before it passes. */
     async validate(raw: unknown): Promise<RestoreState> {
@@ -149,14 +173,12 @@ export function createRestoreSteps(deps: RestoreDeps) {
         }),
         () => undefined,
       );
-      const sent = await withSession(item, (session) =>
-        importIntoVdi(session, {
-          vdiRef: item.vdi.ref,
-          label: `vdi-vault restore ${item.restorePoint}: ${item.layer.backupId}`,
-          body,
-          contentLength: item.layer.bytes,
-          log,
-        }),
+      const sent = await importUnderOurTask(
+        item,
+        `vdi-vault restore ${item.restorePoint}: ${item.layer.backupId}`,
+        item.vdi.ref,
+        body,
+        item.layer.bytes,
       );
       const sha256 = hash.digest('hex');
       if (sha256 !== item.layer.sha256) {
@@ -173,19 +195,16 @@ export function createRestoreSteps(deps: RestoreDeps) {
       const vdi = required(state.vdi, 'vdi');
       const source = await mergedBlockSource(deps.s3, deps.catalog.bucket, chain.layers);
       const merged = writeVhd(source, { diskType: 'dynamic' });
-      const sent = await withSession(state, (session) =>
-        importIntoVdi(session, {
-          vdiRef: vdi.ref,
-          label: `vdi-vault restore ${chain.backupId} (merged ${chain.layers.length} layers)`,
-          body: Readable.from(
-            countBytes(merged.stream, (bytes) => deps.onImportProgress?.('merged', bytes)),
-            {
-              objectMode: false,
-            },
-          ),
-          contentLength: merged.byteLength,
-          log,
-        }),
+      const body = Readable.from(
+        countBytes(merged.stream, (bytes) => deps.onImportProgress?.('merged', bytes)),
+        { objectMode: false },
+      );
+      const sent = await importUnderOurTask(
+        state,
+        `vdi-vault restore ${chain.backupId} (merged ${chain.layers.length} layers)`,
+        vdi.ref,
+        body,
+        merged.byteLength,
       );
       return [{ backupId: 'merged', bytes: merged.byteLength, host: sent.host }];
     },
@@ -224,20 +243,22 @@ export function createRestoreSteps(deps: RestoreDeps) {
     /** After any failure past login: destroy the partial VDI (unless asked to keep it) and log out. */
     async failureCleanup(state: RestoreState): Promise<RestoreFailure> {
       const cleanup = new CleanupLog(log);
-      const attempt = (what: string, action: () => Promise<unknown>) => cleanup.attempt(what, action);
-      const actions = cleanup.actions;
       if (state.session) {
-        const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
+        // withSession logs in again if the session expired, so the partial VDI still goes.
         if (state.vdi && !state.request.keepPartial) {
-          await attempt('destroyed the partially restored VDI', () => session.destroyVdi(state.vdi!.ref));
+          const vdiRef = state.vdi.ref;
+          await cleanup.attempt('destroyed the partially restored VDI', () =>
+            withSession(state, (session) => session.destroyVdi(vdiRef)),
+          );
         } else if (state.vdi) {
-          actions.push(`kept the partial VDI ${state.vdi.uuid} (keepPartial)`);
+          cleanup.note(`kept the partial VDI ${state.vdi.uuid} (keepPartial)`);
         }
-        await attempt('logged out', () => session.logout());
+        const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
+        await cleanup.attempt('logged out', () => session.logout());
       }
       const { error, cause } = failureMessage(state.failure);
-      log.error('restore failed', { error, cause, cleanup: actions });
-      return { error, cause, cleanup: actions };
+      log.error('restore failed', { error, cause, cleanup: cleanup.actions });
+      return { error, cause, cleanup: cleanup.actions };
     },
   };
 }

@@ -185,21 +185,23 @@ describe('restore failures', () => {
     });
   });
 
-  it('a body shorter than its Content-Length fails at once and leaves no task', async () => {
+  it('a body shorter than its Content-Length fails at once, and its task can be destroyed', async () => {
     const session = await XapiSession.login(
       { url: world.sim.url },
       { username: world.sim.username, password: world.sim.password },
     );
     const target = world.sim.addVdi({ virtualSize: 8 * MiB });
+    const taskRef = await session.createTask('short body');
     try {
       await expect(
         importIntoVdi(session, {
           vdiRef: target.ref,
-          label: 'short body',
+          taskRef,
           body: Readable.from([Buffer.alloc(1000)]),
           contentLength: 5000,
         }),
       ).rejects.toThrow(/VDI_IO_ERROR|content-length|length/i);
+      await session.destroyTask(taskRef);
       expect(world.sim.openTasks()).toEqual([]);
     } finally {
       await session.logout();

@@ -40,6 +40,45 @@ describe('fault matrix', () => {
     await expectInvariants(world, hashes);
   });
 
+  it('a session that expires and then a failure: clean-up logs in again and leaves nothing', async () => {
+    let expireAt = Number.POSITIVE_INFINITY;
+    world = await startBackupWorld({
+      vdi: disk,
+      target: {
+        onExportProgress: (_vdi, bytes) => {
+          if (bytes > expireAt) {
+            expireAt = Number.POSITIVE_INFINITY;
+            world.sim.expireSessions();
+          }
+        },
+        onImportProgress: (_layer, bytes) => {
+          if (bytes > expireAt) {
+            expireAt = Number.POSITIVE_INFINITY;
+            world.sim.expireSessions();
+          }
+        },
+      },
+    });
+    await backupAndRecord(world, hashes);
+    expireAt = 4 * MiB;
+    world.sim.injectFault({ kind: 'fail-task-after-body', on: 'export', code: 'VDI_IO_ERROR', times: 1 });
+    const backup = await world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' });
+    expect(backup.status).toBe('FAILED');
+    expect(backup.cause).toMatch(/VDI_IO_ERROR/);
+    const before = await world.vdiUuids();
+    expireAt = 4 * MiB;
+    world.sim.injectFault({ kind: 'fail-task-after-body', on: 'import', code: 'VDI_IO_ERROR' });
+    const restore = await world.restore({
+      vdiUuid: world.vdiUuid,
+      srUuid: world.sim.srs.shared.uuid,
+      strategy: 'replay',
+    });
+    world.sim.clearFaults();
+    expect(restore.status).toBe('FAILED');
+    expect(await world.vdiUuids()).toEqual(before);
+    await expectInvariants(world, hashes);
+  });
+
   it('a redirect to a host that is down fails the backup cleanly', async () => {
     world = await startBackupWorld({ vdi: { ...disk, onMember: true } });
     await backupAndRecord(world, hashes);
