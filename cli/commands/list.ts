@@ -1,5 +1,5 @@
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
-import { chainOf } from '../../lambdas/catalog/retention.ts';
+import { chainOf } from '../../lambdas/catalog/manifest.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { UUID_PATTERN } from '../../lambdas/shared/input-error.ts';
 import { formatBytes } from '../../infra/local/progress.ts';

@@ -15,11 +15,11 @@ import {
   seriesPrefix,
   type CatalogLocation,
 } from '../catalog/keys.ts';
-import { applyRetention, chainOf, planRetention, type RetentionPolicy } from '../catalog/retention.ts';
+import { applyRetention, planRetention, type RetentionPolicy } from '../catalog/retention.ts';
 import { randomUUID } from 'node:crypto';
 import { acquireBackupLock, releaseBackupLock, type BackupLockTable } from './backup-lock.ts';
 import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
-import { MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
+import { chainOf, MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
 import { exportToS3, type ExportToS3Result } from '../export/export-to-s3.ts';
 import { expectedDeltaBytes, routeFor, type TransferRouting } from '../transfer/routing.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';

@@ -52,3 +52,14 @@ export function parseManifest(text: string, key: string): Manifest {
 export class CatalogError extends Error {
   override readonly name = 'CatalogError';
 }
+
+/** Backups `backupId` depends on, itself included, newest first (stops at a missing parent). */
+export function chainOf(manifests: readonly Manifest[], backupId: string): Manifest[] {
+  const byId = new Map(manifests.map((m) => [m.backupId, m]));
+  const chain: Manifest[] = [];
+  for (let m = byId.get(backupId); m && chain.length <= manifests.length;) {
+    chain.push(m);
+    m = m.parentBackupId ? byId.get(m.parentBackupId) : undefined;
+  }
+  return chain;
+}

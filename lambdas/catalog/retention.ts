@@ -2,7 +2,7 @@ import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { listSeriesKeys } from './catalog.ts';
 import type { CatalogLocation } from './keys.ts';
 import { manifestKey, seriesPrefix } from './keys.ts';
-import type { Manifest } from './manifest.ts';
+import { chainOf, type Manifest } from './manifest.ts';
 
 /** Per job: keep the newest `keep` restore points; take a full at least every `fullEvery` backups. */
 export interface RetentionPolicy {
@@ -14,17 +14,6 @@ export interface RetentionPlan {
   readonly retained: readonly string[];
   /** Restore points no retained point needs, newest first (children before their parents). */
   readonly expired: readonly Manifest[];
-}
-
-/** Backups `backupId` depends on, itself included, newest first (stops at a missing parent). */
-export function chainOf(manifests: readonly Manifest[], backupId: string): Manifest[] {
-  const byId = new Map(manifests.map((m) => [m.backupId, m]));
-  const chain: Manifest[] = [];
-  for (let m = byId.get(backupId); m && chain.length <= manifests.length;) {
-    chain.push(m);
-    m = m.parentBackupId ? byId.get(m.parentBackupId) : undefined;
-  }
-  return chain;
 }
 
 /** What to delete: everything that is neither among the newest `keep` points nor needed by one of them. */

@@ -1,6 +1,6 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../catalog/catalog.ts';
-import { chainOf } from '../catalog/retention.ts';
+import { chainOf } from '../catalog/manifest.ts';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError, type Manifest } from '../catalog/manifest.ts';
 import { InputValidationError } from '../shared/input-error.ts';
