@@ -1,7 +1,11 @@
-import { Duration } from 'aws-cdk-lib';
-import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { Duration } from 'aws-cdk-lib';
+import {
+  BACKUP_STEPS,
+  OUT_OF_LAMBDA_ERRORS,
+  TRANSFER_STATE_TIMEOUT_SECONDS,
+} from '../../lambdas/runtime/step-table.ts';
 import { lambdaStep, type LambdaStepOptions } from './lambda-step.ts';
 import { StepFunction } from './step-function.ts';
 import type { TransferTask } from './transfer-task.ts';
@@ -15,9 +19,6 @@ export interface BackupWorkflowProps {
   readonly transfer: TransferTask;
 }
 
-/** Step Functions times an export out just before Lambda would, so the workflow sees `States.Timeout`. */
-const EXPORT_STATE_TIMEOUT = Duration.seconds(870);
-
 /**
  * The backup state machine: Login, then per VDI (in a Map) Plan → Snapshot → CreateTask → Export (on Lambda,
  * or on Fargate by size or after a Lambda timeout) → Commit → Cleanup with every failure caught by
@@ -25,61 +26,53 @@ const EXPORT_STATE_TIMEOUT = Duration.seconds(870);
  */
 export class BackupWorkflow extends Construct {
   readonly definition: sfn.IChainable;
-  readonly functions: Record<string, lambda.IFunction>;
+  readonly functions: Readonly<Record<keyof typeof BACKUP_STEPS, StepFunction>>;
 
   constructor(scope: Construct, id: string, props: BackupWorkflowProps) {
     super(scope, id);
-    const fn = (name: string, step: string, extra: { timeout?: Duration; memorySize?: number } = {}) =>
-      new StepFunction(this, name, { step: `backup.${step}`, environment: props.environment, ...extra });
-    this.functions = {
-      login: fn('LoginFunction', 'login'),
-      plan: fn('PlanFunction', 'plan', { timeout: Duration.minutes(2) }),
-      snapshot: fn('SnapshotFunction', 'snapshot', { timeout: Duration.minutes(5) }),
-      createTask: fn('CreateTaskFunction', 'createTask'),
-      export: fn('ExportFunction', 'export', {
-        timeout: Duration.minutes(15),
-        memorySize: props.exportMemorySize ?? 1024,
-      }),
-      prepareFargateRetry: fn('PrepareFargateRetryFunction', 'prepareFargateRetry'),
-      collectExport: fn('CollectExportFunction', 'collectExport'),
-      commit: fn('CommitFunction', 'commit'),
-      cleanup: fn('CleanupFunction', 'cleanup', { timeout: Duration.minutes(5) }),
-      failureCleanup: fn('FailureCleanupFunction', 'failureCleanup', { timeout: Duration.minutes(5) }),
-      logout: fn('LogoutFunction', 'logout'),
-    };
-    const f = this.functions;
+    const functions: Record<string, StepFunction> = {};
+    for (const [name, spec] of Object.entries(BACKUP_STEPS)) {
+      functions[name] = new StepFunction(this, {
+        workflow: 'backup',
+        spec,
+        environment: props.environment,
+        ...(spec.transfer && props.exportMemorySize ? { memorySize: props.exportMemorySize } : {}),
+      });
+    }
+    const f = functions as Record<keyof typeof BACKUP_STEPS, StepFunction>;
+    this.functions = f;
 
-    const invoke = (stateName: string, target: lambda.IFunction, options: LambdaStepOptions) =>
-      lambdaStep(this, stateName, target, options);
+    // State names and whether a step may be retried come from the step table.
+    const invoke = (target: StepFunction, options: LambdaStepOptions, stateName = target.spec.states[0]!) =>
+      lambdaStep(this, stateName, target, { retry: target.spec.retryable, ...options });
 
     const loginFailed = new sfn.Fail(this, 'LoginFailed', {
       stateName: 'LoginFailed',
       errorPath: '$.failure.Error',
       causePath: '$.failure.Cause',
     });
-    const login = invoke('Login', f.login!, { resultPath: '$' }).addCatch(loginFailed, {
+    const login = invoke(f.login, { resultPath: '$' }).addCatch(loginFailed, {
       resultPath: '$.failure',
     });
 
-    const failureCleanup = invoke('FailureCleanup', f.failureCleanup!, { resultPath: '$' });
-    const step = (stateName: string, target: lambda.IFunction, resultPath: string, retry = true) =>
-      invoke(stateName, target, { resultPath, retry }).addCatch(failureCleanup, { resultPath: '$.failure' });
+    const failureCleanup = invoke(f.failureCleanup, { resultPath: '$' });
+    const step = (target: StepFunction, resultPath: string) =>
+      invoke(target, { resultPath }).addCatch(failureCleanup, { resultPath: '$.failure' });
 
     // Exports run on Lambda unless Plan routes them to Fargate by their expected size; a Lambda export that
     // times out has its upload aborted and its task replaced, then runs once more on Fargate.
-    const commit = step('Commit', f.commit!, '$.commit');
-    const exportOnLambda = invoke('Export', f.export!, {
+    const commit = step(f.commit, '$.commit');
+    const exportOnLambda = invoke(f.export, {
       resultPath: '$.export',
-      retry: false,
-      timeout: EXPORT_STATE_TIMEOUT,
+      timeout: Duration.seconds(TRANSFER_STATE_TIMEOUT_SECONDS),
     });
     const exportOnFargate = props.transfer
       .runState(this, 'ExportOnFargate', 'backup.export', '$.plan.transferResultKey')
       .addCatch(failureCleanup, { resultPath: '$.failure' });
-    exportOnFargate.next(step('CollectExport', f.collectExport!, '$.export').next(commit));
+    exportOnFargate.next(step(f.collectExport, '$.export').next(commit));
     exportOnLambda
-      .addCatch(step('PrepareFargateRetry', f.prepareFargateRetry!, '$.task').next(exportOnFargate), {
-        errors: ['States.Timeout'],
+      .addCatch(step(f.prepareFargateRetry, '$.task').next(exportOnFargate), {
+        errors: [...OUT_OF_LAMBDA_ERRORS],
         resultPath: '$.lambdaTimeout',
       })
       .addCatch(failureCleanup, { resultPath: '$.failure' })
@@ -87,12 +80,11 @@ export class BackupWorkflow extends Construct {
     const routeExport = new sfn.Choice(this, 'RouteExport', { stateName: 'RouteExport' })
       .when(sfn.Condition.stringEquals('$.plan.route', 'fargate'), exportOnFargate)
       .otherwise(exportOnLambda);
-    commit.next(step('Cleanup', f.cleanup!, '$'));
+    commit.next(step(f.cleanup, '$'));
 
-    // A retried snapshot could leave a twin behind; an export can't resume a stream: neither is retried.
-    const perVdi = sfn.Chain.start(step('Plan', f.plan!, '$.plan'))
-      .next(step('Snapshot', f.snapshot!, '$.snapshot', false))
-      .next(step('CreateTask', f.createTask!, '$.task'))
+    const perVdi = sfn.Chain.start(step(f.plan, '$.plan'))
+      .next(step(f.snapshot, '$.snapshot'))
+      .next(step(f.createTask, '$.task'))
       .next(routeExport);
 
     const eachVdi = new sfn.Map(this, 'BackupEachVdi', {
@@ -111,7 +103,7 @@ export class BackupWorkflow extends Construct {
       resultPath: '$.outcomes',
     }).itemProcessor(perVdi);
 
-    const logout = invoke('Logout', f.logout!, {
+    const logout = invoke(f.logout, {
       resultPath: '$',
       payload: sfn.TaskInput.fromObject({
         'pool.$': '$.pool',

@@ -19,9 +19,15 @@ const DECRYPTING_ACTIONS = new Set(['s3:GetObject']);
 const ENCRYPTING_ACTIONS = new Set(['s3:PutObject']);
 
 /**
- * Grants exactly the named S3 actions, on the catalog prefix only: bucket-level listing is limited to the
- * prefix by condition, object actions to `<prefix>/*`. (The bucket's `grant*` helpers add wildcards.) With
- * a key, the KMS actions those S3 actions imply, only through S3 in this region.
+ * Grants exactly the named S3 actions: object actions on `<prefix>/*` only (the bucket's `grant*` helpers
+ * add wildcards), bucket-level ones on the bucket. With a key, the KMS actions those S3 actions imply, only
+ * through S3 in this region.
+ *
+ * Bucket-level actions carry no `s3:prefix` condition (docs/design.md, IAM):
+ * - `s3:ListBucketMultipartUploads` supports no condition key on the prefix: a condition on it denies;
+ * - S3 answers a GET or HEAD of a missing key with 404 only to a caller allowed `s3:ListBucket` on the
+ *   bucket as such (evaluated without `s3:prefix`), else 403, and a broken chain would read `Forbidden`.
+ * So a step that lists can see key names outside the prefix in a shared bucket; never their content.
  */
 export function grantCatalogAccess(
   fn: iam.IGrantable & IConstruct,
@@ -35,7 +41,6 @@ export function grantCatalogAccess(
       new iam.PolicyStatement({
         actions: bucketActions,
         resources: [target.bucket.bucketArn],
-        conditions: { StringLike: { 's3:prefix': [`${target.prefix}/*`] } },
       }),
     );
   }

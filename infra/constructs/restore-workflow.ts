@@ -1,7 +1,11 @@
 import { Duration } from 'aws-cdk-lib';
-import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import {
+  OUT_OF_LAMBDA_ERRORS,
+  RESTORE_STEPS,
+  TRANSFER_STATE_TIMEOUT_SECONDS,
+} from '../../lambdas/runtime/step-table.ts';
 import { lambdaStep } from './lambda-step.ts';
 import { StepFunction } from './step-function.ts';
 import type { TransferTask } from './transfer-task.ts';
@@ -15,8 +19,6 @@ export interface RestoreWorkflowProps {
   readonly transfer: TransferTask;
 }
 
-/** Step Functions times an import out just before Lambda would, so the workflow sees `States.Timeout`. */
-const IMPORT_STATE_TIMEOUT = Duration.seconds(870);
 
 /**
  * The restore state machine: Validate → Login → ResolveChain → CreateVdi → Import (replay each layer in a
@@ -25,39 +27,30 @@ const IMPORT_STATE_TIMEOUT = Duration.seconds(870);
  */
 export class RestoreWorkflow extends Construct {
   readonly definition: sfn.IChainable;
-  readonly functions: Record<string, lambda.IFunction>;
+  readonly functions: Readonly<Record<keyof typeof RESTORE_STEPS, StepFunction>>;
 
   constructor(scope: Construct, id: string, props: RestoreWorkflowProps) {
     super(scope, id);
-    const fn = (name: string, step: string, extra: { timeout?: Duration; memorySize?: number } = {}) =>
-      new StepFunction(this, name, { step: `restore.${step}`, environment: props.environment, ...extra });
-    const importOptions = { timeout: Duration.minutes(15), memorySize: props.importMemorySize ?? 1024 };
-    this.functions = {
-      validate: fn('ValidateFunction', 'validate'),
-      login: fn('LoginFunction', 'login'),
-      resolveChain: fn('ResolveChainFunction', 'resolveChain', { timeout: Duration.minutes(2) }),
-      createVdi: fn('CreateVdiFunction', 'createVdi'),
-      importLayer: fn('ImportLayerFunction', 'importLayer', importOptions),
-      importMerged: fn('ImportMergedFunction', 'importMerged', importOptions),
-      collectImport: fn('CollectImportFunction', 'collectImport'),
-      cleanup: fn('CleanupFunction', 'cleanup'),
-      logout: fn('LogoutFunction', 'logout'),
-      failureCleanup: fn('FailureCleanupFunction', 'failureCleanup', { timeout: Duration.minutes(5) }),
-    };
-    const f = this.functions;
+    const functions: Record<string, StepFunction> = {};
+    for (const [name, spec] of Object.entries(RESTORE_STEPS)) {
+      functions[name] = new StepFunction(this, {
+        workflow: 'restore',
+        spec,
+        environment: props.environment,
+        ...(spec.transfer && props.importMemorySize ? { memorySize: props.importMemorySize } : {}),
+      });
+    }
+    const f = functions as Record<keyof typeof RESTORE_STEPS, StepFunction>;
+    this.functions = f;
 
-    const invoke = (
-      stateName: string,
-      target: lambda.IFunction,
-      resultPath?: string,
-      retry = true,
-      timeout?: Duration,
-    ) =>
-      lambdaStep(this, stateName, target, {
+    // State names and whether a step may be retried come from the step table.
+    const invoke = (target: StepFunction, resultPath?: string, timeout?: Duration) =>
+      lambdaStep(this, target.spec.states[0]!, target, {
         ...(resultPath ? { resultPath } : {}),
-        retry,
+        retry: target.spec.retryable,
         ...(timeout ? { timeout } : {}),
       });
+    const transferTimeout = Duration.seconds(TRANSFER_STATE_TIMEOUT_SECONDS);
 
     const failBeforeLogin = new sfn.Fail(this, 'RestoreRefused', {
       stateName: 'RestoreRefused',
@@ -69,26 +62,27 @@ export class RestoreWorkflow extends Construct {
       errorPath: '$.error',
       causePath: '$.cause',
     });
-    const failureCleanup = invoke('RestoreFailureCleanup', f.failureCleanup!).next(failed);
+    const failureCleanup = invoke(f.failureCleanup).next(failed);
     const catchToCleanup = <T extends sfn.TaskStateBase | sfn.Map>(state: T): T => {
       state.addCatch(failureCleanup, { resultPath: '$.failure' });
       return state;
     };
 
-    const validate = invoke('Validate', f.validate!, undefined, false).addCatch(failBeforeLogin, {
+    const validate = invoke(f.validate).addCatch(failBeforeLogin, {
       resultPath: '$.failure',
     });
-    const login = invoke('RestoreLogin', f.login!, '$.session').addCatch(failBeforeLogin, {
+    const login = invoke(f.login, '$.session').addCatch(failBeforeLogin, {
       resultPath: '$.failure',
     });
-    const resolve = catchToCleanup(invoke('ResolveChain', f.resolveChain!, '$.chain'));
-    const createVdi = catchToCleanup(invoke('CreateVdi', f.createVdi!, '$.vdi', false));
+    const resolve = catchToCleanup(invoke(f.resolveChain, '$.chain'));
+    const createVdi = catchToCleanup(invoke(f.createVdi, '$.vdi'));
 
     // Streams can't be resumed, so imports are not retried; a failure destroys the VDI and fails. Each import
     // runs on Lambda unless ResolveChain routed it to Fargate by size; a Lambda import that times out runs
     // once more on Fargate (an import is idempotent: it writes the same blocks again).
+    const [collectLayerState, collectMergedState] = f.collectImport.spec.states as [string, string];
     const collect = (stateName: string, keyPath: string, resultPath?: string) =>
-      lambdaStep(this, stateName, f.collectImport!, {
+      lambdaStep(this, stateName, f.collectImport, {
         payload: sfn.TaskInput.fromObject({ 'transferResultKey.$': keyPath }),
         ...(resultPath ? { resultPath } : {}),
       });
@@ -98,14 +92,11 @@ export class RestoreWorkflow extends Construct {
       'restore.importLayer',
       '$.layer.transferResultKey',
     );
-    layerOnFargate.next(collect('CollectImportLayer', '$.layer.transferResultKey'));
-    const layerOnLambda = invoke(
-      'ImportLayer',
-      f.importLayer!,
-      undefined,
-      false,
-      IMPORT_STATE_TIMEOUT,
-    ).addCatch(layerOnFargate, { errors: ['States.Timeout'], resultPath: '$.lambdaTimeout' });
+    layerOnFargate.next(collect(collectLayerState, '$.layer.transferResultKey'));
+    const layerOnLambda = invoke(f.importLayer, undefined, transferTimeout).addCatch(layerOnFargate, {
+      errors: [...OUT_OF_LAMBDA_ERRORS],
+      resultPath: '$.lambdaTimeout',
+    });
     const replay = catchToCleanup(
       new sfn.Map(this, 'ReplayLayers', {
         stateName: 'ReplayLayers',
@@ -126,7 +117,7 @@ export class RestoreWorkflow extends Construct {
       ),
     );
 
-    const cleanup = catchToCleanup(invoke('RestoreCleanup', f.cleanup!, '$.cleanup'));
+    const cleanup = catchToCleanup(invoke(f.cleanup, '$.cleanup'));
     const mergedOnFargate = catchToCleanup(
       props.transfer.runState(
         this,
@@ -136,14 +127,14 @@ export class RestoreWorkflow extends Construct {
       ),
     );
     mergedOnFargate.next(
-      catchToCleanup(collect('CollectImportMerged', '$.chain.transferResultKey', '$.imported')).next(cleanup),
+      catchToCleanup(collect(collectMergedState, '$.chain.transferResultKey', '$.imported')).next(cleanup),
     );
-    const mergedOnLambda = invoke('ImportMerged', f.importMerged!, '$.imported', false, IMPORT_STATE_TIMEOUT)
-      .addCatch(mergedOnFargate, { errors: ['States.Timeout'], resultPath: '$.lambdaTimeout' })
+    const mergedOnLambda = invoke(f.importMerged, '$.imported', transferTimeout)
+      .addCatch(mergedOnFargate, { errors: [...OUT_OF_LAMBDA_ERRORS], resultPath: '$.lambdaTimeout' })
       .addCatch(failureCleanup, { resultPath: '$.failure' });
     mergedOnLambda.next(cleanup);
     replay.next(cleanup);
-    cleanup.next(invoke('RestoreLogout', f.logout!));
+    cleanup.next(invoke(f.logout));
 
     const strategy = new sfn.Choice(this, 'Strategy', { stateName: 'Strategy' })
       .when(sfn.Condition.stringEquals('$.request.strategy', 'replay'), replay)

@@ -6,16 +6,16 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { TRANSFER_PROCESS_ENV } from '../../lambdas/transfer/process-env.ts';
 import { fileURLToPath } from 'node:url';
+import type { StepSpec, Workflow } from '../../lambdas/runtime/step-table.ts';
 
 /** The environment variable naming the domain step a function runs; the local runner maps tasks by it. */
 export const STEP_ENV = 'VDI_VAULT_STEP';
 
 export interface StepFunctionProps {
-  /** e.g. `backup.login`: `<workflow>.<step>`; the handler file is `lambdas/handlers/<workflow>-<step>.ts`. */
-  readonly step: string;
-  /** Default 1 minute. */
-  readonly timeout?: Duration;
-  /** Default 256 MB. */
+  readonly workflow: Workflow;
+  /** Its row of the step table: handler, memory, timeout. */
+  readonly spec: StepSpec;
+  /** Overrides the table's memory (MB). */
   readonly memorySize?: number;
   readonly environment?: Record<string, string>;
   /** Default: one week. */
@@ -55,22 +55,25 @@ function defaultsFor(scope: Construct): StepFunctionDefaults {
 
 /**
  * A Lambda running one workflow step: Node.js 24 on arm64, X-Ray tracing, JSON logs, in the VPC when one is
- * set, bundled by the local esbuild (no Docker).
+ * set, bundled by the local esbuild (no Docker). Every step of a workflow shares its bundle
+ * (`lambdas/handlers/<workflow>.ts`, one export per step) with its own role, environment and memory.
  */
 export class StepFunction extends NodejsFunction {
-  constructor(scope: Construct, id: string, props: StepFunctionProps) {
-    const [workflow, step] = props.step.split('.') as [string, string];
+  readonly spec: StepSpec;
+
+  constructor(scope: Construct, props: StepFunctionProps) {
+    const { workflow, spec } = props;
     const defaults = defaultsFor(scope);
     const network = props.network ?? defaults.network;
-    const fileName = `${workflow}-${step.replace(/[A-Z]/g, (letter) => '-' + letter.toLowerCase())}.ts`;
+    const id = spec.functionId;
     super(scope, id, {
-      entry: fileURLToPath(new URL(`../../lambdas/handlers/${fileName}`, import.meta.url)),
-      handler: 'handler',
+      entry: fileURLToPath(new URL(`../../lambdas/handlers/${workflow}.ts`, import.meta.url)),
+      handler: spec.name,
       runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,
-      timeout: props.timeout ?? Duration.minutes(1),
-      memorySize: props.memorySize ?? 256,
-      environment: { ...TRANSFER_PROCESS_ENV, ...props.environment, [STEP_ENV]: props.step },
+      timeout: Duration.seconds(spec.timeoutSeconds),
+      memorySize: props.memorySize ?? spec.memoryMiB,
+      environment: { ...TRANSFER_PROCESS_ENV, ...props.environment, [STEP_ENV]: `${workflow}.${spec.name}` },
       logGroup: new logs.LogGroup(scope, `${id}Logs`, {
         retention: props.logRetention ?? defaults.logRetention ?? logs.RetentionDays.ONE_WEEK,
       }),
@@ -87,15 +90,18 @@ export class StepFunction extends NodejsFunction {
         format: OutputFormat.ESM,
         target: 'node24',
         minify: true,
+        // Error names are what the workflows catch and operators read (VhdTruncatedError, not `g`).
+        keepNames: true,
         sourceMap: false,
         mainFields: ['module', 'main'],
-        // The Lambda runtime provides the AWS SDK. undici's experimental Milo parser loads only when
-        // UNDICI_USE_MILO is set (we never set it): leaving its two WebAssembly builds out saves 150 KiB.
-        externalModules: ['@aws-sdk/*', './node_modules/undici/lib/milo/*'],
+        // The AWS SDK is bundled: the runtime's copy has no documented version or module set (lib-storage).
+        // undici's experimental Milo parser loads only when UNDICI_USE_MILO is set (we never set it).
+        externalModules: ['./node_modules/undici/lib/milo/*'],
         // ESM bundles of CommonJS dependencies need a require().
         banner:
           "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
       },
     });
+    this.spec = spec;
   }
 }

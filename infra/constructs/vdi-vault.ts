@@ -211,33 +211,6 @@ export class VdiVault extends Construct {
     });
     const f = backup.functions;
     this.backupFunctions = f;
-    for (const pool of props.pools) pool.secret.grantRead(f.login!);
-    // Plan: reads the catalog, aborts a killed run's uploads, moves a broken chain's manifests aside.
-    grantCatalogAccess(f.plan!, catalog, [
-      's3:ListBucket',
-      's3:ListBucketMultipartUploads',
-      's3:GetObject',
-      's3:PutObject',
-      's3:DeleteObject',
-      's3:AbortMultipartUpload',
-    ]);
-    grantCatalogAccess(f.export!, catalog, ['s3:PutObject', 's3:AbortMultipartUpload']);
-    grantCatalogAccess(f.commit!, catalog, ['s3:GetObject', 's3:PutObject']);
-    grantCatalogAccess(f.collectExport!, catalog, ['s3:GetObject', 's3:DeleteObject']);
-    grantCatalogAccess(f.prepareFargateRetry!, catalog, [
-      's3:ListBucketMultipartUploads',
-      's3:AbortMultipartUpload',
-    ]);
-    // Cleanup applies retention: lists the series, reads manifests, deletes expired points.
-    grantCatalogAccess(f.cleanup!, catalog, ['s3:ListBucket', 's3:GetObject', 's3:DeleteObject']);
-    grantCatalogAccess(f.failureCleanup!, catalog, [
-      's3:ListBucketMultipartUploads',
-      's3:AbortMultipartUpload',
-      's3:DeleteObject',
-    ]);
-    grantLockAccess(f.plan!, this.lockTable, ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:DeleteItem']);
-    grantLockAccess(f.cleanup!, this.lockTable, ['dynamodb:DeleteItem']);
-    grantLockAccess(f.failureCleanup!, this.lockTable, ['dynamodb:DeleteItem']);
     this.backupStateMachine = createWorkflowStateMachine(this, 'BackupStateMachine', {
       definition: backup.definition,
       key,
@@ -246,11 +219,13 @@ export class VdiVault extends Construct {
     const restore = new RestoreWorkflow(this, 'Restore', { environment, transfer });
     const r = restore.functions;
     this.restoreFunctions = r;
-    for (const pool of props.pools) pool.secret.grantRead(r.login!);
-    grantCatalogAccess(r.resolveChain!, catalog, ['s3:ListBucket', 's3:GetObject']);
-    grantCatalogAccess(r.importLayer!, catalog, ['s3:GetObject']);
-    grantCatalogAccess(r.importMerged!, catalog, ['s3:GetObject']);
-    grantCatalogAccess(r.collectImport!, catalog, ['s3:GetObject', 's3:DeleteObject']);
+    // Each step function gets what its row of the step table says it reads and writes, nothing more.
+    for (const fn of [...Object.values(f), ...Object.values(r)]) {
+      grantCatalogAccess(fn, catalog, fn.spec.catalog);
+      if (fn.spec.lock.length) grantLockAccess(fn, this.lockTable, fn.spec.lock);
+      // Any XAPI step may find its session expired and log in again.
+      if (fn.spec.xapi) for (const pool of props.pools) pool.secret.grantRead(fn);
+    }
     this.restoreStateMachine = createWorkflowStateMachine(this, 'RestoreStateMachine', {
       definition: restore.definition,
       key,

@@ -5,12 +5,15 @@
  * state reads it. Exit codes: 0 a result was written (success or the step's own failure), 1 no result could
  * be written, 2 bad parameters.
  */
-import { createBackupSteps } from '../backup/steps.ts';
-import { createRestoreSteps } from '../restore/steps.ts';
+import type { Context } from 'aws-lambda';
+import * as backup from '../handlers/backup.ts';
+import * as restore from '../handlers/restore.ts';
+import { logger } from '../handlers/observability.ts';
 import { runtimeFromEnvironment } from '../handlers/runtime-env.ts';
 import {
   parseTransferParameters,
   writeTransferResult,
+  type TransferParameters,
   type TransferStep,
 } from '../transfer/transfer-task.ts';
 
@@ -23,17 +26,16 @@ async function main(): Promise<number> {
     return 2;
   }
   const runtime = runtimeFromEnvironment();
-  const run = stepRunner(runtime, parameters.step);
   let result;
   try {
     result = {
       status: 'succeeded' as const,
       step: parameters.step,
-      output: await run(parameters.input as never),
+      output: await handlerOf(parameters.step)(parameters.input as never, fargateContext(parameters)),
     };
   } catch (error) {
     const failure = error instanceof Error ? error : new Error(String(error));
-    runtime.log.error('transfer failed', {
+    logger.error('transfer failed', {
       step: parameters.step,
       error: failure.name,
       cause: failure.message,
@@ -57,18 +59,35 @@ async function main(): Promise<number> {
   return 0;
 }
 
-function stepRunner(
-  runtime: ReturnType<typeof runtimeFromEnvironment>,
-  step: TransferStep,
-): (input: never) => Promise<unknown> {
+/** The same handler the step's Lambda runs (Powertools middleware included). */
+function handlerOf(step: TransferStep): (input: never, context: Context) => Promise<unknown> {
   switch (step) {
     case 'backup.export':
-      return createBackupSteps(runtime).export;
+      return backup.export;
     case 'restore.importLayer':
-      return createRestoreSteps(runtime).importLayer;
+      return restore.importLayer;
     case 'restore.importMerged':
-      return createRestoreSteps(runtime).importMerged;
+      return restore.importMerged;
   }
+}
+
+/** What the middleware reads of a Lambda context; a Fargate task has no deadline but XAPI's 24 hours. */
+function fargateContext({ step, resultKey }: TransferParameters): Context {
+  const deadline = Date.now() + 24 * 3600 * 1000;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: `fargate:${step}`,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `fargate:${step}`,
+    memoryLimitInMB: '0',
+    awsRequestId: resultKey,
+    logGroupName: 'transfer',
+    logStreamName: 'transfer',
+    getRemainingTimeInMillis: () => deadline - Date.now(),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
 }
 
 main().then(

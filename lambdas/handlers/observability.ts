@@ -1,21 +1,27 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import middy, { type MiddlewareObj, type MiddyfiedHandler } from '@middy/core';
 import type { Context } from 'aws-lambda';
 
 /**
  * Powertools for AWS Lambda, one of each per container: structured JSON logs, CloudWatch metrics in EMF,
  * X-Ray traces. They configure themselves from `POWERTOOLS_*` variables the infrastructure sets
- * (service `vdi-vault`, namespace `VdiVault`); outside Lambda the tracer stays off.
+ * (service `vdi-vault`, namespace `VdiVault`); outside a Lambda function the tracer stays off.
  */
 export const logger = new Logger({ serviceName: 'vdi-vault' });
 export const metrics = new Metrics({ serviceName: 'vdi-vault', namespace: 'VdiVault' });
-export const tracer = new Tracer({ serviceName: 'vdi-vault' });
+// Only Lambda hands the process a trace segment; in the Fargate task (where AWS_EXECUTION_ENV is set too)
+// an enabled tracer logs a stack trace per request for the segment it cannot find.
+export const tracer = new Tracer({
+  serviceName: 'vdi-vault',
+  enabled: process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined && process.env.POWERTOOLS_TRACE_ENABLED !== 'false',
+});
 
 export { MetricUnit };
-
-/** Keys that tie one function's logs to the execution, VDI and backup it works for. */
-const CORRELATION_KEYS = ['step', 'executionId', 'pool', 'vdiUuid', 'backupId', 'restorePoint'] as const;
 
 /** Pulls correlation ids out of a step's state; only ids, never session refs or data. */
 export function correlationOf(event: unknown): Record<string, string> {
@@ -39,45 +45,43 @@ export function correlationOf(event: unknown): Record<string, string> {
 /** Measures a successful step: adds metrics from its input and result. */
 export type Measure<E, R> = (event: E, result: R, durationMs: number) => void;
 
+/** A step's Lambda handler: `(event, context) => result`, the same entry for Lambda, Fargate and local runs. */
+export type StepHandler<E, R> = MiddyfiedHandler<E, R, Error, Context>;
+
 /**
- * Wraps a step so every invocation logs with its correlation keys, runs in its own trace subsegment
- * (annotated with step, pool and VDI), counts `StepFailed` on error, and publishes its metrics before
- * returning. The wrapped handler keeps the step's own signature: `(event) => Promise<result>`.
+ * Builds a step's handler with Powertools' own middleware: the Lambda context and correlation keys on every
+ * log line (keys reset after each invocation), metrics flushed after each invocation with the cold-start
+ * metric, and the handler traced when X-Ray is on. `StepFailed` counts failures, by step.
  */
-export function instrumentStep<E, R>(
+export function stepHandler<E, R>(
   step: string,
   run: (event: E) => Promise<R>,
   measure?: Measure<E, R>,
-): (event: E, context?: Context) => Promise<R> {
-  return async (event, context) => {
-    if (context) logger.addContext(context);
-    const keys = { step, ...correlationOf(event) };
-    logger.appendKeys(keys);
-    const parent = tracer.isTracingEnabled() ? tracer.getSegment() : undefined;
-    const segment = parent?.addNewSubsegment(`## ${step}`);
-    if (segment) {
-      tracer.setSegment(segment);
-      for (const [key, value] of Object.entries(keys)) tracer.putAnnotation(key, value);
-    }
-    const started = Date.now();
-    try {
-      const result = await run(event);
-      measure?.(event, result, Date.now() - started);
-      return result;
-    } catch (error) {
-      if (segment) tracer.addErrorAsMetadata(error as Error);
+): StepHandler<E, R> {
+  const started = new WeakMap<object, number>();
+  const correlation: MiddlewareObj<E, R, Error, Context> = {
+    before: (request) => {
+      started.set(request, Date.now());
+      const keys = { step, ...correlationOf(request.event) };
+      logger.appendKeys(keys);
+      if (tracer.isTracingEnabled()) for (const [key, value] of Object.entries(keys)) tracer.putAnnotation(key, value);
+    },
+    after: (request) => {
+      measure?.(request.event, request.response as R, Date.now() - (started.get(request) ?? Date.now()));
+    },
+    onError: (request) => {
       const failed = metrics.singleMetric();
       failed.addDimension('step', step);
       failed.addMetric('StepFailed', MetricUnit.Count, 1);
-      logger.error('step failed', { error: error instanceof Error ? error : String(error) });
-      throw error;
-    } finally {
-      segment?.close();
-      if (parent) tracer.setSegment(parent);
-      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
-      logger.removeKeys(CORRELATION_KEYS as unknown as string[]);
-    }
+      logger.error('step failed', { error: request.error ?? 'unknown' });
+    },
   };
+  return middy<E, R, Error, Context>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(logMetrics(metrics, { captureColdStartMetric: true }))
+    .use(captureLambdaHandler(tracer, { captureResponse: false }))
+    .use(correlation)
+    .handler((event: E) => run(event));
 }
 
 /** Bytes, duration and throughput of one transfer (export or import), in a given direction. */

@@ -1,0 +1,217 @@
+/**
+ * Every workflow step, spelled once. The infrastructure builds each Lambda (memory, timeout, handler, its
+ * grants) and the workflows' state names from this table; the runtime builds each handler from it; the
+ * local runner finds handlers through the template the infrastructure made from it. Pure data: no CDK,
+ * no AWS SDK, so Lambda code and CDK code both import it (docs/design.md, "One step runtime").
+ */
+
+/** S3 actions a step uses on the catalog prefix (bucket-level ones on the bucket). */
+export type CatalogAction =
+  | 's3:ListBucket'
+  | 's3:ListBucketMultipartUploads'
+  | 's3:GetObject'
+  | 's3:PutObject'
+  | 's3:DeleteObject'
+  | 's3:AbortMultipartUpload';
+
+/** Item actions a step uses on the series lock table. */
+export type LockAction = 'dynamodb:PutItem' | 'dynamodb:GetItem' | 'dynamodb:DeleteItem';
+
+export interface StepSpec {
+  /** The domain function the step runs, a key of `createBackupSteps(...)` / `createRestoreSteps(...)`. */
+  readonly name: string;
+  /** The construct id of its Lambda function. */
+  readonly functionId: string;
+  /** The workflow state(s) invoking it on Lambda. */
+  readonly states: readonly string[];
+  readonly memoryMiB: number;
+  readonly timeoutSeconds: number;
+  /**
+   * Talks to the pool. Any XAPI step may find its session expired and log in again, so each one reads the
+   * pool credentials (not only Login).
+   */
+  readonly xapi: boolean;
+  readonly catalog: readonly CatalogAction[];
+  readonly lock: readonly LockAction[];
+  /** Safe to run again after a failure of the network or of the Lambda service. */
+  readonly retryable: boolean;
+  /** Moves disk data: may run on Fargate instead (`TRANSFER_STEPS`), and its memory bounds part buffers. */
+  readonly transfer?: boolean;
+}
+
+const MINUTE = 60;
+
+/** A Lambda may run 15 minutes (design.md, AWS limits). */
+export const TRANSFER_TIMEOUT_SECONDS = 15 * MINUTE;
+/**
+ * Step Functions gives a transfer state longer than its Lambda may run, so the Lambda's own limit ends it
+ * first: when the workflow moves on to Fargate, the Lambda (and its upload stream) is gone.
+ */
+export const TRANSFER_STATE_TIMEOUT_SECONDS = TRANSFER_TIMEOUT_SECONDS + MINUTE;
+/**
+ * How a transfer that outgrew its Lambda fails: Lambda's own time limit, Step Functions' backstop, or
+ * memory (part buffers of a disk larger than planned). Each sends the transfer to Fargate.
+ */
+export const OUT_OF_LAMBDA_ERRORS = ['Sandbox.Timedout', 'States.Timeout', 'Runtime.OutOfMemory'] as const;
+/** Default memory of the transfer functions: part size × parts in flight must fit (routing checks it). */
+export const TRANSFER_MEMORY_MIB = 1024;
+
+const step = (spec: Partial<StepSpec> & Pick<StepSpec, 'name' | 'functionId' | 'states'>): StepSpec => ({
+  memoryMiB: 256,
+  timeoutSeconds: MINUTE,
+  xapi: true,
+  catalog: [],
+  lock: [],
+  retryable: true,
+  ...spec,
+});
+
+export const BACKUP_STEPS = {
+  login: step({ name: 'login', functionId: 'LoginFunction', states: ['Login'] }),
+  plan: step({
+    name: 'plan',
+    functionId: 'PlanFunction',
+    states: ['Plan'],
+    timeoutSeconds: 2 * MINUTE,
+    // Reads the series, aborts a killed run's uploads, moves a broken chain's manifests aside.
+    catalog: [
+      's3:ListBucket',
+      's3:ListBucketMultipartUploads',
+      's3:GetObject',
+      's3:PutObject',
+      's3:DeleteObject',
+      's3:AbortMultipartUpload',
+    ],
+    lock: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:DeleteItem'],
+  }),
+  // A retried snapshot could leave a twin behind.
+  snapshot: step({
+    name: 'snapshot',
+    functionId: 'SnapshotFunction',
+    states: ['Snapshot'],
+    timeoutSeconds: 5 * MINUTE,
+    retryable: false,
+  }),
+  createTask: step({ name: 'createTask', functionId: 'CreateTaskFunction', states: ['CreateTask'] }),
+  // A stream can't be resumed.
+  export: step({
+    name: 'export',
+    functionId: 'ExportFunction',
+    states: ['Export'],
+    timeoutSeconds: TRANSFER_TIMEOUT_SECONDS,
+    memoryMiB: TRANSFER_MEMORY_MIB,
+    catalog: ['s3:PutObject', 's3:AbortMultipartUpload'],
+    retryable: false,
+    transfer: true,
+  }),
+  prepareFargateRetry: step({
+    name: 'prepareFargateRetry',
+    functionId: 'PrepareFargateRetryFunction',
+    states: ['PrepareFargateRetry'],
+    catalog: ['s3:ListBucketMultipartUploads', 's3:AbortMultipartUpload'],
+  }),
+  collectExport: step({
+    name: 'collectExport',
+    functionId: 'CollectExportFunction',
+    states: ['CollectExport'],
+    xapi: false,
+    catalog: ['s3:GetObject', 's3:DeleteObject'],
+  }),
+  commit: step({
+    name: 'commit',
+    functionId: 'CommitFunction',
+    states: ['Commit'],
+    xapi: false,
+    catalog: ['s3:GetObject', 's3:PutObject'],
+  }),
+  // Applies retention: lists the series, reads manifests, deletes expired points.
+  cleanup: step({
+    name: 'cleanup',
+    functionId: 'CleanupFunction',
+    states: ['Cleanup'],
+    timeoutSeconds: 5 * MINUTE,
+    catalog: ['s3:ListBucket', 's3:GetObject', 's3:DeleteObject'],
+    lock: ['dynamodb:DeleteItem'],
+  }),
+  failureCleanup: step({
+    name: 'failureCleanup',
+    functionId: 'FailureCleanupFunction',
+    states: ['FailureCleanup'],
+    timeoutSeconds: 5 * MINUTE,
+    catalog: ['s3:ListBucketMultipartUploads', 's3:AbortMultipartUpload', 's3:DeleteObject'],
+    lock: ['dynamodb:DeleteItem'],
+  }),
+  logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['Logout'] }),
+} as const satisfies Record<string, StepSpec>;
+
+export const RESTORE_STEPS = {
+  validate: step({
+    name: 'validate',
+    functionId: 'ValidateFunction',
+    states: ['Validate'],
+    xapi: false,
+    retryable: false,
+  }),
+  login: step({ name: 'login', functionId: 'LoginFunction', states: ['RestoreLogin'] }),
+  resolveChain: step({
+    name: 'resolveChain',
+    functionId: 'ResolveChainFunction',
+    states: ['ResolveChain'],
+    timeoutSeconds: 2 * MINUTE,
+    // Writes the resolved chain where the imports (and a Fargate task) read it.
+    catalog: ['s3:ListBucket', 's3:GetObject', 's3:PutObject'],
+  }),
+  createVdi: step({
+    name: 'createVdi',
+    functionId: 'CreateVdiFunction',
+    states: ['CreateVdi'],
+    retryable: false,
+  }),
+  importLayer: step({
+    name: 'importLayer',
+    functionId: 'ImportLayerFunction',
+    states: ['ImportLayer'],
+    timeoutSeconds: TRANSFER_TIMEOUT_SECONDS,
+    memoryMiB: TRANSFER_MEMORY_MIB,
+    catalog: ['s3:GetObject'],
+    retryable: false,
+    transfer: true,
+  }),
+  importMerged: step({
+    name: 'importMerged',
+    functionId: 'ImportMergedFunction',
+    states: ['ImportMerged'],
+    timeoutSeconds: TRANSFER_TIMEOUT_SECONDS,
+    memoryMiB: TRANSFER_MEMORY_MIB,
+    catalog: ['s3:GetObject'],
+    retryable: false,
+    transfer: true,
+  }),
+  collectImport: step({
+    name: 'collectImport',
+    functionId: 'CollectImportFunction',
+    states: ['CollectImportLayer', 'CollectImportMerged'],
+    xapi: false,
+    catalog: ['s3:GetObject', 's3:DeleteObject'],
+  }),
+  cleanup: step({ name: 'cleanup', functionId: 'CleanupFunction', states: ['RestoreCleanup'] }),
+  logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['RestoreLogout'] }),
+  failureCleanup: step({
+    name: 'failureCleanup',
+    functionId: 'FailureCleanupFunction',
+    states: ['RestoreFailureCleanup'],
+    timeoutSeconds: 5 * MINUTE,
+  }),
+} as const satisfies Record<string, StepSpec>;
+
+export const WORKFLOW_STEPS = { backup: BACKUP_STEPS, restore: RESTORE_STEPS } as const;
+export type Workflow = keyof typeof WORKFLOW_STEPS;
+
+/** `backup.export` → its spec. */
+export function stepSpec(qualified: string): StepSpec & { readonly workflow: Workflow } {
+  const [workflow, name] = qualified.split('.') as [string, string];
+  const table = (WORKFLOW_STEPS as Record<string, Record<string, StepSpec>>)[workflow];
+  const spec = table?.[name];
+  if (!spec) throw new Error(`unknown step ${qualified}`);
+  return { ...spec, workflow: workflow as Workflow };
+}
