@@ -16,7 +16,11 @@ export interface BackupItemState {
   readonly executionId?: string;
   readonly plan?: BackupPlan;
   readonly snapshot?: { readonly ref: string; readonly uuid: string };
-  readonly task?: { readonly ref: string };
+  /**
+   * The task the export runs under. The Fargate retry after a Lambda timeout gets a fresh one, with
+   * parts sized for the whole disk (`partSize`) since the task has the memory a Lambda lacked.
+   */
+  readonly task?: { readonly ref: string; readonly partSize?: number };
   readonly export?: ExportToS3Result;
   readonly commit?: { readonly manifestKey: string };
   /** Set by the workflow's Catch: the error of the step that failed. */
@@ -36,13 +40,19 @@ export interface BackupPlan {
   readonly baseSnapshotUuid?: string;
   /** The last backup's snapshot: no longer needed once this backup commits (the new snapshot is the next base). */
   readonly retiredSnapshotRef?: string;
-  /** Snapshots of ours left by crashed runs, removed while planning. */
-  readonly staleSnapshotsRemoved: readonly string[];
+  /** How many snapshots of ours crashed runs left, removed while planning (their uuids are in the log). */
+  readonly staleSnapshotsRemoved: number;
   /** Multipart uploads a killed run left open, aborted while planning. */
   readonly staleUploadsAborted: number;
-  /** Where the export runs, from its expected size against the configured threshold. */
+  /**
+   * Where the export runs: by its expected size against the configured threshold, and by whether its
+   * part buffers fit the export Lambda's memory (`sizeExport`). `routeReason` says which, in numbers.
+   */
   readonly route: TransferRoute;
+  readonly routeReason: string;
   readonly expectedBytes: number;
+  /** Multipart part size of the export: at most 10,000 of them, so this bounds what it may send. */
+  readonly partSize: number;
   /** Where a Fargate export writes its result for the workflow to collect. */
   readonly transferResultKey: string;
   /** Our hold on the series lock, released by Cleanup or FailureCleanup; absent when no lock table is set. */
@@ -65,11 +75,26 @@ export interface BackupOutcome {
   /** What failure cleanup did (or could not do). */
   readonly cleanup?: readonly string[];
   /** What retention deleted after this backup (or why it could not). */
-  readonly retention?: {
-    readonly retained: readonly string[];
-    readonly actions: readonly string[];
-    readonly error?: string;
-  };
+  readonly retention?: RetentionReport;
+}
+
+/**
+ * Retention after one backup, in counts: its output must not grow with the catalog (Step Functions passes
+ * at most 256 KiB between states), so every deleted key goes to the Cleanup function's log instead.
+ */
+export interface RetentionReport {
+  /** Restore points kept: the newest `keep` and every one they need. */
+  readonly kept: number;
+  /** Restore points deleted (manifest and object). */
+  readonly deleted: number;
+  /** Objects without a manifest that an interrupted earlier run left, deleted. */
+  readonly orphansDeleted: number;
+  /** S3 keys deleted in all. */
+  readonly keysDeleted: number;
+  /** At most 3 of the deleted restore points, newest first. */
+  readonly deletedIds: readonly string[];
+  /** Why retention stopped (the counts say how far it got); the backup itself is committed. */
+  readonly error?: string;
 }
 
 export interface BackupSummary {

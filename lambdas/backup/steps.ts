@@ -15,13 +15,20 @@ import {
   seriesPrefix,
   type CatalogLocation,
 } from '../catalog/keys.ts';
-import { applyRetention, planRetention, type RetentionPolicy } from '../catalog/retention.ts';
+import {
+  applyRetention,
+  noDeletions,
+  planRetention,
+  type RetentionPlan,
+  type RetentionPolicy,
+} from '../catalog/retention.ts';
 import { randomUUID } from 'node:crypto';
 import { acquireBackupLock, releaseBackupLock, type BackupLockTable } from './backup-lock.ts';
 import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
 import { chainOf, MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
 import { exportToS3, type ExportToS3Result } from '../export/export-to-s3.ts';
-import { expectedDeltaBytes, routeFor, type TransferRouting } from '../transfer/routing.ts';
+import { DEFAULT_PARTS_IN_FLIGHT, partSizeFor, vhdExportUpperBound } from '../export/part-size.ts';
+import { expectedDeltaBytes, sizeExport, type TransferRouting } from '../transfer/routing.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
@@ -30,7 +37,7 @@ import { CleanupLog, required } from '../shared/cleanup-log.ts';
 import { isXapiError, XapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { parseBackupInput } from './input.ts';
 import { BACKUP_ID_TAG, isOurSnapshot, SERIES_TAG } from './snapshot-tags.ts';
-import type { BackupItemState, BackupOutcome, BackupPlan, BackupSummary } from './state.ts';
+import type { BackupItemState, BackupOutcome, BackupPlan, BackupSummary, RetentionReport } from './state.ts';
 
 /** Everything the backup steps use, passed in so Lambda, Fargate, the local runner and tests share them. */
 export interface BackupDeps {
@@ -109,7 +116,7 @@ export function createBackupSteps(deps: BackupDeps) {
         ]);
       }
 
-      const staleSnapshotsRemoved: string[] = [];
+      let staleSnapshotsRemoved = 0;
       let base: { ref: string; uuid: string } | undefined;
       for (const ref of vdi.snapshots) {
         const snapshot = await session.getVdiRecord(ref).catch(() => undefined);
@@ -119,7 +126,7 @@ export function createBackupSteps(deps: BackupDeps) {
           continue;
         }
         await session.destroyVdi(ref);
-        staleSnapshotsRemoved.push(snapshot.uuid);
+        staleSnapshotsRemoved++;
         log.info('removed a stale snapshot left by an earlier run', { snapshot: snapshot.uuid });
       }
 
@@ -142,6 +149,21 @@ export function createBackupSteps(deps: BackupDeps) {
         .slice(-5)
         .map((m) => m.bytes);
       const expectedBytes = kind === 'full' ? vdi.physical_utilisation : expectedDeltaBytes(recentDeltas);
+      const sizing = sizeExport(deps.routing, {
+        kind,
+        upperBoundBytes: vhdExportUpperBound(vdi.virtual_size),
+        expectedBytes,
+        partsInFlight: deps.exportTuning?.partsInFlight ?? DEFAULT_PARTS_IN_FLIGHT,
+      });
+      log.info('export planned', {
+        vdiUuid: state.vdiUuid,
+        backupId,
+        kind,
+        route: sizing.route,
+        reason: sizing.routeReason,
+        partSize: sizing.partSize,
+        expectedBytes,
+      });
       return {
         backupId,
         kind,
@@ -156,31 +178,49 @@ export function createBackupSteps(deps: BackupDeps) {
         ...(base ? { retiredSnapshotRef: base.ref } : {}),
         staleSnapshotsRemoved,
         staleUploadsAborted,
-        route: routeFor(deps.routing, expectedBytes),
+        route: sizing.route,
+        routeReason: sizing.routeReason,
         expectedBytes,
+        partSize: sizing.partSize,
         transferResultKey: transferResultKey(deps.catalog, `${state.pool}/${state.vdiUuid}/${backupId}`),
         startedAt: startedAt.toISOString(),
       };
     });
   }
 
-  /** Retention after a committed backup. Its failure is reported, never fatal: the backup is committed. */
-  async function retain(state: BackupItemState, policy: RetentionPolicy, newestBackupId: string) {
+  /**
+   * Retention after a committed backup. Its failure is reported, never fatal: the backup is committed.
+   * The output carries counts only; each deleted key is logged by applyRetention.
+   */
+  async function retain(
+    state: BackupItemState,
+    policy: RetentionPolicy,
+    newestBackupId: string,
+  ): Promise<RetentionReport> {
+    const tally = noDeletions();
+    let plan: RetentionPlan | undefined;
+    const report = (error?: unknown): RetentionReport => ({
+      kept: plan?.retained.length ?? 0,
+      deleted: tally.restorePoints,
+      orphansDeleted: tally.orphanObjects,
+      keysDeleted: tally.keys,
+      deletedIds: [...tally.firstBackupIds],
+      ...(error !== undefined
+        ? { error: bounded(error instanceof Error ? error.message : String(error)) }
+        : {}),
+    });
     try {
       const manifests = await listManifests(deps.s3, deps.catalog, state.pool, state.vdiUuid);
-      const plan = planRetention(manifests, policy);
-      const actions = await applyRetention(
-        deps.s3,
-        deps.catalog,
-        state.pool,
-        state.vdiUuid,
-        plan,
-        newestBackupId,
-      );
-      return { retained: plan.retained, actions };
+      plan = planRetention(manifests, policy);
+      await applyRetention(deps.s3, deps.catalog, state.pool, state.vdiUuid, plan, newestBackupId, {
+        log,
+        tally,
+      });
+      log.info('retention applied', { vdiUuid: state.vdiUuid, ...report() });
+      return report();
     } catch (error) {
-      log.error('retention failed', { vdiUuid: state.vdiUuid, error: String(error) });
-      return { retained: [], actions: [], error: error instanceof Error ? error.message : String(error) };
+      log.error('retention failed', { vdiUuid: state.vdiUuid, ...report(), error: String(error) });
+      return report(error);
     }
   }
 
@@ -264,6 +304,8 @@ export function createBackupSteps(deps: BackupDeps) {
           ...(plan.baseSnapshotRef ? { baseRef: plan.baseSnapshotRef } : {}),
           taskRef: task.ref,
           virtualSize: plan.virtualSize,
+          // The Fargate retry's task brings parts sized for the whole disk; otherwise Plan's size.
+          partSize: task.partSize ?? plan.partSize,
           ...deps.exportTuning,
           log,
           ...(deps.onExportProgress
@@ -281,9 +323,10 @@ export function createBackupSteps(deps: BackupDeps) {
 
     /**
      * A Lambda export that timed out was killed mid-stream: abort the upload it left, destroy its task,
-     * and hand the retry on Fargate a fresh task.
+     * and hand the retry on Fargate a fresh task, with parts sized for the whole disk (Plan may have
+     * sized a delta's parts for the Lambda's memory; the task has more, and runs for as long as it takes).
      */
-    async prepareFargateRetry(state: BackupItemState): Promise<{ ref: string }> {
+    async prepareFargateRetry(state: BackupItemState): Promise<{ ref: string; partSize: number }> {
       const plan = required(state.plan, 'plan');
       await abortUploads(deps.s3, deps.catalog.bucket, plan.objectKey);
       return withSession(state, async (session) => {
@@ -293,6 +336,7 @@ export function createBackupSteps(deps: BackupDeps) {
             `vdi-vault export ${plan.backupId} (Fargate)`,
             `retry of a timed-out export`,
           ),
+          partSize: partSizeFor(vhdExportUpperBound(plan.virtualSize)),
         };
       });
     },
@@ -394,9 +438,9 @@ export function createBackupSteps(deps: BackupDeps) {
         vdiUuid: state.vdiUuid,
         status: 'failed',
         ...(state.plan ? { backupId: state.plan.backupId, kind: state.plan.kind } : {}),
-        error,
-        cause,
-        cleanup: cleanup.actions,
+        error: bounded(error),
+        cause: bounded(cause),
+        cleanup: cleanup.actions.map((action) => bounded(action)),
       };
     },
 
@@ -417,9 +461,7 @@ export function createBackupSteps(deps: BackupDeps) {
         ...(failed.length
           ? {
               error: failed.length === 1 ? (failed[0]!.error ?? 'BackupFailed') : 'BackupFailed',
-              cause: failed
-                .map((outcome) => `VDI ${outcome.vdiUuid}: ${outcome.cause ?? outcome.error}`)
-                .join('; '),
+              cause: summaryCause(failed),
             }
           : {}),
       };
@@ -428,6 +470,26 @@ export function createBackupSteps(deps: BackupDeps) {
 }
 
 export type BackupSteps = ReturnType<typeof createBackupSteps>;
+
+/**
+ * Longest text one outcome carries per field. Outputs grow with the VDIs of a run, never with a message's
+ * length: Step Functions passes at most 256 KiB between states (and a Fail state's cause at most 32 KiB).
+ */
+const MAX_TEXT = 1_000;
+/** VDIs the execution's failure cause names one by one; the outcomes list every one. */
+const MAX_CAUSES = 5;
+
+function bounded(text: string, max = MAX_TEXT): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+function summaryCause(failed: readonly BackupOutcome[]): string {
+  const named = failed
+    .slice(0, MAX_CAUSES)
+    .map((outcome) => `VDI ${outcome.vdiUuid}: ${outcome.cause ?? outcome.error}`);
+  const more = failed.length - named.length;
+  return named.join('; ') + (more > 0 ? `; and ${more} more VDI(s) failed (see the outcomes)` : '');
+}
 
 /** Aborts every open multipart upload under a key prefix (a Lambda killed mid-export leaves one behind). */
 export async function abortUploads(s3: S3Client, bucket: string, prefix: string): Promise<number> {

@@ -4,9 +4,9 @@ import { Transform } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { silentLog, type Log } from '../shared/log.ts';
-import { createVhdValidator, vhdByteLength, VHD_BLOCK_SIZE, type VhdDiskType } from '../vhd/index.ts';
+import { createVhdValidator, type VhdDiskType } from '../vhd/index.ts';
 import { openExport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
-import { partSizeFor, S3_MAX_PARTS } from './part-size.ts';
+import { DEFAULT_PARTS_IN_FLIGHT, partSizeFor, S3_MAX_PARTS, vhdExportUpperBound } from './part-size.ts';
 
 export interface ExportToS3Options {
   readonly session: XapiSession;
@@ -21,8 +21,13 @@ export interface ExportToS3Options {
   readonly taskRef: Ref;
   /** The VDI's virtual size: bounds the export's size and so chooses the part size. */
   readonly virtualSize: number;
-  /** Default: from the virtual size (DESIGN.md §3). */
+  /**
+   * Default: from the virtual size (DESIGN.md §3), so that any export of the disk fits. Plan gives a
+   * smaller one for a delta (`sizeExport`): an export that outgrows it fails before part 10,001.
+   */
   readonly partSize?: number;
+  /** S3's 10,000; lower only to see the limit in a test without sending 10,000 parts. */
+  readonly maxParts?: number;
   /** Parts uploading at once; enough that the host never waits long for us to read. Default 4. */
   readonly partsInFlight?: number;
   /** Fail when the host sends nothing for this long. Default 60 s. */
@@ -59,14 +64,17 @@ export class PartLimitError extends Error {
 /**
  * Streams `GET /export_raw_vdi?format=vhd` through the VHD validator and sha256 into an S3 multipart
  * upload. The upload completes only after the body validated and the task reported `success`; any other
- * outcome aborts it, so no object or part is left behind. Memory: part size × parts in flight.
+ * outcome aborts it, so no object or part is left behind. Memory: about parts in flight + 4 part buffers
+ * (`exportMemoryBytes`).
  */
 export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3Result> {
   const log = options.log ?? silentLog;
   const startedAt = new Date().toISOString();
-  const upperBound = vhdByteLength(options.virtualSize, Math.ceil(options.virtualSize / VHD_BLOCK_SIZE));
+  const upperBound = vhdExportUpperBound(options.virtualSize);
   const partSize = options.partSize ?? partSizeFor(upperBound);
-  const byteLimit = partSize * S3_MAX_PARTS;
+  // lib-storage keeps one part size for the whole upload: what passes this can't be stored.
+  const maxParts = Math.min(options.maxParts ?? S3_MAX_PARTS, S3_MAX_PARTS);
+  const byteLimit = partSize * maxParts;
 
   const opened = await openExport(options.session, {
     vdiRef: options.vdiRef,
@@ -86,7 +94,13 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
       if (bytes > byteLimit) {
         callback(
           new PartLimitError(
-            `export passed ${byteLimit} bytes: ${S3_MAX_PARTS} parts of ${partSize} bytes; raise the part size`,
+            `the export passed ${byteLimit} bytes, all that ${maxParts} parts of ${partSize} bytes can hold ` +
+              `(the most one multipart upload may have), so it was stopped before part ${maxParts + 1} and ` +
+              `its upload aborted` +
+              (partSize < partSizeFor(upperBound)
+                ? `: the parts were sized for a smaller delta; a full backup (mode full) sizes them for ` +
+                  `the whole disk (${upperBound} bytes)`
+                : ''),
           ),
         );
         return;
@@ -114,7 +128,7 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
       ...(options.checksumAlgorithm ? { ChecksumAlgorithm: options.checksumAlgorithm } : {}),
     },
     partSize,
-    queueSize: options.partsInFlight ?? 4,
+    queueSize: options.partsInFlight ?? DEFAULT_PARTS_IN_FLIGHT,
     leavePartsOnError: false,
   });
 

@@ -1,3 +1,5 @@
+import { vhdByteLength, VHD_BLOCK_SIZE } from '../vhd/index.ts';
+
 const MiB = 1024 * 1024;
 
 /** S3's limits on one multipart upload. */
@@ -6,13 +8,29 @@ export const S3_MIN_PART_SIZE = 5 * MiB;
 export const S3_MAX_PART_SIZE = 5 * 1024 * MiB;
 
 /** 16 MiB parts measured faster than 8 MiB against a loopback S3 (DESIGN.md §3). */
-const PREFERRED_MIN_PART_SIZE = 16 * MiB;
+export const PREFERRED_MIN_PART_SIZE = 16 * MiB;
 /** Leave 10 % of S3's part budget as headroom for the export's framing and our estimate. */
 const PLANNED_PARTS = 9_000;
 
+/** Parts uploading at once when the configuration sets none. */
+export const DEFAULT_PARTS_IN_FLIGHT = 4;
+
 /**
- * The export announces no length, so the part size comes from an upper bound of its size: every block
- * present. `max(16 MiB, ceil(bound / 9000))` rounded up to a MiB.
+ * Peak memory of one export, as `EXPORT_FIXED_OVERHEAD_BYTES + (partsInFlight + 4) × partSize`. Measured
+ * (Node 24, lib-storage 3.1175, TRANSFER_PROCESS_ENV, 2–8 GiB exports into Swift, peak RSS): 110 MiB after
+ * loading Node, the SDK, Powertools and our code, then with 4 parts in flight 235–252 MiB at 16 MiB parts,
+ * 364 at 32, 623 at 64, 954 at 128 and 1,586 MiB at 232 MiB parts (a 2 TiB disk's); 32 MiB parts with
+ * 2 / 8 in flight: 301 / 488 MiB. So about `partsInFlight + 2…4` parts are held at the peak (those
+ * uploading, the one lib-storage fills, its `Buffer.concat` copy, garbage not yet collected). The model
+ * takes the high end and a fixed part with room for the Lambda runtime's own process: it is above every
+ * measurement, so it errs towards Fargate.
+ */
+export const EXPORT_BUFFERED_PARTS_BEYOND_IN_FLIGHT = 4;
+export const EXPORT_FIXED_OVERHEAD_BYTES = 192 * MiB;
+
+/**
+ * The export announces no length, so the part size comes from an upper bound of its size:
+ * `max(16 MiB, ceil(bound / 9000))` rounded up to a MiB.
  */
 export function partSizeFor(exportUpperBoundBytes: number): number {
   const needed = Math.ceil(exportUpperBoundBytes / PLANNED_PARTS);
@@ -23,4 +41,30 @@ export function partSizeFor(exportUpperBoundBytes: number): number {
     );
   }
   return size;
+}
+
+/** The largest VHD export a disk of this virtual size can give: every block present. */
+export function vhdExportUpperBound(virtualSize: number): number {
+  return vhdByteLength(virtualSize, Math.ceil(virtualSize / VHD_BLOCK_SIZE));
+}
+
+/** The most one multipart upload with this part size can hold: the export fails before part 10,001. */
+export function uploadCapacity(partSize: number): number {
+  return partSize * S3_MAX_PARTS;
+}
+
+/** Peak memory an export with these parts needs (see EXPORT_BUFFERED_PARTS_BEYOND_IN_FLIGHT). */
+export function exportMemoryBytes(partSize: number, partsInFlight: number): number {
+  return EXPORT_FIXED_OVERHEAD_BYTES + (partsInFlight + EXPORT_BUFFERED_PARTS_BEYOND_IN_FLIGHT) * partSize;
+}
+
+/**
+ * The largest part size (whole MiB, at least 16 MiB) whose export fits `memoryBytes`; undefined when
+ * not even 16 MiB parts fit.
+ */
+export function largestPartSizeWithin(memoryBytes: number, partsInFlight: number): number | undefined {
+  const perPart =
+    (memoryBytes - EXPORT_FIXED_OVERHEAD_BYTES) / (partsInFlight + EXPORT_BUFFERED_PARTS_BEYOND_IN_FLIGHT);
+  const size = Math.min(S3_MAX_PART_SIZE, Math.floor(perPart / MiB) * MiB);
+  return size >= PREFERRED_MIN_PART_SIZE ? size : undefined;
 }

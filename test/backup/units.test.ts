@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { parseBackupInput } from '../../lambdas/backup/input.ts';
 import { newBackupId, objectKey, manifestKey } from '../../lambdas/catalog/keys.ts';
 import { parseManifest } from '../../lambdas/catalog/manifest.ts';
-import { partSizeFor, S3_MAX_PARTS } from '../../lambdas/export/part-size.ts';
+import {
+  exportMemoryBytes,
+  largestPartSizeWithin,
+  partSizeFor,
+  S3_MAX_PARTS,
+  uploadCapacity,
+  vhdExportUpperBound,
+} from '../../lambdas/export/part-size.ts';
 import { failureMessage } from '../../lambdas/shared/failure.ts';
 import { InputValidationError } from '../../lambdas/shared/input-error.ts';
 
@@ -21,6 +28,36 @@ describe('part size', () => {
   });
   it('refuses an export that would need parts above 5 GiB', () => {
     expect(() => partSizeFor(60 * 1024 * GiB)).toThrow(/5 GiB part limit/);
+  });
+  it("a disk's upper bound holds every block with its bitmap; the upload capacity is 10,000 parts", () => {
+    expect(vhdExportUpperBound(64 * MiB)).toBe(2560 + 512 + 32 * (512 + 2 * MiB));
+    expect(uploadCapacity(16 * MiB)).toBe(16 * MiB * S3_MAX_PARTS);
+  });
+});
+
+describe('export memory', () => {
+  // Peak RSS measured for one export (2–8 GiB, Node 24, TRANSFER_PROCESS_ENV, Swift): [part MiB, in flight, MiB].
+  const measured = [
+    [16, 4, 252],
+    [32, 4, 364],
+    [64, 4, 623],
+    [128, 4, 954],
+    [232, 4, 1586],
+    [32, 2, 301],
+    [32, 8, 488],
+  ] as const;
+  it.each(measured)(
+    'the model is above the measured peak for %i MiB parts, %i in flight (%i MiB)',
+    (part, n, peak) => {
+      expect(exportMemoryBytes(part * MiB, n)).toBeGreaterThanOrEqual(peak * MiB);
+    },
+  );
+  it('the largest part that fits is whole MiB, fits, and is none below 16 MiB', () => {
+    const part = largestPartSizeWithin(1024 * MiB, 4)!;
+    expect(part % MiB).toBe(0);
+    expect(exportMemoryBytes(part, 4)).toBeLessThanOrEqual(1024 * MiB);
+    expect(exportMemoryBytes(part + MiB, 4)).toBeGreaterThan(1024 * MiB);
+    expect(largestPartSizeWithin(256 * MiB, 4)).toBeUndefined();
   });
 });
 

@@ -81,9 +81,22 @@ describe('retention in the backup workflow', () => {
     expect(remaining.map((m) => m.kind)).toEqual(['full', 'delta', 'full', 'delta']);
     const keys = await listKeys(world.s3, world.bucket);
     expect(keys).toHaveLength(remaining.length * 2);
+    const before = await world.manifests();
     const run = await world.backup({ vdiUuids: [world.vdiUuid], retention });
-    expect(run.summary!.outcomes[0]!.retention!.actions.length).toBeGreaterThan(0);
-    expect(run.summary!.outcomes[0]!.retention!.actions[0]).toMatch(/^deleted .*\.json$/);
+    const report = run.summary!.outcomes[0]!.retention!;
+    const after = await world.manifests();
+    const gone = before.filter((m) => !after.some((kept) => kept.backupId === m.backupId));
+    expect(report.deleted).toBeGreaterThan(0);
+    expect(report).toEqual({
+      kept: after.length,
+      deleted: gone.length,
+      orphansDeleted: 0,
+      keysDeleted: 2 * gone.length,
+      deletedIds: gone
+        .map((m) => m.backupId)
+        .reverse()
+        .slice(0, 3),
+    });
     const latest = (await world.manifests()).at(-1)!;
     hashes.set(latest.backupId, world.sim.diskSha256(latest.snapshotUuid));
     await expectInvariants(world, hashes);
