@@ -62,6 +62,9 @@ function vaultProps(scope: Construct, config: VdiVaultConfig): VdiVaultProps {
     ...(config.fargateThresholdGiB !== undefined
       ? { fargateThresholdBytes: Math.round(config.fargateThresholdGiB * 1024 ** 3) }
       : {}),
+    ...(config.stallTimeoutSeconds !== undefined
+      ? { stallTimeout: Duration.millis(Math.round(config.stallTimeoutSeconds * 1000)) }
+      : {}),
     ...(config.network ? { network: importNetwork(scope, config.network) } : {}),
     jobs,
     ...(bucket.existingBucketName

@@ -81,6 +81,8 @@ export interface VdiVaultConfig {
    * after 15 minutes). Default 32: about what a Lambda moves in 14 minutes at 40 MB/s.
    */
   readonly fargateThresholdGiB?: number;
+  /** A transfer whose host sends (or takes) nothing for this long fails. Default 60. */
+  readonly stallTimeoutSeconds?: number;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -104,6 +106,7 @@ export function parseConfig(value: unknown): VdiVaultConfig {
     'notifications',
     'alarms',
     'fargateThresholdGiB',
+    'stallTimeoutSeconds',
   ]);
   const pools = expectArray(config.pools, 'pools', 'list at least one pool ({name, url, secret})');
   if (pools.length === 0) throw new ConfigError('pools', 'list at least one pool ({name, url, secret})');
@@ -145,6 +148,11 @@ export function parseConfig(value: unknown): VdiVaultConfig {
   optional(config.concurrency, 'concurrency', concurrencyProblem);
   optional(config.fargateThresholdGiB, 'fargateThresholdGiB', (gib) =>
     typeof gib === 'number' && gib >= 0 && gib <= 2048 ? undefined : 'must be a number of GiB from 0 to 2048',
+  );
+  optional(config.stallTimeoutSeconds, 'stallTimeoutSeconds', (seconds) =>
+    typeof seconds === 'number' && seconds > 0 && seconds <= 3600
+      ? undefined
+      : 'must be a number of seconds from 0 (exclusive) to 3600',
   );
   optional(config.prefix, 'prefix', (prefix) =>
     typeof prefix === 'string' && prefix !== '' && !prefix.startsWith('/') && !prefix.endsWith('/')

@@ -1,15 +1,8 @@
-import { createS3Client, type S3Endpoint } from '../../lambdas/s3/client.ts';
-import { silentLog, type Log } from '../../lambdas/shared/log.ts';
-import { poolDirectory } from '../../lambdas/shared/pools.ts';
+import type { S3Endpoint } from '../../lambdas/s3/client.ts';
 import type { XapiTlsOptions } from '../../lambdas/xapi/index.ts';
-import type { BackupDeps } from '../../lambdas/backup/steps.ts';
-import type { BackupLockTable } from '../../lambdas/backup/backup-lock.ts';
 import type { TransferRouting } from '../../lambdas/transfer/routing.ts';
-import { lambdaThatTimesOut, localContainerRunner, type SimulatedLambdaTimeout } from './run-container.ts';
-import { CONTAINER_STEP } from './synthesized-workflows.ts';
-import type { RestoreDeps } from '../../lambdas/restore/steps.ts';
 
-/** A pool and an S3 endpoint to run the workflows against, with no AWS account. */
+/** A pool and an S3 endpoint to run the deployed workflows against, with no AWS account. */
 export interface LocalTarget {
   readonly xapi: {
     readonly url: string;
@@ -20,56 +13,30 @@ export interface LocalTarget {
   };
   /** Default pool name `local`. */
   readonly pool?: string;
+  /** S3: Swift, the embedded server, or (no endpoint) AWS itself. */
   readonly s3: S3Endpoint;
   readonly bucket: string;
   /** Default `backups`. */
   readonly prefix?: string;
-  readonly log?: Log;
-  readonly exportTuning?: BackupDeps['exportTuning'];
-  readonly onExportProgress?: BackupDeps['onExportProgress'];
-  readonly onImportProgress?: RestoreDeps['onImportProgress'];
-  /** The series lock table (one backup per VDI at a time). Default: none, runs are not serialised. */
-  readonly lock?: BackupLockTable;
-  /** Which transfers go to the (local) Fargate container. Default: all on Lambda. */
+  /** The series lock table on a DynamoDB-compatible server. Default: a dynalite of the deployment's own. */
+  readonly lockTable?: { readonly endpoint: string; readonly tableName: string };
+  /** Which transfers go to the (local) Fargate task (the configuration's `fargateThresholdGiB`). */
   readonly routing?: TransferRouting;
-  /** Tests: one Lambda transfer step runs in a child process killed as by Lambda's time limit. */
+  /** The configuration's `stallTimeoutSeconds`, in ms. */
+  readonly stallTimeoutMs?: number;
+  /** Bytes of one export uploaded so far, counted at the S3 gateway. */
+  readonly onExportProgress?: (vdiUuid: string, bytes: number) => void;
+  /** Bytes of one layer read for import so far, counted at the S3 gateway. */
+  readonly onImportProgress?: (backupId: string, bytes: number) => void;
+  /** Each log line of a function or of the transfer task. Default: dropped. */
+  readonly onLog?: (source: string, line: string) => void;
+  /** Tests: one Lambda transfer step is killed as by its time limit when `killWhen` resolves. */
   readonly simulateLambdaTimeout?: SimulatedLambdaTimeout;
 }
 
-/** What every step needs, built for a local target the way runtime-env builds it in Lambda. */
-export function localDeps(target: LocalTarget) {
-  const pool = target.pool ?? 'local';
-  return {
-    s3: createS3Client(target.s3),
-    catalog: { bucket: target.bucket, prefix: target.prefix ?? 'backups' },
-    pools: poolDirectory({
-      [pool]: {
-        connection: {
-          url: target.xapi.url,
-          ...(target.xapi.tls ? { tls: target.xapi.tls } : {}),
-          ...(target.xapi.timeoutMs ? { timeoutMs: target.xapi.timeoutMs } : {}),
-        },
-        credentials: async () => ({ username: target.xapi.username, password: target.xapi.password }),
-      },
-    }),
-    log: target.log ?? silentLog,
-    ...(target.routing ? { routing: target.routing } : {}),
-  };
-}
-
-/**
- * The local handlers of a workflow: its steps, the container runner for ECS task states, and, when a test
- * asks, one step replaced by a Lambda that runs out of time.
- */
-export function localHandlers<T extends object>(
-  target: LocalTarget,
-  steps: T,
-): Record<string, (input: never) => unknown> {
-  const handlers: Record<string, (input: never) => unknown> = {
-    ...(steps as Record<string, (input: never) => unknown>),
-    [CONTAINER_STEP]: localContainerRunner(target) as (input: never) => unknown,
-  };
-  const timeout = target.simulateLambdaTimeout;
-  if (timeout) handlers[timeout.step.split('.')[1]!] = lambdaThatTimesOut(target, timeout);
-  return handlers;
+/** A Lambda step killed by its time limit (its environment is discarded: no clean-up runs, as in Lambda). */
+export interface SimulatedLambdaTimeout {
+  /** e.g. `backup.export`. */
+  readonly step: string;
+  readonly killWhen: () => Promise<void>;
 }

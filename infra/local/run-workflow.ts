@@ -1,8 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { CONTAINER_STEP, type SynthesizedWorkflow } from './synthesized-workflows.ts';
-
-type Handler = (input: never) => unknown;
 
 export interface WorkflowRun {
   readonly status: 'SUCCEEDED' | 'FAILED';
@@ -13,10 +10,6 @@ export interface WorkflowRun {
   readonly statesEntered: readonly string[];
 }
 
-/**
- * Runs a synthesized workflow with `aws-local-stepfunctions`, each task state calling the domain step its
- * function runs in AWS. Retry intervals shrink to a few milliseconds so failure paths run fast.
- */
 export interface WorkflowEvent {
   readonly type: string;
   readonly state?: string;
@@ -25,32 +18,35 @@ export interface WorkflowEvent {
   readonly at: string;
 }
 
+/**
+ * Runs a state machine definition with `aws-local-stepfunctions`, each task state calling `tasks[state]`
+ * (the deployment invokes the function or starts the container there). Retry intervals shrink to a few
+ * milliseconds so failure paths run fast.
+ */
 export async function runWorkflow(
-  workflow: SynthesizedWorkflow,
-  steps: Readonly<Record<string, Handler>>,
+  definition: Record<string, unknown>,
+  tasks: Readonly<Record<string, (input: unknown) => Promise<unknown>>>,
   input: unknown,
   /** Called for each execution event as it happens (state entered/exited/failed/retried/caught…). */
-  onEvent?: (event: WorkflowEvent) => void,
+  onEvent?: ((event: WorkflowEvent) => void) | undefined,
+  stateMachineArn = 'arn:aws:states:us-east-1:123456789012:stateMachine:local',
 ): Promise<WorkflowRun> {
   const taskResourceLocalHandlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
-  for (const [stateName, step] of Object.entries(workflow.stepsByState)) {
-    const name = step === CONTAINER_STEP ? CONTAINER_STEP : step.split('.')[1]!;
-    const handler = steps[name];
-    if (!handler) throw new Error(`no local handler for step ${step} (state ${stateName})`);
+  for (const [stateName, task] of Object.entries(tasks)) {
     // JSON round trips make the local run see exactly what Step Functions would pass.
     taskResourceLocalHandlers[stateName] = async (value) =>
-      JSON.parse(JSON.stringify((await handler(value as never)) ?? null)) as unknown;
+      JSON.parse(JSON.stringify((await task(value)) ?? null)) as unknown;
     retryIntervalOverrides[stateName] = 5;
   }
-  const machine = new StateMachine(workflow.definition as never, { validationOptions: { checkPaths: true } });
+  const machine = new StateMachine(definition as never, { validationOptions: { checkPaths: true } });
   // The context object Step Functions gives every execution (states read `$$.Execution.Name`).
   const name = `local-${randomUUID()}`;
   const execution = machine.run(input as never, {
     overrides: { taskResourceLocalHandlers: taskResourceLocalHandlers as never, retryIntervalOverrides },
     context: {
       Execution: {
-        Id: `arn:aws:states:us-east-1:123456789012:execution:local:${name}`,
+        Id: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`,
         Name: name,
         StartTime: new Date().toISOString(),
         Input: input,

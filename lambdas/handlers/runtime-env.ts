@@ -32,8 +32,11 @@ export interface RuntimeEnvironment {
   readonly defaultConcurrency?: number;
   /** `VDI_VAULT_FARGATE_THRESHOLD` (bytes): transfers expected to reach it run on Fargate. */
   readonly routing?: TransferRouting;
-  /** `VDI_VAULT_UPLOAD_CHECKSUM` (set when the bucket has Object Lock): a per-part checksum on exports. */
-  readonly exportTuning: { readonly checksumAlgorithm?: 'CRC32' | 'SHA256' };
+  /**
+   * `VDI_VAULT_UPLOAD_CHECKSUM` (set when the bucket has Object Lock): a per-part checksum on exports;
+   * `VDI_VAULT_STALL_TIMEOUT_MS`: how long an export may see no bytes.
+   */
+  readonly exportTuning: { readonly checksumAlgorithm?: 'CRC32' | 'SHA256'; readonly stallTimeoutMs?: number };
 }
 
 /** Reads the function's configuration from its environment: the only place Lambda code looks at env vars. */
@@ -75,7 +78,10 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
       warn: (message, fields) => log.warn(message, fields ?? {}),
       error: (message, fields) => log.error(message, fields ?? {}),
     },
-    exportTuning: checksum ? { checksumAlgorithm: checksum } : {},
+    exportTuning: {
+      ...(checksum ? { checksumAlgorithm: checksum } : {}),
+      ...(env.VDI_VAULT_STALL_TIMEOUT_MS ? { stallTimeoutMs: Number(env.VDI_VAULT_STALL_TIMEOUT_MS) } : {}),
+    },
     ...(env.VDI_VAULT_CONCURRENCY ? { defaultConcurrency: Number(env.VDI_VAULT_CONCURRENCY) } : {}),
     ...(env.VDI_VAULT_FARGATE_THRESHOLD
       ? { routing: { fargateThresholdBytes: Number(env.VDI_VAULT_FARGATE_THRESHOLD) } }

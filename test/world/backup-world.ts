@@ -3,6 +3,8 @@ import { listManifests } from '../../lambdas/catalog/catalog.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { runLocalBackup, type LocalBackupRun, type LocalTarget } from '../../infra/local/local-backup.ts';
 import { runLocalRestore, type LocalRestoreRun } from '../../infra/local/local-restore.ts';
+import type { LocalDeployment } from '../../infra/local/local-deployment.ts';
+import { closeLocalDeployment, localDeploymentOf } from '../../infra/local/local-deployments.ts';
 import { XapiSession } from '../../lambdas/xapi/index.ts';
 import { startLockTable } from './lock-table.ts';
 import { createTestBucket, deleteTestBucket, listOpenMultipartUploads, s3World } from './s3.ts';
@@ -25,6 +27,8 @@ export interface BackupWorld {
   vdiUuids(): Promise<string[]>;
   manifests(vdiUuid?: string): Promise<Manifest[]>;
   openUploads(): Promise<unknown[]>;
+  /** The local deployment the runs go through: its gateway counts every AWS call. */
+  deployment(): Promise<LocalDeployment>;
   close(): Promise<void>;
 }
 
@@ -57,7 +61,7 @@ export async function startBackupWorld(
     s3: world.target,
     bucket,
     prefix: 'backups',
-    lock: locks.table,
+    lockTable: { endpoint: locks.endpoint, tableName: locks.table.tableName },
     ...options.target,
   };
   return {
@@ -84,7 +88,9 @@ export async function startBackupWorld(
     manifests: (vdiUuid = vdi.uuid) =>
       listManifests(world.client, { bucket, prefix: 'backups' }, 'lab', vdiUuid),
     openUploads: () => listOpenMultipartUploads(world.client, bucket),
+    deployment: () => localDeploymentOf(target),
     async close() {
+      await closeLocalDeployment(target);
       await sim.close();
       await locks.close();
       await deleteTestBucket(world.client, bucket);

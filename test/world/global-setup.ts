@@ -1,6 +1,7 @@
 /**
  * vitest globalSetup: makes sure the Swift all-in-one (S3 API on loopback) is running and hands its
- * coordinates to the tests as `inject('s3')`.
+ * coordinates to the tests as `inject('s3')`, and builds the stack's bundles (the code every local run
+ * executes) once.
  *
  * Each run takes a lease (its pid) on the shared Swift: the last run to finish stops a Swift that test
  * runs started, so CI ends clean, while concurrent runs keep theirs and a Swift started by hand
@@ -11,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
+import { bundledCode } from '../../infra/local/synthesized-workflows.ts';
 
 /** How tests reach the S3 server: a path-style endpoint with static credentials. */
 export interface S3World {
@@ -46,7 +48,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const keep = process.env.VDI_VAULT_SWIFT_KEEP === '1';
   const lease = String(process.pid);
   // A no-op when Swift is already healthy.
-  const endpoint = await swift(...(keep ? ['start'] : ['start', '--lease', lease]));
+  // Swift starts while the bundles are built once, before any test file needs them.
+  const [endpoint] = await Promise.all([
+    swift(...(keep ? ['start'] : ['start', '--lease', lease])),
+    bundledCode(),
+  ]);
   project.provide('s3', {
     endpoint,
     region: 'us-east-1',

@@ -13,6 +13,8 @@ const dynalite = createRequire(import.meta.url)('dynalite') as Dynalite;
 
 export interface LockTableWorld {
   readonly table: BackupLockTable;
+  /** Where the deployed functions reach it (`AWS_ENDPOINT_URL_DYNAMODB`). */
+  readonly endpoint: string;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ export async function startLockTable(options: { ttlSeconds?: number } = {}): Pro
   );
   return {
     table: { client, tableName, ...(options.ttlSeconds ? { ttlSeconds: options.ttlSeconds } : {}) },
+    endpoint: `http://127.0.0.1:${port}`,
     async close() {
       client.destroy();
       await new Promise((resolve) => server.close(resolve));
