@@ -27,7 +27,11 @@ export const COMMON_FLAGS = {
     value: '<name>',
     help: 'backup bucket (deployed default: stack output BucketName)',
   },
-  prefix: { type: 'string', value: '<prefix>', help: 'catalog key prefix (default `backups`)' },
+  prefix: {
+    type: 'string',
+    value: '<prefix>',
+    help: 'catalog key prefix (local default `backups`; deployed default: stack output CatalogPrefix)',
+  },
   stack: {
     type: 'string',
     value: '<name>',

@@ -13,25 +13,27 @@ export interface CatalogAccess {
 }
 
 /**
- * The catalog `list` and `verify` read: with `--local`, the S3 endpoint and bucket from flags; deployed,
- * the stack's bucket (and default pool, when the stack exports one) unless flags name them.
+ * The catalog `list` and `verify` read: with `--local`, the S3 endpoint, bucket and prefix from flags;
+ * deployed, the stack's bucket, catalog prefix (`CatalogPrefix`) and default pool unless flags name them.
  */
 export async function catalogFromFlags(
   values: FlagValues,
   env: NodeJS.ProcessEnv,
   clients: AwsClients,
 ): Promise<CatalogAccess> {
-  const prefix = stringFlag(values, 'prefix') ?? DEFAULT_PREFIX;
+  const prefixFlag = stringFlag(values, 'prefix');
   const s3 = createS3Client(s3EndpointFromFlags(values, env));
   if (booleanFlag(values, 'local')) {
     return {
       s3,
-      location: { bucket: requireBucket(values), prefix },
+      location: { bucket: requireBucket(values), prefix: prefixFlag ?? DEFAULT_PREFIX },
       pool: stringFlag(values, 'pool') ?? DEFAULT_LOCAL_POOL,
     };
   }
   const stack = new StackOutputs(clients, values);
   const bucket = stringFlag(values, 'bucket') ?? (await stack.get('BucketName', '--bucket'));
+  // The construct's prefix is configurable: guessing the default would find nothing under another one.
+  const prefix = prefixFlag ?? (await stack.get('CatalogPrefix', '--prefix'));
   const pool = stringFlag(values, 'pool') ?? (await stack.find('DefaultPool'));
   if (pool === undefined) throw new UsageError('give --pool (the stack exports no DefaultPool)');
   return { s3, location: { bucket, prefix }, pool };

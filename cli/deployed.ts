@@ -42,8 +42,7 @@ export class StackOutputs {
 
   /** The output named `key` (or, for outputs a construct nests, the one whose key starts with it). */
   async get(key: string, flag: string): Promise<string> {
-    const outputs = await (this.#outputs ??= this.#read());
-    const value = outputs[key] ?? Object.entries(outputs).find(([name]) => name.startsWith(key))?.[1];
+    const value = await this.find(key);
     if (value === undefined) {
       throw new UsageError(`stack ${this.#stackName} has no output ${key}: give ${flag}`);
     }
@@ -53,7 +52,7 @@ export class StackOutputs {
   /** Like `get`, but undefined when the stack has no such output. */
   async find(key: string): Promise<string | undefined> {
     const outputs = await (this.#outputs ??= this.#read());
-    return outputs[key];
+    return outputs[key] ?? Object.entries(outputs).find(([name]) => name.startsWith(key))?.[1];
   }
 
   async #read(): Promise<Record<string, string>> {
@@ -63,7 +62,7 @@ export class StackOutputs {
       .catch((error: Error) => {
         throw new UnavailableError(
           `cannot read the outputs of stack ${this.#stackName}: ${error.message} ` +
-            '(give --stack, --region, or the ARNs and bucket as flags)',
+            '(give --stack, --region, or the ARNs, bucket and prefix as flags)',
         );
       });
     const outputs: Record<string, string> = {};

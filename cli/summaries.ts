@@ -1,4 +1,4 @@
-import type { BackupOutcome, BackupSummary } from '../lambdas/backup/state.ts';
+import type { BackupOutcome, BackupSummary, RetentionReport } from '../lambdas/backup/state.ts';
 import type { RestoreResult } from '../lambdas/restore/state.ts';
 import { formatBytes } from '../infra/local/progress.ts';
 import { readableCause, type ExecutionOutcome } from './execution-events.ts';
@@ -68,10 +68,25 @@ function printBackupSummary(output: Output, summary: BackupSummary): void {
   }
   for (const outcome of summary.outcomes) {
     if (outcome.fullReason) printLine(output, `  ${outcome.vdiUuid}: full because ${outcome.fullReason}`);
+    if (outcome.retention) printLine(output, `  ${outcome.vdiUuid}: ${describeRetention(outcome.retention)}`);
     if (outcome.error)
       printLine(output, `  ${outcome.vdiUuid}: ${outcome.error}: ${readableCause(outcome.cause)}`);
   }
   printLine(output, `pool ${summary.pool}: ${summary.succeeded} succeeded, ${summary.failed} failed`);
+}
+
+/** Retention in counts (the step's output has no per-key list; each deleted key is in the Cleanup log). */
+export function describeRetention(retention: RetentionReport): string {
+  const orphans = retention.orphansDeleted
+    ? `, ${retention.orphansDeleted} object(s) without a manifest`
+    : '';
+  const ids = retention.deletedIds.length
+    ? ` (${retention.deletedIds.join(', ')}${retention.deleted > retention.deletedIds.length ? ', …' : ''})`
+    : '';
+  const line =
+    `retention kept ${retention.kept} restore point(s), deleted ${retention.deleted}${ids}${orphans}: ` +
+    `${retention.keysDeleted} object(s)`;
+  return retention.error ? `${line}; stopped: ${retention.error}` : line;
 }
 
 function printRestoreResult(output: Output, result: RestoreResult): void {

@@ -3,12 +3,18 @@
  * answers, with SFN and CloudFormation stubbed at the client edge (`send`).
  */
 import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { HistoryEvent, SFNClient } from '@aws-sdk/client-sfn';
-import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newBackupId } from '../../lambdas/catalog/keys.ts';
+import { writeVhd } from '../../lambdas/vhd/index.ts';
+import { createTestBucket, deleteTestBucket, s3World } from '../world/s3.ts';
 import { fromHistoryEvent, followExecution, type AwsClients } from '../../cli/deployed.ts';
 import { LiveDisplay } from '../../cli/live-display.ts';
 import { createOutput } from '../../cli/output.ts';
 import { run } from '../../cli/run.ts';
+import { reportOutcome } from '../../cli/summaries.ts';
 
 const BACKUP_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:Backup';
 const EXECUTION_ARN = 'arn:aws:states:eu-west-1:123456789012:execution:Backup:run-1';
@@ -90,7 +96,11 @@ function deployedWorld(options: { outputs?: Record<string, string>; history?: Hi
     Stacks: [
       {
         Outputs: Object.entries(
-          options.outputs ?? { BackupStateMachineArn: BACKUP_ARN, BucketName: 'vault-bucket' },
+          options.outputs ?? {
+            BackupStateMachineArn: BACKUP_ARN,
+            BucketName: 'vault-bucket',
+            CatalogPrefix: 'backups',
+          },
         ).map(([OutputKey, OutputValue]) => ({ OutputKey, OutputValue })),
       },
     ],
@@ -252,7 +262,145 @@ describe('vdi-vault against a deployed stack (stubbed AWS clients)', () => {
   });
 });
 
+describe("list and verify in deployed mode read the stack's CatalogPrefix (defect 12)", () => {
+  const s3 = s3World();
+  const prefix = 'vault/prod';
+  const backupId = newBackupId(new Date('2026-11-26T16:40:00Z'), 'full');
+  let bucket: string;
+  beforeAll(async () => {
+    bucket = await createTestBucket(s3.client, 'cli-prefix');
+    // One full restore point under the stack's prefix, as a backup stores it: the VHD, then its manifest.
+    const virtualSize = 4 * 1024 * 1024;
+    const vhd = writeVhd(
+      { virtualSize, blockIndexes: [1], readBlock: () => new Uint8Array(2 * 1024 * 1024).fill(5) },
+      { diskType: 'dynamic' },
+    );
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of vhd.stream) chunks.push(chunk);
+    const body = Buffer.concat(chunks);
+    const objectKey = `${prefix}/lab/${VDI}/${backupId}.vhd`;
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: objectKey, Body: body }));
+    const manifest = {
+      formatVersion: 1,
+      backupId,
+      kind: 'full',
+      parentBackupId: null,
+      pool: 'lab',
+      vdiUuid: VDI,
+      vdiNameLabel: 'disk',
+      snapshotUuid: VDI,
+      virtualSize,
+      objectKey,
+      bytes: body.length,
+      sha256: createHash('sha256').update(body).digest('hex'),
+      presentBlocks: 1,
+      startedAt: '2026-11-26T16:40:00.000Z',
+      endedAt: '2026-11-26T16:40:01.000Z',
+      host: 'xcp-master',
+    };
+    await s3.client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: `${prefix}/lab/${VDI}/${backupId}.json`,
+        Body: JSON.stringify(manifest),
+      }),
+    );
+  });
+  afterAll(async () => {
+    await deleteTestBucket(s3.client, bucket);
+  });
+
+  const catalogWorld = () =>
+    deployedWorld({ outputs: { BucketName: bucket, CatalogPrefix: prefix, DefaultPool: 'lab' } });
+  const env = {
+    VDI_VAULT_S3_ACCESS_KEY: s3.credentials.accessKeyId,
+    VDI_VAULT_S3_SECRET_KEY: s3.credentials.secretAccessKey,
+  };
+
+  it('list finds the restore points under the stack prefix, verify re-reads them', async () => {
+    const listing = catalogWorld();
+    const code = await run(['list', VDI, '--s3-endpoint', s3.endpoint, '--json'], {
+      output: listing.output(true),
+      aws: listing.aws,
+      env,
+    });
+    expect(code, listing.stderr.text()).toBe(0);
+    expect(listing.sent.map((s) => s.command)).toEqual(['DescribeStacksCommand']);
+    const listed = JSON.parse(listing.stdout.text()) as {
+      pool: string;
+      restorePoints: { backupId: string }[];
+    };
+    expect(listed.pool).toBe('lab');
+    expect(listed.restorePoints.map((point) => point.backupId)).toEqual([backupId]);
+
+    const verifying = catalogWorld();
+    const verified = await run(['verify', VDI, '--s3-endpoint', s3.endpoint, '--json'], {
+      output: verifying.output(true),
+      aws: verifying.aws,
+      env,
+    });
+    expect(verified, verifying.stderr.text()).toBe(0);
+    expect(JSON.parse(verifying.stdout.text())).toMatchObject({ restorePoint: backupId, ok: true });
+  });
+
+  it('--prefix overrides the stack output; a stack without it asks for --prefix', async () => {
+    const other = catalogWorld();
+    expect(
+      await run(['list', VDI, '--s3-endpoint', s3.endpoint, '--prefix', 'backups'], {
+        output: other.output(false),
+        aws: other.aws,
+        env,
+      }),
+    ).toBe(0);
+    expect(other.stderr.text()).toContain(`no backups of VDI ${VDI} in pool lab (s3://${bucket}/backups)`);
+
+    const old = deployedWorld({ outputs: { BucketName: bucket, DefaultPool: 'lab' } });
+    const code = await run(['list', VDI, '--s3-endpoint', s3.endpoint], {
+      output: old.output(false),
+      aws: old.aws,
+      env,
+    });
+    expect(code).toBe(2);
+    expect(old.stderr.text()).toContain('stack VdiVault has no output CatalogPrefix: give --prefix');
+  });
+});
+
 describe('output', () => {
+  it('a backup summary shows retention in counts, with at most a few ids', () => {
+    const out = capture();
+    const summary = {
+      pool: 'lab',
+      succeeded: 1,
+      failed: 0,
+      outcomes: [
+        {
+          vdiUuid: VDI,
+          status: 'succeeded',
+          backupId: 'b9',
+          kind: 'full',
+          bytes: 1024,
+          presentBlocks: 1,
+          durationMs: 1000,
+          retention: {
+            kept: 2,
+            deleted: 300,
+            orphansDeleted: 1,
+            keysDeleted: 601,
+            deletedIds: ['b8', 'b7', 'b6'],
+          },
+        },
+      ],
+    };
+    reportOutcome(createOutput(false, out.stream, out.stream, {}), {
+      executionId: EXECUTION_ARN,
+      status: 'SUCCEEDED',
+      output: summary,
+    });
+    expect(out.text()).toContain(
+      `  ${VDI}: retention kept 2 restore point(s), deleted 300 (b8, b7, b6, …), 1 object(s) without a manifest: 601 object(s)\n`,
+    );
+  });
+
   it('progress bars with bytes/s only on a TTY; colour only on a TTY and never with NO_COLOR', () => {
     const tty = capture(true);
     let now = 1_000;
