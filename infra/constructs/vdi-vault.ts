@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -12,11 +12,13 @@ import type * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { TRANSFER_MEMORY_MIB } from '../../lambdas/runtime/step-table.ts';
 import { acknowledgeFindings } from '../nag-acknowledgements.ts';
 import { BackupTriggers, type BackupJob } from './backup-triggers.ts';
 import { BackupWorkflow } from './backup-workflow.ts';
 import { grantCatalogAccess, type CatalogTarget } from './catalog-access.ts';
 import { createLockTable } from './lock-table.ts';
+import { createOperatorPolicy } from './operator-policy.ts';
 import { poolsEnvironment, type VaultPool } from './pool-environment.ts';
 import { RestoreWorkflow } from './restore-workflow.ts';
 import { TransferTask } from './transfer-task.ts';
@@ -74,6 +76,8 @@ export interface VdiVaultProps {
   readonly noSuccessfulBackupWithin?: Duration;
   /** Transfers expected to move this many bytes run on Fargate instead of Lambda. @default 32 GiB */
   readonly fargateThresholdBytes?: number;
+  /** A transfer whose host sends (or takes) nothing for this long fails. @default 60 seconds */
+  readonly stallTimeout?: Duration;
   /** Memory of the export function (part size × parts in flight must fit). @default 1024 */
   readonly exportMemorySize?: number;
   /** Retention of the functions' log groups. @default logs.RetentionDays.ONE_WEEK */
@@ -111,6 +115,8 @@ export class VdiVault extends Construct {
   readonly prefix: string;
   /** Where exports and imports too large for a Lambda run: an ECS Fargate task. */
   readonly transferTask: TransferTask;
+  /** What operators attach to use the `vdi-vault` CLI against this deployment (output `OperatorPolicyArn`). */
+  readonly operatorPolicy: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: VdiVaultProps) {
     super(scope, id);
@@ -178,7 +184,9 @@ export class VdiVault extends Construct {
       VDI_VAULT_LOCK_TABLE: this.lockTable.tableName,
       VDI_VAULT_CONCURRENCY: String(props.concurrency ?? 2),
       VDI_VAULT_FARGATE_THRESHOLD: String(props.fargateThresholdBytes ?? 32 * 1024 ** 3),
+      VDI_VAULT_TRANSFER_MEMORY_MB: String(props.exportMemorySize ?? TRANSFER_MEMORY_MIB),
       ...(uploadChecksum ? { VDI_VAULT_UPLOAD_CHECKSUM: uploadChecksum } : {}),
+      ...(props.stallTimeout ? { VDI_VAULT_STALL_TIMEOUT_MS: String(props.stallTimeout.toMilliseconds()) } : {}),
       POWERTOOLS_SERVICE_NAME: 'vdi-vault',
       POWERTOOLS_METRICS_NAMESPACE: POWERTOOLS_NAMESPACE,
     };
@@ -249,6 +257,7 @@ export class VdiVault extends Construct {
       ...(props.topic ? { topic: props.topic } : {}),
       ...(props.notificationEmails ? { emails: props.notificationEmails } : {}),
       ...(noSuccessWindow ? { noSuccessfulBackupWithin: noSuccessWindow } : {}),
+      deadLetterQueues: { Triggers: triggers.deadLetterQueue },
     });
     this.topic = notifications.topic;
     this.alarms = notifications.alarms;
@@ -262,6 +271,16 @@ export class VdiVault extends Construct {
       inVpc: network !== undefined,
       transferTaskDefinition: transfer.taskDefinition,
     });
+
+    this.operatorPolicy = createOperatorPolicy(this, 'OperatorPolicy', {
+      backupStateMachine: this.backupStateMachine,
+      restoreStateMachine: this.restoreStateMachine,
+      stateMachineKey: key,
+      bucket: this.bucket,
+      prefix: this.prefix,
+      ...(bucketKey ? { bucketKey } : {}),
+    });
+    new CfnOutput(this, 'OperatorPolicyArn', { value: this.operatorPolicy.managedPolicyArn });
   }
 
   private functionSecurityGroups(

@@ -30,7 +30,10 @@ export interface RuntimeEnvironment {
   readonly lock?: BackupLockTable;
   /** `VDI_VAULT_CONCURRENCY`: VDIs of one backup execution at once when the input sets none. */
   readonly defaultConcurrency?: number;
-  /** `VDI_VAULT_FARGATE_THRESHOLD` (bytes): transfers expected to reach it run on Fargate. */
+  /**
+   * `VDI_VAULT_FARGATE_THRESHOLD` (bytes): transfers expected to reach it run on Fargate;
+   * `VDI_VAULT_TRANSFER_MEMORY_MB`: the export Lambda's memory, which its part buffers must fit.
+   */
   readonly routing?: TransferRouting;
   /**
    * `VDI_VAULT_UPLOAD_CHECKSUM` (set when the bucket has Object Lock): a per-part checksum on exports;
@@ -83,9 +86,12 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
       ...(env.VDI_VAULT_STALL_TIMEOUT_MS ? { stallTimeoutMs: Number(env.VDI_VAULT_STALL_TIMEOUT_MS) } : {}),
     },
     ...(env.VDI_VAULT_CONCURRENCY ? { defaultConcurrency: Number(env.VDI_VAULT_CONCURRENCY) } : {}),
-    ...(env.VDI_VAULT_FARGATE_THRESHOLD
-      ? { routing: { fargateThresholdBytes: Number(env.VDI_VAULT_FARGATE_THRESHOLD) } }
-      : {}),
+    routing: {
+      ...(env.VDI_VAULT_FARGATE_THRESHOLD ? { fargateThresholdBytes: Number(env.VDI_VAULT_FARGATE_THRESHOLD) } : {}),
+      ...(env.VDI_VAULT_TRANSFER_MEMORY_MB
+        ? { lambdaMemoryBytes: Number(env.VDI_VAULT_TRANSFER_MEMORY_MB) * 1024 * 1024 }
+        : {}),
+    },
     ...(env.VDI_VAULT_LOCK_TABLE
       ? {
           lock: {
