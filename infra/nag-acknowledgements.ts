@@ -70,3 +70,26 @@ export function acknowledgeFindings(scope: Construct, resources: AcknowledgedRes
     'X-Ray trace segments and CloudWatch Logs delivery for Step Functions accept no resource narrower than *.',
   );
 }
+
+/** The operator managed policy's findings (`infra/constructs/operator-policy.ts`), on that policy only. */
+export function acknowledgeOperatorPolicyFindings(
+  policy: Construct,
+  resources: { readonly stateMachineNames: readonly string[] },
+): void {
+  for (const name of resources.stateMachineNames) {
+    Validations.of(policy).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:${name}:*]`,
+      reason:
+        'Operators follow any execution of our own state machine (DescribeExecution, GetExecutionHistory); execution names are chosen at start, so only the name part is a wildcard.',
+    });
+  }
+}
+
+/** A dead-letter queue's findings, on that queue only. */
+export function acknowledgeDeadLetterQueue(queue: Construct): void {
+  Validations.of(queue).acknowledge({
+    id: 'AwsSolutions-SQS3',
+    reason:
+      'This queue is itself the dead-letter queue of EventBridge or Scheduler targets (their DeadLetterConfig, which cdk-nag does not see); a dead-letter queue of a dead-letter queue would only hide the same letters one level deeper. An alarm reports any message in it.',
+  });
+}

@@ -6,8 +6,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { createDeadLetterQueue } from './vault-notifications.ts';
 
 /** A scheduled backup: its schedule starts the backup state machine with `{vdiUuids, pool, mode, concurrency?, retention?}`. */
 export interface BackupJob {
@@ -46,17 +48,22 @@ export interface BackupTriggersProps {
 /**
  * What starts backups: an EventBridge Scheduler schedule per job, and a rule on the custom event
  * `{source: "vdi-vault", detail-type: "Backup Requested", detail: {vdiUuids, pool, mode}}` that starts the
- * backup state machine with the detail as its input.
+ * backup state machine with the detail as its input. A start that still fails after the retries (3, within
+ * an hour) lands in the dead-letter queue, which `VaultNotifications` alarms on.
  */
 export class BackupTriggers extends Construct {
   readonly schedules: Readonly<Record<string, scheduler.Schedule>>;
   readonly backupRequestRule: events.Rule;
   /** Assumed by EventBridge Scheduler and EventBridge to start executions, and nothing else. */
   readonly role: iam.Role;
+  /** Backup starts no schedule or event could deliver. */
+  readonly deadLetterQueue: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: BackupTriggersProps) {
     super(scope, id);
-    const account = Stack.of(this).account;
+    const stack = Stack.of(this);
+    const account = stack.account;
+    this.deadLetterQueue = createDeadLetterQueue(this, 'DeadLetters', props.key);
     this.role = new iam.Role(this, 'StartBackupRole', {
       description: 'Starts vdi-vault backup executions from schedules and Backup Requested events',
       assumedBy: new iam.CompositePrincipal(
@@ -81,6 +88,22 @@ export class BackupTriggers extends Construct {
       }),
     );
 
+    // Scheduler sends a schedule's dead letters with the schedule's role: SQS then needs the key for it.
+    if (props.jobs?.length) {
+      this.role.addToPolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+          resources: [props.key.keyArn],
+          conditions: {
+            StringEquals: {
+              'kms:ViaService': `sqs.${stack.region}.amazonaws.com`,
+              'kms:EncryptionContext:aws:sqs:arn': this.deadLetterQueue.queueArn,
+            },
+          },
+        }),
+      );
+    }
+
     const schedules: Record<string, scheduler.Schedule> = {};
     for (const job of props.jobs ?? []) {
       const input = {
@@ -102,6 +125,7 @@ export class BackupTriggers extends Construct {
           input: scheduler.ScheduleTargetInput.fromObject(input),
           retryAttempts: 3,
           maxEventAge: Duration.hours(1),
+          deadLetterQueue: this.deadLetterQueue,
         }),
       });
     }
@@ -121,6 +145,7 @@ export class BackupTriggers extends Construct {
           input: events.RuleTargetInput.fromEventPath('$.detail'),
           retryAttempts: 3,
           maxEventAge: Duration.hours(1),
+          deadLetterQueue: this.deadLetterQueue,
         }),
       ],
     });

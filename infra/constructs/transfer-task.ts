@@ -1,5 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -30,6 +31,25 @@ export interface TransferTaskProps {
 
 /** The container's name in the task definition. */
 export const TRANSFER_CONTAINER = 'transfer';
+
+/**
+ * How long a `.sync` state waits for its task. XAPI ends a transfer after 24 hours, so a task still running
+ * an hour after that is hung: without a limit it would hold the execution for up to a year.
+ */
+export const TRANSFER_TASK_TIMEOUT = Duration.hours(25);
+
+/**
+ * What Step Functions' ECS integration raises when RunTask itself fails, so no task ran and starting it again
+ * is safe: `ECS.AmazonECSException` for throttling ("Rate exceeded") and for Fargate capacity ("Capacity is
+ * unavailable at this time"), `ECS.ServerException` for ECS's own errors, and
+ * `ECS.InvalidParameterException`, which ECS also returns when its EC2 calls for the subnets or security
+ * groups are throttled. A task that ran and failed raises `States.TaskFailed`: not retried here.
+ */
+export const TRANSFER_START_ERRORS = [
+  'ECS.AmazonECSException',
+  'ECS.ServerException',
+  'ECS.InvalidParameterException',
+];
 
 /**
  * Exports and imports that may outlive a Lambda's 15 minutes run here: an ECS Fargate task whose container
@@ -72,7 +92,12 @@ export class TransferTask extends Construct {
     });
     const root = fileURLToPath(new URL('../..', import.meta.url));
     this.taskDefinition.addContainer(TRANSFER_CONTAINER, {
-      image: ecs.ContainerImage.fromAsset(root, { file: 'lambdas/container/Dockerfile' }),
+      // The task runs on ARM64: built on an x86 machine without a platform, the image could not start
+      // (`exec format error`).
+      image: ecs.ContainerImage.fromAsset(root, {
+        file: 'lambdas/container/Dockerfile',
+        platform: Platform.LINUX_ARM64,
+      }),
       environment: { ...TRANSFER_PROCESS_ENV, ...props.environment },
       readonlyRootFilesystem: true,
       logging: ecs.LogDrivers.awsLogs({
@@ -103,10 +128,12 @@ export class TransferTask extends Construct {
 
   /**
    * A state that runs one transfer step on Fargate and waits for it (`ecs:runTask.sync`). The container
-   * gets the whole state as its input and writes its result to `resultKeyPath`'s key.
+   * gets the whole state as its input and writes its result to `resultKeyPath`'s key. A start that fails
+   * (`TRANSFER_START_ERRORS`) is retried with backoff and jitter; the state times out after
+   * `TRANSFER_TASK_TIMEOUT` (`States.Timeout`).
    */
   runState(scope: Construct, stateName: string, step: string, resultKeyPath: string): tasks.EcsRunTask {
-    return new tasks.EcsRunTask(scope, stateName, {
+    const state = new tasks.EcsRunTask(scope, stateName, {
       stateName,
       integrationPattern: sfn.IntegrationPattern.RUN_JOB,
       cluster: this.cluster,
@@ -127,6 +154,16 @@ export class TransferTask extends Construct {
       ],
       // The ECS task's description is not the transfer's result: the collecting state reads that from S3.
       resultPath: sfn.JsonPath.DISCARD,
+      taskTimeout: sfn.Timeout.duration(TRANSFER_TASK_TIMEOUT),
     });
+    state.addRetry({
+      errors: TRANSFER_START_ERRORS,
+      interval: Duration.seconds(10),
+      backoffRate: 2,
+      maxAttempts: 6,
+      maxDelay: Duration.minutes(5),
+      jitterStrategy: sfn.JitterType.FULL,
+    });
+    return state;
   }
 }

@@ -90,7 +90,8 @@ describe('notifications', () => {
       { nagChecks: false },
     );
     template.resourceCountIs('AWS::SNS::Topic', 0);
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 2);
+    // Failed backups, failed restores, and the two dead-letter queues (notifications, triggers).
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmActions: [arn] });
   });
 });

@@ -87,7 +87,7 @@ describe('triggers', () => {
     });
   });
 
-  it('lets the trigger role start backups only, and use the key only for that state machine', () => {
+  it('lets the trigger role start backups only, and use the key only for that state machine and its dead letters', () => {
     const { template } = deployed;
     const role = resourceOf(template, 'AWS::IAM::Role', 'TriggersStartBackupRole');
     expect(JSON.stringify(role.Properties.AssumeRolePolicyDocument)).toContain('scheduler.amazonaws.com');
@@ -95,6 +95,7 @@ describe('triggers', () => {
     const statements = (
       policy.Properties.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] }
     ).Statement;
+    const deadLetters = { 'Fn::GetAtt': [expect.stringMatching(/^TriggersDeadLetters/), 'Arn'] };
     expect(statements).toEqual([
       expect.objectContaining({
         Action: 'states:StartExecution',
@@ -110,6 +111,17 @@ describe('triggers', () => {
           },
         },
       }),
+      // Scheduler sends a schedule's dead letters with this role.
+      expect.objectContaining({
+        Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': expect.anything(),
+            'kms:EncryptionContext:aws:sqs:arn': deadLetters,
+          },
+        },
+      }),
+      expect.objectContaining({ Action: 'sqs:SendMessage', Resource: deadLetters }),
     ]);
   });
 
