@@ -93,6 +93,8 @@ async function executeLocally(
       error: (error as Error).name,
       cause: (error as Error).message,
     };
+  } finally {
+    await (await import('../infra/local/local-deployments.ts')).closeLocalDeployment(target);
   }
   display.close();
   recorder.finish(outcome);

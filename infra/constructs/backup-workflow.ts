@@ -2,6 +2,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { Duration } from 'aws-cdk-lib';
 import {
+  type StepSpec,
   BACKUP_STEPS,
   OUT_OF_LAMBDA_ERRORS,
   TRANSFER_STATE_TIMEOUT_SECONDS,
@@ -31,7 +32,8 @@ export class BackupWorkflow extends Construct {
   constructor(scope: Construct, id: string, props: BackupWorkflowProps) {
     super(scope, id);
     const functions: Record<string, StepFunction> = {};
-    for (const [name, spec] of Object.entries(BACKUP_STEPS)) {
+    for (const [name, spec] of Object.entries(BACKUP_STEPS) as [string, StepSpec][]) {
+      if (spec.fargateOnly) continue;
       functions[name] = new StepFunction(this, {
         workflow: 'backup',
         spec,
@@ -67,7 +69,14 @@ export class BackupWorkflow extends Construct {
       timeout: Duration.seconds(TRANSFER_STATE_TIMEOUT_SECONDS),
     });
     const exportOnFargate = props.transfer
-      .runState(this, 'ExportOnFargate', 'backup.export', '$.plan.transferResultKey')
+      .runState(this, 'ExportOnFargate', 'backup.export', '$.plan.transferResultKey', [
+        'pool',
+        'vdiUuid',
+        'executionId',
+        'plan',
+        'snapshot',
+        'task',
+      ])
       .addCatch(failureCleanup, { resultPath: '$.failure' });
     exportOnFargate.next(step(f.collectExport, '$.export').next(commit));
     exportOnLambda

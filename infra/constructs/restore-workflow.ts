@@ -2,6 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import {
+  type StepSpec,
   OUT_OF_LAMBDA_ERRORS,
   RESTORE_STEPS,
   TRANSFER_STATE_TIMEOUT_SECONDS,
@@ -27,12 +28,13 @@ export interface RestoreWorkflowProps {
  */
 export class RestoreWorkflow extends Construct {
   readonly definition: sfn.IChainable;
-  readonly functions: Readonly<Record<keyof typeof RESTORE_STEPS, StepFunction>>;
+  readonly functions: Readonly<Record<Exclude<keyof typeof RESTORE_STEPS, 'replayChain'>, StepFunction>>;
 
   constructor(scope: Construct, id: string, props: RestoreWorkflowProps) {
     super(scope, id);
     const functions: Record<string, StepFunction> = {};
-    for (const [name, spec] of Object.entries(RESTORE_STEPS)) {
+    for (const [name, spec] of Object.entries(RESTORE_STEPS) as [string, StepSpec][]) {
+      if (spec.fargateOnly) continue;
       functions[name] = new StepFunction(this, {
         workflow: 'restore',
         spec,
@@ -40,7 +42,7 @@ export class RestoreWorkflow extends Construct {
         ...(spec.transfer && props.importMemorySize ? { memorySize: props.importMemorySize } : {}),
       });
     }
-    const f = functions as Record<keyof typeof RESTORE_STEPS, StepFunction>;
+    const f = functions as Record<Exclude<keyof typeof RESTORE_STEPS, 'replayChain'>, StepFunction>;
     this.functions = f;
 
     // State names and whether a step may be retried come from the step table.
@@ -77,10 +79,16 @@ export class RestoreWorkflow extends Construct {
     const resolve = catchToCleanup(invoke(f.resolveChain, '$.chain'));
     const createVdi = catchToCleanup(invoke(f.createVdi, '$.vdi'));
 
-    // Streams can't be resumed, so imports are not retried; a failure destroys the VDI and fails. Each import
-    // runs on Lambda unless ResolveChain routed it to Fargate by size; a Lambda import that times out runs
-    // once more on Fargate (an import is idempotent: it writes the same blocks again).
-    const [collectLayerState, collectMergedState] = f.collectImport.spec.states as [string, string];
+    // Streams can't be resumed, so imports are not retried; a failure destroys the VDI and fails. A replay
+    // imports each layer on Lambda, or every layer in one Fargate task when ResolveChain found a layer too
+    // large for a Lambda; a merge runs where its size says. A Lambda import that runs out of time or memory
+    // runs once more on Fargate (an import is idempotent: it writes the same blocks again). Fargate gets the
+    // chain's key, never its layers (design.md, AWS limits).
+    const [collectLayerState, collectMergedState, collectReplayState] = f.collectImport.spec.states as [
+      string,
+      string,
+      string,
+    ];
     const collect = (stateName: string, keyPath: string, resultPath?: string) =>
       lambdaStep(this, stateName, f.collectImport, {
         payload: sfn.TaskInput.fromObject({ 'transferResultKey.$': keyPath }),
@@ -90,19 +98,22 @@ export class RestoreWorkflow extends Construct {
       this,
       'ImportLayerOnFargate',
       'restore.importLayer',
-      '$.layer.transferResultKey',
+      '$.transferResultKey',
+      ['layer', 'chainKey', 'transferResultKey', 'pool', 'vdi', 'restorePoint'],
     );
-    layerOnFargate.next(collect(collectLayerState, '$.layer.transferResultKey'));
+    layerOnFargate.next(collect(collectLayerState, '$.transferResultKey'));
     const layerOnLambda = invoke(f.importLayer, undefined, transferTimeout).addCatch(layerOnFargate, {
       errors: [...OUT_OF_LAMBDA_ERRORS],
       resultPath: '$.lambdaTimeout',
     });
-    const replay = catchToCleanup(
+    const replayOnLambda = catchToCleanup(
       new sfn.Map(this, 'ReplayLayers', {
         stateName: 'ReplayLayers',
         itemsPath: '$.chain.layers',
         itemSelector: {
           'layer.$': '$$.Map.Item.Value',
+          'chainKey.$': '$.chain.chainKey',
+          'transferResultKey.$': '$.chain.transferResultKey',
           'pool.$': '$.pool',
           'session.$': '$.session',
           'vdi.$': '$.vdi',
@@ -110,34 +121,47 @@ export class RestoreWorkflow extends Construct {
         },
         maxConcurrency: 1,
         resultPath: '$.imported',
-      }).itemProcessor(
-        new sfn.Choice(this, 'RouteLayer', { stateName: 'RouteLayer' })
-          .when(sfn.Condition.stringEquals('$.layer.route', 'fargate'), layerOnFargate)
-          .otherwise(layerOnLambda),
-      ),
+      }).itemProcessor(layerOnLambda),
     );
 
+    const wholeChainFields = [
+      'pool',
+      'vdi',
+      'chain.backupId',
+      'chain.chainKey',
+      'chain.transferResultKey',
+      'chain.layerCount',
+    ];
     const cleanup = catchToCleanup(invoke(f.cleanup, '$.cleanup'));
-    const mergedOnFargate = catchToCleanup(
-      props.transfer.runState(
-        this,
-        'ImportMergedOnFargate',
-        'restore.importMerged',
-        '$.chain.transferResultKey',
-      ),
-    );
-    mergedOnFargate.next(
-      catchToCleanup(collect(collectMergedState, '$.chain.transferResultKey', '$.imported')).next(cleanup),
+    const onFargate = (stateName: string, step: 'restore.importMerged' | 'restore.replayChain', collectState: string) => {
+      const state = catchToCleanup(
+        props.transfer.runState(this, stateName, step, '$.chain.transferResultKey', wholeChainFields),
+      );
+      state.next(catchToCleanup(collect(collectState, '$.chain.transferResultKey', '$.imported')).next(cleanup));
+      return state;
+    };
+    const mergedOnFargate = onFargate('ImportMergedOnFargate', 'restore.importMerged', collectMergedState);
+    const replayOnFargate = onFargate(
+      RESTORE_STEPS.replayChain.states[0]!,
+      'restore.replayChain',
+      collectReplayState,
     );
     const mergedOnLambda = invoke(f.importMerged, '$.imported', transferTimeout)
       .addCatch(mergedOnFargate, { errors: [...OUT_OF_LAMBDA_ERRORS], resultPath: '$.lambdaTimeout' })
       .addCatch(failureCleanup, { resultPath: '$.failure' });
     mergedOnLambda.next(cleanup);
-    replay.next(cleanup);
+    replayOnLambda.next(cleanup);
     cleanup.next(invoke(f.logout));
 
     const strategy = new sfn.Choice(this, 'Strategy', { stateName: 'Strategy' })
-      .when(sfn.Condition.stringEquals('$.request.strategy', 'replay'), replay)
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.stringEquals('$.request.strategy', 'replay'),
+          sfn.Condition.stringEquals('$.chain.replayRoute', 'fargate'),
+        ),
+        replayOnFargate,
+      )
+      .when(sfn.Condition.stringEquals('$.request.strategy', 'replay'), replayOnLambda)
       .when(sfn.Condition.stringEquals('$.chain.route', 'fargate'), mergedOnFargate)
       .otherwise(mergedOnLambda);
 

@@ -7,7 +7,11 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { fileURLToPath } from 'node:url';
-import { TRANSFER_ENV } from '../../lambdas/transfer/transfer-task.ts';
+import {
+  TRANSFER_ENV,
+  transferFieldVariable,
+  type TransferStep,
+} from '../../lambdas/transfer/transfer-task.ts';
 import { TRANSFER_PROCESS_ENV } from '../../lambdas/transfer/process-env.ts';
 
 export interface TransferTaskProps {
@@ -128,11 +132,20 @@ export class TransferTask extends Construct {
 
   /**
    * A state that runs one transfer step on Fargate and waits for it (`ecs:runTask.sync`). The container
-   * gets the whole state as its input and writes its result to `resultKeyPath`'s key. A start that fails
+   * gets the state's `fields` as its input, one environment variable each (never the session: RunTask's
+   * parameters are recorded by CloudTrail; the task logs in itself), and writes its result to
+   * `resultKeyPath`'s key. ECS allows 8,192 characters of overrides: the fields hold ids, never lists that
+   * grow with the data (a chain's layers stay in S3). A start that fails
    * (`TRANSFER_START_ERRORS`) is retried with backoff and jitter; the state times out after
    * `TRANSFER_TASK_TIMEOUT` (`States.Timeout`).
    */
-  runState(scope: Construct, stateName: string, step: string, resultKeyPath: string): tasks.EcsRunTask {
+  runState(
+    scope: Construct,
+    stateName: string,
+    step: TransferStep,
+    resultKeyPath: string,
+    fields: readonly string[],
+  ): tasks.EcsRunTask {
     const state = new tasks.EcsRunTask(scope, stateName, {
       stateName,
       integrationPattern: sfn.IntegrationPattern.RUN_JOB,
@@ -147,7 +160,10 @@ export class TransferTask extends Construct {
           containerDefinition: this.taskDefinition.defaultContainer!,
           environment: [
             { name: TRANSFER_ENV.step, value: step },
-            { name: TRANSFER_ENV.input, value: sfn.JsonPath.jsonToString(sfn.JsonPath.entirePayload) },
+            ...fields.map((field) => ({
+              name: transferFieldVariable(field),
+              value: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt(`$.${field}`)),
+            })),
             { name: TRANSFER_ENV.resultKey, value: sfn.JsonPath.stringAt(resultKeyPath) },
           ],
         },

@@ -12,7 +12,7 @@ import type * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { TRANSFER_MEMORY_MIB } from '../../lambdas/runtime/step-table.ts';
+import { TRANSFER_MEMORY_MIB, transferSteps } from '../../lambdas/runtime/step-table.ts';
 import { acknowledgeFindings } from '../nag-acknowledgements.ts';
 import { BackupTriggers, type BackupJob } from './backup-triggers.ts';
 import { BackupWorkflow } from './backup-workflow.ts';
@@ -205,12 +205,9 @@ export class VdiVault extends Construct {
     });
     this.transferTask = transfer;
     for (const pool of props.pools) pool.secret.grantRead(transfer.taskDefinition.taskRole);
-    // The task exports and imports, and writes its result under the catalog prefix's `.transfers/`.
-    grantCatalogAccess(transfer.taskDefinition.taskRole, catalog, [
-      's3:GetObject',
-      's3:PutObject',
-      's3:AbortMultipartUpload',
-    ]);
+    // The task runs any transfer step (the table's), and writes its result under the prefix's `.transfers/`.
+    const transferActions = new Set(transferSteps().flatMap((spec) => spec.catalog));
+    grantCatalogAccess(transfer.taskDefinition.taskRole, catalog, [...transferActions, 's3:PutObject']);
 
     const backup = new BackupWorkflow(this, 'Backup', {
       transfer,

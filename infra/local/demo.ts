@@ -18,6 +18,7 @@ import { startEmbeddedS3 } from '../../test/world/embedded-s3.ts';
 import { startXapiSimulator } from '../../test/world/xapi-simulator/index.ts';
 import { runLocalBackup, type LocalTarget } from './local-backup.ts';
 import { runLocalRestore } from './local-restore.ts';
+import { closeLocalDeployment } from './local-deployments.ts';
 import { formatBytes, formatRate, TransferProgress } from './progress.ts';
 
 const MiB = 1024 * 1024;
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
   const say = (line: string) => (json ? process.stderr : process.stdout).write(line + '\n');
 
   const sim = await startXapiSimulator();
+  let target: LocalTarget | undefined;
   const s3 = await startEmbeddedS3();
   try {
     const vdi = sim.addVdi({
@@ -47,7 +49,7 @@ async function main(): Promise<void> {
     const bucket = 'vdi-vault-demo';
     await createS3Client(s3).send(new CreateBucketCommand({ Bucket: bucket }));
     let progress: TransferProgress | undefined;
-    const target: LocalTarget = {
+    const local: LocalTarget = {
       xapi: { url: sim.url, username: sim.username, password: sim.password },
       pool: 'demo',
       s3,
@@ -55,6 +57,7 @@ async function main(): Promise<void> {
       prefix: 'backups',
       onExportProgress: (_vdi, bytes) => progress?.update(bytes),
     };
+    target = local;
     say(`XAPI simulator at ${sim.url}; S3-compatible server at ${s3.endpoint}`);
     say(
       `VDI ${vdi.uuid}: ${formatBytes(parseSize(values['vdi-size']!))}, ${sim.allocatedBlocks(vdi.uuid).length} blocks allocated`,
@@ -63,7 +66,7 @@ async function main(): Promise<void> {
     const backup = async (label: string) => {
       progress = new TransferProgress(label);
       const started = Date.now();
-      const run = await runLocalBackup(target, { vdiUuids: [vdi.uuid] });
+      const run = await runLocalBackup(local, { vdiUuids: [vdi.uuid] });
       progress.done();
       if (run.status !== 'SUCCEEDED') throw new Error(`${label} failed: ${run.error}: ${run.cause}`);
       const outcome = run.summary!.outcomes[0]!;
@@ -110,7 +113,7 @@ async function main(): Promise<void> {
     const restores = [];
     for (const strategy of ['replay', 'merge'] as const) {
       const started = Date.now();
-      const run = await runLocalRestore(target, {
+      const run = await runLocalRestore(local, {
         vdiUuid: vdi.uuid,
         restorePoint: 'latest',
         srUuid: sim.srs.shared.uuid,
@@ -139,6 +142,7 @@ async function main(): Promise<void> {
       process.stdout.write(JSON.stringify({ backups, restores }) + '\n');
     }
   } finally {
+    if (target) await closeLocalDeployment(target);
     await sim.close();
     await s3.close();
   }

@@ -232,7 +232,7 @@ async function runStateMachine(
 
   // An encrypted state machine's role encrypts and decrypts the execution's data with the key.
   const keyId = (machine.EncryptionConfiguration as { KmsKeyId?: unknown } | undefined)?.KmsKeyId;
-  if (keyId !== undefined && !process.env.DBG_SKIP_SM_KMS) {
+  if (keyId !== undefined) {
     const keyArn = stack.resolve(keyId) as string;
     for (const action of ['kms:GenerateDataKey', 'kms:Decrypt']) {
       const decision = await gateway.record({

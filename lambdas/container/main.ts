@@ -68,6 +68,8 @@ function handlerOf(step: TransferStep): (input: never, context: Context) => Prom
       return restore.importLayer;
     case 'restore.importMerged':
       return restore.importMerged;
+    case 'restore.replayChain':
+      return restore.replayChain;
   }
 }
 

@@ -38,6 +38,13 @@ export const importMerged = handle('importMerged', (_event, result, ms) =>
     ms,
   ),
 );
+export const replayChain = handle('replayChain', (_event, result, ms) =>
+  addTransferMetrics(
+    'Imported',
+    result.reduce((sum, layer) => sum + layer.bytes, 0),
+    ms,
+  ),
+);
 export const collectImport = handle('collectImport');
 export const cleanup = handle('cleanup');
 export const logout = handle('logout', () => addCount('RestoreSucceeded'));

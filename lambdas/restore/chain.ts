@@ -1,11 +1,10 @@
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../catalog/catalog.ts';
 import { chainOf } from '../catalog/manifest.ts';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError, type Manifest } from '../catalog/manifest.ts';
 import { InputValidationError } from '../shared/input-error.ts';
 import { backupIdTime, isBackupId } from './input.ts';
-import type { TransferRoute } from '../transfer/routing.ts';
 
 /** One stored VHD to apply, oldest (the full) first. */
 export interface RestoreLayer {
@@ -14,9 +13,6 @@ export interface RestoreLayer {
   readonly objectKey: string;
   readonly bytes: number;
   readonly sha256: string;
-  /** Set by the workflow's ResolveChain: where this layer's import runs and reports. */
-  readonly route?: TransferRoute;
-  readonly transferResultKey?: string;
 }
 
 export interface RestoreChain {
@@ -122,4 +118,44 @@ export async function resolveChain(
       sha256: m.sha256,
     })),
   };
+}
+
+/** Where ResolveChain leaves a restore's chain for the imports: beside the transfer results. */
+export function chainDocumentKey(catalog: CatalogLocation, restoreId: string): string {
+  return `${catalog.prefix ? catalog.prefix + '/' : ''}.transfers/${restoreId}.chain.json`;
+}
+
+export async function writeChainDocument(
+  s3: S3Client,
+  catalog: CatalogLocation,
+  key: string,
+  chain: RestoreChain,
+): Promise<void> {
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: catalog.bucket,
+      Key: key,
+      Body: JSON.stringify(chain),
+      ContentType: 'application/json',
+    }),
+  );
+}
+
+/** The chain ResolveChain wrote; read once per container (an import of each layer reads it again). */
+const chainDocuments = new Map<string, Promise<RestoreChain>>();
+export function readChainDocument(s3: S3Client, catalog: CatalogLocation, key: string): Promise<RestoreChain> {
+  let chain = chainDocuments.get(key);
+  if (!chain) {
+    chain = s3
+      .send(new GetObjectCommand({ Bucket: catalog.bucket, Key: key }))
+      .then(async (object) => JSON.parse((await object.Body?.transformToString('utf8')) ?? '') as RestoreChain)
+      .catch((error: unknown) => {
+        chainDocuments.delete(key);
+        throw new CatalogError(`the restore's chain document ${key} cannot be read: ${String(error)}`);
+      });
+    chainDocuments.set(key, chain);
+    // A warm container serves many restores: keep only the last few chains.
+    for (const old of [...chainDocuments.keys()].slice(0, -8)) chainDocuments.delete(old);
+  }
+  return chain;
 }

@@ -1,7 +1,33 @@
 import type { XapiSessionHandle } from '../xapi/index.ts';
-import type { RestoreChain, RestoreLayer } from './chain.ts';
 import type { RestoreRequest } from './input.ts';
 import type { TransferRoute } from '../transfer/routing.ts';
+
+/**
+ * The resolved chain as the workflow carries it: ids and counts only. The layers' details (keys, sizes,
+ * digests) stay in the chain document in S3 (`chainKey`), so a state stays far under Step Functions'
+ * 256 KiB and a Fargate task's overrides under ECS's 8,192 characters however long the chain.
+ */
+export interface ChainInState {
+  readonly backupId: string;
+  readonly virtualSize: number;
+  readonly vdiNameLabel: string;
+  readonly srRef: string;
+  readonly chainKey: string;
+  readonly layerCount: number;
+  /** Where the merged import runs. */
+  readonly route: TransferRoute;
+  /** Where a replay runs: each layer on Lambda, or every layer in one Fargate task. */
+  readonly replayRoute: TransferRoute;
+  /** Where a Fargate import (merged, replayed, or one layer) writes its result. */
+  readonly transferResultKey: string;
+  /** The replay Map's items, oldest (the full) first. */
+  readonly layers: readonly ReplayLayer[];
+}
+
+export interface ReplayLayer {
+  readonly index: number;
+  readonly backupId: string;
+}
 
 /** What the restore workflow carries from state to state (ids and sizes only). */
 export interface RestoreState {
@@ -9,12 +35,7 @@ export interface RestoreState {
   readonly pool: string;
   readonly startedAt: string;
   readonly session?: XapiSessionHandle;
-  readonly chain?: RestoreChain & {
-    readonly srRef: string;
-    /** Where the merged import runs and reports. */
-    readonly route: TransferRoute;
-    readonly transferResultKey: string;
-  };
+  readonly chain?: ChainInState;
   readonly vdi?: { readonly ref: string; readonly uuid: string };
   readonly imported?: readonly ImportedLayer[];
   readonly failure?: { readonly Error?: string; readonly Cause?: string };
@@ -22,9 +43,12 @@ export interface RestoreState {
 
 /** The replay Map's item: one layer to import into the new VDI. */
 export interface ReplayItem {
-  readonly layer: RestoreLayer;
+  readonly layer: ReplayLayer;
+  readonly chainKey: string;
+  readonly transferResultKey: string;
   readonly pool: string;
-  readonly session: XapiSessionHandle;
+  /** Absent in the Fargate task, which logs in itself. */
+  readonly session?: XapiSessionHandle;
   readonly vdi: { readonly ref: string; readonly uuid: string };
   readonly restorePoint: string;
 }

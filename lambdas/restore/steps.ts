@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Readable, Transform } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError } from '../catalog/manifest.ts';
 import { failureMessage } from '../shared/failure.ts';
@@ -11,13 +11,26 @@ import type { PoolDirectory } from '../shared/pools.ts';
 import { writeVhd } from '../vhd/index.ts';
 import { isXapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
-import { resolveChain } from './chain.ts';
+import {
+  chainDocumentKey,
+  readChainDocument,
+  resolveChain,
+  writeChainDocument,
+  type RestoreLayer,
+} from './chain.ts';
 import { routeFor, type TransferRouting } from '../transfer/routing.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { importIntoVdi } from './import-vdi.ts';
 import { parseRestoreRequest } from './input.ts';
 import { mergedBlockSource } from './merged-source.ts';
-import type { ImportedLayer, ReplayItem, RestoreFailure, RestoreResult, RestoreState } from './state.ts';
+import type {
+  ChainInState,
+  ImportedLayer,
+  ReplayItem,
+  RestoreFailure,
+  RestoreResult,
+  RestoreState,
+} from './state.ts';
 
 /** Marks a VDI as ours while the restore runs; `complete` once every layer is in. */
 export const RESTORE_STATE_TAG = 'vdi-vault-restore';
@@ -66,6 +79,53 @@ export function createRestoreSteps(deps: RestoreDeps) {
     }
   }
 
+  /** One layer, streamed from S3 into the VDI; its sha256 must match the manifest's. */
+  async function importOneLayer(item: ReplayItem, layer: RestoreLayer): Promise<ImportedLayer> {
+    const object = await deps.s3.send(
+      new GetObjectCommand({ Bucket: deps.catalog.bucket, Key: layer.objectKey }),
+    );
+    if (object.ContentLength !== layer.bytes) {
+      throw new CatalogError(
+        `the object ${layer.objectKey} holds ${String(object.ContentLength)} bytes, its manifest records ${layer.bytes}`,
+      );
+    }
+    const hash = createHash('sha256');
+    let sentBytes = 0;
+    // pipeline, not pipe: an S3 stream that breaks must break the PUT too, not leave it waiting.
+    const body = pipeline(
+      object.Body as Readable,
+      new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          hash.update(chunk);
+          sentBytes += chunk.length;
+          deps.onImportProgress?.(layer.backupId, sentBytes);
+          callback(null, chunk);
+        },
+      }),
+      () => undefined,
+    );
+    const sent = await importUnderOurTask(
+      item,
+      `vdi-vault restore ${item.restorePoint}: ${layer.backupId}`,
+      item.vdi.ref,
+      body,
+      layer.bytes,
+    );
+    const sha256 = hash.digest('hex');
+    if (sha256 !== layer.sha256) {
+      throw new CatalogError(
+        `the object ${layer.objectKey} changed since its backup: sha256 ${sha256}, its manifest records ${layer.sha256}`,
+      );
+    }
+    return { backupId: layer.backupId, bytes: layer.bytes, host: sent.host };
+  }
+
+  /** The chain document only served this restore's imports. */
+  async function removeChainDocument(state: RestoreState): Promise<void> {
+    if (!state.chain) return;
+    await deps.s3.send(new DeleteObjectCommand({ Bucket: deps.catalog.bucket, Key: state.chain.chainKey }));
+  }
+
   return {
     /** Checks the request a person typed; nothing else happens before it passes. */
     async validate(raw: unknown): Promise<RestoreState> {
@@ -103,20 +163,26 @@ export function createRestoreSteps(deps: RestoreDeps) {
           throw error;
         }),
       );
-      // Each replayed layer is its own transfer; a merge sends about the sum of the layers at most.
       const id = `restores/${state.pool}/${state.request.vdiUuid}/${state.startedAt.replace(/[-:]/g, '')}`;
+      const chainKey = chainDocumentKey(deps.catalog, id);
+      await writeChainDocument(deps.s3, deps.catalog, chainKey, chain);
+      // A merge sends about the sum of the layers at most; a replay on Lambda sends each layer in its own
+      // invocation, so the largest layer decides whether the replay runs in one Fargate task instead.
       const total = chain.layers.reduce((sum, layer) => sum + layer.bytes, 0);
-      return {
-        ...chain,
-        layers: chain.layers.map((layer) => ({
-          ...layer,
-          route: routeFor(deps.routing, layer.bytes),
-          transferResultKey: transferResultKey(deps.catalog, `${id}-${layer.backupId}`),
-        })),
-        route: routeFor(deps.routing, total),
-        transferResultKey: transferResultKey(deps.catalog, `${id}-merged`),
+      const largest = Math.max(...chain.layers.map((layer) => layer.bytes));
+      const compact: ChainInState = {
+        backupId: chain.backupId,
+        virtualSize: chain.virtualSize,
+        vdiNameLabel: chain.vdiNameLabel,
         srRef,
+        chainKey,
+        layerCount: chain.layers.length,
+        route: routeFor(deps.routing, total),
+        replayRoute: routeFor(deps.routing, largest),
+        transferResultKey: transferResultKey(deps.catalog, id),
+        layers: chain.layers.map((layer, index) => ({ index, backupId: layer.backupId })),
       };
+      return compact;
     },
 
     /** Reads what a Fargate import wrote (one replayed layer, or the merged stream). */
@@ -150,49 +216,41 @@ export function createRestoreSteps(deps: RestoreDeps) {
 
     /** Replay: one layer, streamed from S3 into the VDI; its sha256 must match the manifest's. */
     async importLayer(item: ReplayItem): Promise<ImportedLayer> {
-      const object = await deps.s3.send(
-        new GetObjectCommand({ Bucket: deps.catalog.bucket, Key: item.layer.objectKey }),
-      );
-      if (object.ContentLength !== item.layer.bytes) {
+      const chain = await readChainDocument(deps.s3, deps.catalog, item.chainKey);
+      const layer = chain.layers[item.layer.index];
+      if (!layer || layer.backupId !== item.layer.backupId) {
         throw new CatalogError(
-          `the object ${item.layer.objectKey} holds ${String(object.ContentLength)} bytes, its manifest records ${item.layer.bytes}`,
+          `the chain document ${item.chainKey} has no layer ${item.layer.index} (${item.layer.backupId})`,
         );
       }
-      const hash = createHash('sha256');
-      let sentBytes = 0;
-      // pipeline, not pipe: an S3 stream that breaks must break the PUT too, not leave it waiting.
-      const body = pipeline(
-        object.Body as Readable,
-        new Transform({
-          transform(chunk: Buffer, _encoding, callback) {
-            hash.update(chunk);
-            sentBytes += chunk.length;
-            deps.onImportProgress?.(item.layer.backupId, sentBytes);
-            callback(null, chunk);
-          },
-        }),
-        () => undefined,
-      );
-      const sent = await importUnderOurTask(
-        item,
-        `vdi-vault restore ${item.restorePoint}: ${item.layer.backupId}`,
-        item.vdi.ref,
-        body,
-        item.layer.bytes,
-      );
-      const sha256 = hash.digest('hex');
-      if (sha256 !== item.layer.sha256) {
-        throw new CatalogError(
-          `the object ${item.layer.objectKey} changed since its backup: sha256 ${sha256}, its manifest records ${item.layer.sha256}`,
-        );
+      return importOneLayer(item, layer);
+    },
+
+    /** Replay in one Fargate task: every layer of the chain, oldest first. */
+    async replayChain(state: RestoreState): Promise<ImportedLayer[]> {
+      const inState = required(state.chain, 'chain');
+      const vdi = required(state.vdi, 'vdi');
+      const chain = await readChainDocument(deps.s3, deps.catalog, inState.chainKey);
+      const imported: ImportedLayer[] = [];
+      for (const [index, layer] of chain.layers.entries()) {
+        const item = {
+          layer: { index, backupId: layer.backupId },
+          chainKey: inState.chainKey,
+          transferResultKey: inState.transferResultKey,
+          pool: state.pool,
+          ...(state.session ? { session: state.session } : {}),
+          vdi,
+          restorePoint: chain.backupId,
+        };
+        imported.push(await importOneLayer(item, layer));
       }
-      return { backupId: item.layer.backupId, bytes: item.layer.bytes, host: sent.host };
+      return imported;
     },
 
     /** Merge: one VHD holding each block from the newest layer that has it, in a single PUT. */
     async importMerged(state: RestoreState): Promise<ImportedLayer[]> {
-      const chain = required(state.chain, 'chain');
       const vdi = required(state.vdi, 'vdi');
+      const chain = await readChainDocument(deps.s3, deps.catalog, required(state.chain, 'chain').chainKey);
       const source = await mergedBlockSource(deps.s3, deps.catalog.bucket, chain.layers);
       const merged = writeVhd(source, { diskType: 'dynamic' });
       const body = Readable.from(
@@ -220,6 +278,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
           await session.addToVdiOtherConfig(vdi.ref, RESTORE_STATE_TAG, 'complete');
         }),
       );
+      await removeChainDocument(state);
       return { completedAt: now().toISOString() };
     },
 
@@ -256,6 +315,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
         const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
         await cleanup.attempt('logged out', () => session.logout());
       }
+      await cleanup.attempt('removed the chain document', () => removeChainDocument(state));
       const { error, cause } = failureMessage(state.failure);
       log.error('restore failed', { error, cause, cleanup: cleanup.actions });
       return { error, cause, cleanup: cleanup.actions };

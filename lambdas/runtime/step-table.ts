@@ -37,6 +37,8 @@ export interface StepSpec {
   readonly retryable: boolean;
   /** Moves disk data: may run on Fargate instead (`TRANSFER_STEPS`), and its memory bounds part buffers. */
   readonly transfer?: boolean;
+  /** Runs only in the Fargate task (no Lambda function is made for it). */
+  readonly fargateOnly?: boolean;
 }
 
 const MINUTE = 60;
@@ -187,25 +189,51 @@ export const RESTORE_STEPS = {
     retryable: false,
     transfer: true,
   }),
+  // A replay whose largest layer is too large for a Lambda: every layer in one task, in order.
+  replayChain: step({
+    name: 'replayChain',
+    functionId: 'ReplayChainTask',
+    states: ['ReplayOnFargate'],
+    catalog: ['s3:GetObject'],
+    retryable: false,
+    transfer: true,
+    fargateOnly: true,
+  }),
   collectImport: step({
     name: 'collectImport',
     functionId: 'CollectImportFunction',
-    states: ['CollectImportLayer', 'CollectImportMerged'],
+    states: ['CollectImportLayer', 'CollectImportMerged', 'CollectImportReplay'],
     xapi: false,
     catalog: ['s3:GetObject', 's3:DeleteObject'],
   }),
-  cleanup: step({ name: 'cleanup', functionId: 'CleanupFunction', states: ['RestoreCleanup'] }),
+  // Marks the VDI complete; removes the chain document.
+  cleanup: step({
+    name: 'cleanup',
+    functionId: 'CleanupFunction',
+    states: ['RestoreCleanup'],
+    catalog: ['s3:DeleteObject'],
+  }),
   logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['RestoreLogout'] }),
   failureCleanup: step({
     name: 'failureCleanup',
     functionId: 'FailureCleanupFunction',
     states: ['RestoreFailureCleanup'],
     timeoutSeconds: 5 * MINUTE,
+    catalog: ['s3:DeleteObject'],
   }),
 } as const satisfies Record<string, StepSpec>;
 
 export const WORKFLOW_STEPS = { backup: BACKUP_STEPS, restore: RESTORE_STEPS } as const;
 export type Workflow = keyof typeof WORKFLOW_STEPS;
+
+/** Every step the Fargate task may run. */
+export function transferSteps(): (StepSpec & { readonly workflow: Workflow })[] {
+  return Object.entries(WORKFLOW_STEPS).flatMap(([workflow, steps]) =>
+    Object.values(steps as Record<string, StepSpec>)
+      .filter((spec) => spec.transfer)
+      .map((spec) => ({ ...spec, workflow: workflow as Workflow })),
+  );
+}
 
 /** `backup.export` → its spec. */
 export function stepSpec(qualified: string): StepSpec & { readonly workflow: Workflow } {

@@ -1,6 +1,6 @@
 import { isXapiError, XapiHttpError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import type { Log } from './log.ts';
-import type { PoolDirectory } from './pools.ts';
+import type { PoolAccess, PoolDirectory } from './pools.ts';
 
 /** Where a step's session lives: the pool it belongs to and the handle Login passed along. */
 export interface SessionState {
@@ -11,7 +11,8 @@ export interface SessionState {
 /**
  * Runs a step's XAPI work on the execution's session. A session that expired mid-run (SESSION_INVALID, or a
  * 401 on a transfer) is refused before anything happens, so the step logs in again, runs the work once
- * more, and logs that replacement session out before returning.
+ * more, and logs that replacement session out before returning. A state without a session (the Fargate
+ * task's) works in a session of its own.
  */
 export async function withPoolSession<T>(
   pools: PoolDirectory,
@@ -19,8 +20,9 @@ export async function withPoolSession<T>(
   state: SessionState,
   work: (session: XapiSession) => Promise<T>,
 ): Promise<T> {
-  if (!state.session) throw new Error('internal: the workflow reached this step without a session');
   const access = pools.get(state.pool);
+  // The Fargate task gets no session (a RunTask's parameters are logged): it logs in for itself.
+  if (!state.session) return withOwnSession(access, log, work);
   const session = XapiSession.resume({ ...access.connection, log }, state.session);
   try {
     return await work(session);
@@ -32,10 +34,19 @@ export async function withPoolSession<T>(
   } finally {
     await session.close();
   }
-  const replacement = await XapiSession.login({ ...access.connection, log }, await access.credentials());
+  return withOwnSession(access, log, work);
+}
+
+/** A session of the step's own, logged out when the work is done. */
+async function withOwnSession<T>(
+  access: PoolAccess,
+  log: Log,
+  work: (session: XapiSession) => Promise<T>,
+): Promise<T> {
+  const own = await XapiSession.login({ ...access.connection, log }, await access.credentials());
   try {
-    return await work(replacement);
+    return await work(own);
   } finally {
-    await replacement.logout().catch(() => replacement.close());
+    await own.logout().catch(() => own.close());
   }
 }

@@ -3,7 +3,12 @@ import type { CatalogLocation } from '../catalog/keys.ts';
 import { InputValidationError } from '../shared/input-error.ts';
 
 /** The steps that move disk data and so may run on Fargate. */
-export const TRANSFER_STEPS = ['backup.export', 'restore.importLayer', 'restore.importMerged'] as const;
+export const TRANSFER_STEPS = [
+  'backup.export',
+  'restore.importLayer',
+  'restore.importMerged',
+  'restore.replayChain',
+] as const;
 export type TransferStep = (typeof TRANSFER_STEPS)[number];
 
 /** What the workflow hands the container (as environment variables of its container override). */
@@ -15,9 +20,15 @@ export interface TransferParameters {
   readonly resultKey: string;
 }
 
+/** The environment variable that carries one field (`chain.chainKey`) of a transfer's input. */
+export function transferFieldVariable(field: string): string {
+  return `${TRANSFER_ENV.fieldPrefix}${field.replaceAll('.', '__')}`;
+}
+
 export const TRANSFER_ENV = {
   step: 'VDI_VAULT_TRANSFER_STEP',
-  input: 'VDI_VAULT_TRANSFER_INPUT',
+  /** One variable per field of the step's input, its value the field as JSON: `<prefix><field>`. */
+  fieldPrefix: 'VDI_VAULT_TRANSFER_INPUT_',
   resultKey: 'VDI_VAULT_TRANSFER_RESULT_KEY',
 } as const;
 
@@ -39,14 +50,25 @@ export function parseTransferParameters(
       `Use one of ${TRANSFER_STEPS.join(', ')}.`,
     );
   }
-  const rawInput = env[TRANSFER_ENV.input];
-  if (!rawInput)
-    throw new InputValidationError(TRANSFER_ENV.input, 'is missing', 'Set it to the step input as JSON.');
-  let input: unknown;
-  try {
-    input = JSON.parse(rawInput);
-  } catch {
-    throw new InputValidationError(TRANSFER_ENV.input, 'is not JSON', 'Set it to the step input as JSON.');
+  const input: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(TRANSFER_ENV.fieldPrefix) || value === undefined) continue;
+    try {
+      // `chain__chainKey` is the field `chain.chainKey`.
+      const path = name.slice(TRANSFER_ENV.fieldPrefix.length).split('__');
+      let at = input;
+      for (const part of path.slice(0, -1)) at = (at[part] ??= {}) as Record<string, unknown>;
+      at[path.at(-1)!] = JSON.parse(value);
+    } catch {
+      throw new InputValidationError(name, 'is not JSON', 'Set it to the field of the step input as JSON.');
+    }
+  }
+  if (Object.keys(input).length === 0) {
+    throw new InputValidationError(
+      `${TRANSFER_ENV.fieldPrefix}*`,
+      'is missing',
+      'Set one variable per field of the step input, each holding the field as JSON.',
+    );
   }
   const resultKey = env[TRANSFER_ENV.resultKey];
   if (!resultKey) {
