@@ -3,7 +3,11 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
 import { InputValidationError } from '../../lambdas/shared/input-error.ts';
-import { parseTransferParameters, TRANSFER_ENV } from '../../lambdas/transfer/transfer-task.ts';
+import {
+  parseTransferParameters,
+  TRANSFER_ENV,
+  transferFieldVariable,
+} from '../../lambdas/transfer/transfer-task.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { backupAndRecord, expectInvariants, type RestorePointHashes } from '../safety/invariants.ts';
 
@@ -18,7 +22,7 @@ describe('transfers on Fargate (the container entrypoint as a local child proces
     world = undefined;
   });
 
-  it('routes by threshold: small exports and imports on Lambda, large ones on Fargate', async () => {
+  it('routes by threshold: small exports and imports on Lambda, large ones (and a replay with one) on Fargate', async () => {
     world = await startBackupWorld({
       vdi: { virtualSize: 24 * MiB, populate: 'scattered' },
       // The full (~9 MiB allocated) goes to Fargate, the small deltas stay on Lambda.
@@ -42,8 +46,10 @@ describe('transfers on Fargate (the container entrypoint as a local child proces
     const srUuid = world.sim.srs.shared.uuid;
     const replay = await world.restore({ vdiUuid: world.vdiUuid, srUuid, strategy: 'replay' });
     expect(replay.status, replay.cause).toBe('SUCCEEDED');
-    // The full's layer is above the threshold, the delta's below.
-    expect(replay.statesEntered).toEqual(expect.arrayContaining(['ImportLayerOnFargate', 'ImportLayer']));
+    // The full's layer is above the threshold: the whole chain replays in one Fargate task, in order.
+    expect(replay.statesEntered).toEqual(expect.arrayContaining(['ReplayOnFargate', 'CollectImportReplay']));
+    expect(replay.statesEntered).not.toContain('ImportLayer');
+    expect(replay.result!.layersApplied).toHaveLength(2);
     expect(world.sim.diskSha256(replay.result!.vdiUuid)).toBe(hashes.get(manifest.backupId));
     const merge = await world.restore({ vdiUuid: world.vdiUuid, srUuid, strategy: 'merge' });
     expect(merge.status, merge.cause).toBe('SUCCEEDED');
@@ -89,23 +95,29 @@ describe('transfers on Fargate (the container entrypoint as a local child proces
 });
 
 describe('the container entrypoint’s parameters', () => {
+  const vdiField = transferFieldVariable('vdiUuid');
   const valid = {
     [TRANSFER_ENV.step]: 'backup.export',
-    [TRANSFER_ENV.input]: '{"vdiUuid":"x"}',
+    [vdiField]: '"x"',
+    [transferFieldVariable('chain.chainKey')]: '"backups/.transfers/c.chain.json"',
     [TRANSFER_ENV.resultKey]: 'backups/.transfers/x.result',
   };
-  it('parses the step, its input and the result key', () => {
+  it('parses the step, its input (one variable per field, nested by path) and the result key', () => {
     expect(parseTransferParameters(valid)).toEqual({
       step: 'backup.export',
-      input: { vdiUuid: 'x' },
+      input: { vdiUuid: 'x', chain: { chainKey: 'backups/.transfers/c.chain.json' } },
       resultKey: 'backups/.transfers/x.result',
     });
   });
   it.each([
     [{ [TRANSFER_ENV.step]: undefined }, TRANSFER_ENV.step, /is missing. Set it to one of backup.export/],
     [{ [TRANSFER_ENV.step]: 'backup.login' }, TRANSFER_ENV.step, /is not a transfer step/],
-    [{ [TRANSFER_ENV.input]: undefined }, TRANSFER_ENV.input, /is missing/],
-    [{ [TRANSFER_ENV.input]: '{' }, TRANSFER_ENV.input, /is not JSON/],
+    [
+      { [vdiField]: undefined, [transferFieldVariable('chain.chainKey')]: undefined },
+      `${TRANSFER_ENV.fieldPrefix}*`,
+      /is missing/,
+    ],
+    [{ [vdiField]: '{' }, vdiField, /is not JSON/],
     [{ [TRANSFER_ENV.resultKey]: '' }, TRANSFER_ENV.resultKey, /is missing/],
   ])('names a bad parameter: %j', (change, field, message) => {
     try {
@@ -148,6 +160,22 @@ describe('the Fargate transfer in the template', () => {
       expect(definition).toContain('AssignPublicIp');
       expect(definition).toContain('SecurityGroups');
     }
+  });
+
+  it('hands the task ids only: never the session, never the whole state (RunTask parameters reach CloudTrail)', () => {
+    const machines = Object.values(template.findResources('AWS::StepFunctions::StateMachine'));
+    let overrides = 0;
+    for (const machine of machines) {
+      const definition = JSON.stringify(machine.Properties.DefinitionString);
+      for (const match of definition.matchAll(/\\"Environment\\":\[(.*?)\]/g)) {
+        overrides++;
+        expect(match[1]).not.toContain('session');
+        expect(match[1]).not.toMatch(/States\.JsonToString\(\$\)/);
+        expect(match[1]).not.toContain('layers');
+      }
+    }
+    // ExportOnFargate, ImportLayerOnFargate, ImportMergedOnFargate, ReplayOnFargate.
+    expect(overrides).toBe(4);
   });
 
   it('passes the configured Fargate threshold and the allocator setting to every transfer process', () => {
