@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { STEP_ENV } from '../infra/constructs/step-function.ts';
 import { childEnv, NODE, REPO, SCRATCH } from './paths.ts';
@@ -8,9 +9,11 @@ import { childEnv, NODE, REPO, SCRATCH } from './paths.ts';
 const run = promisify(execFile);
 
 export interface Bundle {
-  /** The step the function runs (`VDI_VAULT_STEP`, e.g. `backup.export`). */
+  /** The workflow whose functions share the bundle (`backup`, `restore`). */
   readonly name: string;
-  /** Every file of the synthesized asset (the minified ESM bundle; `@aws-sdk/*` is left to the runtime). */
+  /** The steps (`VDI_VAULT_STEP`) whose functions run it. */
+  readonly steps: string[];
+  /** Every file of the synthesized asset (the minified ESM bundle, the AWS SDK inside). */
   readonly bytes: number;
   /** Median time to `import()` the bundle in a fresh Node process. */
   readonly importMs: number;
@@ -54,7 +57,7 @@ export async function measureBundles(importRuns: number, log: (line: string) => 
   const synthSeconds = (performance.now() - started) / 1000;
   log(`synthesized in ${synthSeconds.toFixed(1)} s`);
 
-  const bundles: Bundle[] = [];
+  const byAsset = new Map<string, { entry: string; steps: string[] }>();
   const otherFunctions: string[] = [];
   for (const file of readdirSync(outdir).filter((name) => name.endsWith('.template.json'))) {
     const template = JSON.parse(readFileSync(join(outdir, file), 'utf8')) as {
@@ -68,12 +71,25 @@ export async function measureBundles(importRuns: number, log: (line: string) => 
         continue;
       }
       const assetDir = assetFolder(outdir, resource);
-      const entry = entryFile(assetDir, resource.Properties?.Handler ?? 'index.handler');
-      const times: number[] = [];
-      for (let i = 0; i < importRuns; i++) times.push(await importTime(entry));
-      bundles.push({ name: step, bytes: folderBytes(assetDir), importMs: round(median(times)) });
-      log(`${step}: ${bundles.at(-1)!.bytes} bytes, import ${bundles.at(-1)!.importMs} ms`);
+      const known = byAsset.get(assetDir);
+      if (known) known.steps.push(step);
+      else byAsset.set(assetDir, { entry: entryFile(assetDir, resource.Properties?.Handler ?? 'index.handler'), steps: [step] });
     }
+  }
+  const bundles: Bundle[] = [];
+  for (const [assetDir, { entry, steps }] of byAsset) {
+    // As Lambda runs it: the asset alone in an empty directory, no node_modules above it.
+    const alone = mkdtempSync(join(tmpdir(), 'vdi-vault-bench-bundle-'));
+    cpSync(assetDir, alone, { recursive: true });
+    const times: number[] = [];
+    try {
+      for (let i = 0; i < importRuns; i++) times.push(await importTime(join(alone, basename(entry)), alone));
+    } finally {
+      rmSync(alone, { recursive: true, force: true });
+    }
+    const name = steps[0]!.split('.')[0]!;
+    bundles.push({ name, steps: steps.sort(), bytes: folderBytes(assetDir), importMs: round(median(times)) });
+    log(`${name} (${steps.length} functions): ${bundles.at(-1)!.bytes} bytes, import ${bundles.at(-1)!.importMs} ms`);
   }
   if (bundles.length === 0)
     throw new Error('the synthesized template has no function carrying VDI_VAULT_STEP');
@@ -111,16 +127,16 @@ function folderBytes(dir: string): number {
 }
 
 /**
- * Milliseconds for `await import(bundle)` in a fresh Node process: module loading and top-level code,
- * which is what a cold start adds before the handler runs. Bare `@aws-sdk/*` imports resolve from the
- * repository's node_modules (the Lambda runtime ships its own copy).
+ * Milliseconds for `await import(bundle)` in a fresh Node process, from an empty directory: module loading
+ * and top-level code, which is what a cold start adds before the handler runs. A module the bundle does
+ * not contain fails here as it would in Lambda.
  */
-async function importTime(file: string): Promise<number> {
+async function importTime(file: string, cwd: string): Promise<number> {
   const code =
     'const t = performance.now(); await import(process.env.BENCH_IMPORT); ' +
     'process.stdout.write(String(performance.now() - t));';
   const { stdout } = await run(NODE, ['--input-type=module', '-e', code], {
-    cwd: REPO,
+    cwd,
     env: childEnv({ BENCH_IMPORT: file }),
   });
   return Number(stdout);
