@@ -73,7 +73,11 @@ export async function measureBundles(importRuns: number, log: (line: string) => 
       const assetDir = assetFolder(outdir, resource);
       const known = byAsset.get(assetDir);
       if (known) known.steps.push(step);
-      else byAsset.set(assetDir, { entry: entryFile(assetDir, resource.Properties?.Handler ?? 'index.handler'), steps: [step] });
+      else
+        byAsset.set(assetDir, {
+          entry: entryFile(assetDir, resource.Properties?.Handler ?? 'index.handler'),
+          steps: [step],
+        });
     }
   }
   const bundles: Bundle[] = [];
@@ -89,7 +93,9 @@ export async function measureBundles(importRuns: number, log: (line: string) => 
     }
     const name = steps[0]!.split('.')[0]!;
     bundles.push({ name, steps: steps.sort(), bytes: folderBytes(assetDir), importMs: round(median(times)) });
-    log(`${name} (${steps.length} functions): ${bundles.at(-1)!.bytes} bytes, import ${bundles.at(-1)!.importMs} ms`);
+    log(
+      `${name} (${steps.length} functions): ${bundles.at(-1)!.bytes} bytes, import ${bundles.at(-1)!.importMs} ms`,
+    );
   }
   if (bundles.length === 0)
     throw new Error('the synthesized template has no function carrying VDI_VAULT_STEP');

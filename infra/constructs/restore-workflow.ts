@@ -20,7 +20,6 @@ export interface RestoreWorkflowProps {
   readonly transfer: TransferTask;
 }
 
-
 /**
  * The restore state machine: Validate → Login → ResolveChain → CreateVdi → Import (replay each layer in a
  * Map running one at a time, or one merged stream) → Cleanup → Logout. Any failure after login destroys the
@@ -133,11 +132,17 @@ export class RestoreWorkflow extends Construct {
       'chain.layerCount',
     ];
     const cleanup = catchToCleanup(invoke(f.cleanup, '$.cleanup'));
-    const onFargate = (stateName: string, step: 'restore.importMerged' | 'restore.replayChain', collectState: string) => {
+    const onFargate = (
+      stateName: string,
+      step: 'restore.importMerged' | 'restore.replayChain',
+      collectState: string,
+    ) => {
       const state = catchToCleanup(
         props.transfer.runState(this, stateName, step, '$.chain.transferResultKey', wholeChainFields),
       );
-      state.next(catchToCleanup(collect(collectState, '$.chain.transferResultKey', '$.imported')).next(cleanup));
+      state.next(
+        catchToCleanup(collect(collectState, '$.chain.transferResultKey', '$.imported')).next(cleanup),
+      );
       return state;
     };
     const mergedOnFargate = onFargate('ImportMergedOnFargate', 'restore.importMerged', collectMergedState);

@@ -186,7 +186,9 @@ export class VdiVault extends Construct {
       VDI_VAULT_FARGATE_THRESHOLD: String(props.fargateThresholdBytes ?? 32 * 1024 ** 3),
       VDI_VAULT_TRANSFER_MEMORY_MB: String(props.exportMemorySize ?? TRANSFER_MEMORY_MIB),
       ...(uploadChecksum ? { VDI_VAULT_UPLOAD_CHECKSUM: uploadChecksum } : {}),
-      ...(props.stallTimeout ? { VDI_VAULT_STALL_TIMEOUT_MS: String(props.stallTimeout.toMilliseconds()) } : {}),
+      ...(props.stallTimeout
+        ? { VDI_VAULT_STALL_TIMEOUT_MS: String(props.stallTimeout.toMilliseconds()) }
+        : {}),
       POWERTOOLS_SERVICE_NAME: 'vdi-vault',
       POWERTOOLS_METRICS_NAMESPACE: POWERTOOLS_NAMESPACE,
     };

@@ -35,6 +35,8 @@ export class LambdaInvocationError extends Error {
 interface Environment {
   readonly worker: Worker;
   busy: boolean;
+  /** Terminated (timed out or exited): never handed out again. */
+  dead?: boolean;
   /** Set while an invocation runs: what to do when the worker answers or dies. */
   pending?: { resolve(value: unknown): void; reject(error: Error): void };
 }
@@ -92,7 +94,9 @@ export function startLambdaService(
         if (message.ready) return resolve(environment);
         if (message.initError) {
           const { errorType, errorMessage } = message.initError as Record<string, string>;
-          return reject(new LambdaInvocationError(errorType ?? 'Runtime.ImportModuleError', errorMessage ?? ''));
+          return reject(
+            new LambdaInvocationError(errorType ?? 'Runtime.ImportModuleError', errorMessage ?? ''),
+          );
         }
         const pending = environment.pending;
         environment.pending = undefined;
@@ -108,10 +112,15 @@ export function startLambdaService(
         reject(error);
       });
       worker.on('exit', () => {
+        environment.dead = true;
         environment.pending?.reject(new LambdaInvocationError('Runtime.ExitError', 'the runtime exited'));
         environment.pending = undefined;
         const pool = pools.get(fn.logicalId);
-        if (pool) pools.set(fn.logicalId, pool.filter((candidate) => candidate !== environment));
+        if (pool)
+          pools.set(
+            fn.logicalId,
+            pool.filter((candidate) => candidate !== environment),
+          );
       });
     });
   }
@@ -119,7 +128,7 @@ export function startLambdaService(
   async function acquire(fn: LocalFunction): Promise<Environment> {
     const pool = pools.get(fn.logicalId) ?? [];
     pools.set(fn.logicalId, pool);
-    const idle = pool.find((candidate) => !candidate.busy);
+    const idle = pool.find((candidate) => !candidate.busy && !candidate.dead);
     if (idle) {
       idle.busy = true;
       return idle;
@@ -134,12 +143,14 @@ export function startLambdaService(
     async invoke(logicalId, event, invokeOptions = {}) {
       if (closed) throw new Error('the local Lambda service is closed');
       const fn = functions.get(logicalId);
-      if (!fn) throw new LambdaInvocationError('ResourceNotFoundException', `Function not found: ${logicalId}`);
+      if (!fn)
+        throw new LambdaInvocationError('ResourceNotFoundException', `Function not found: ${logicalId}`);
       const environment = await acquire(fn);
       const deadline = Date.now() + fn.timeoutSeconds * 1000;
       const outcome = new Promise<unknown>((resolve, reject) => (environment.pending = { resolve, reject }));
       const timedOut = () => {
         // Lambda freezes and discards the environment: nothing in it runs on (no finally, no abort).
+        environment.dead = true;
         void environment.worker.terminate();
         environment.pending?.reject(
           new LambdaInvocationError(

@@ -173,12 +173,7 @@ export async function deployLocally(
   closers.push(() => lambdas.close());
 
   const run = (workflow: SynthesizedWorkflow, input: unknown, onEvent?: (event: WorkflowEvent) => void) =>
-    runStateMachine(
-      { stack, gateway, lambdas, functions, target, code },
-      workflow,
-      input,
-      onEvent,
-    );
+    runStateMachine({ stack, gateway, lambdas, functions, target, code }, workflow, input, onEvent);
   return {
     stack,
     gateway,
@@ -224,7 +219,9 @@ async function runStateMachine(
     if (size > STATE_PAYLOAD_LIMIT) {
       violations.push(`${what}: ${size} bytes`);
       throw Object.assign(
-        new Error(`The state/task returned a result with a size exceeding the maximum number of bytes service limit (${what}: ${size} bytes)`),
+        new Error(
+          `The state/task returned a result with a size exceeding the maximum number of bytes service limit (${what}: ${size} bytes)`,
+        ),
         { name: 'States.DataLimitExceeded' },
       );
     }
@@ -239,7 +236,9 @@ async function runStateMachine(
         service: 'kms',
         principal: roleArn,
         action,
-        resource: keyArn.startsWith('arn:') ? keyArn : `arn:aws:kms:${LOCAL_ACCOUNT.region}:${LOCAL_ACCOUNT.accountId}:key/${keyArn}`,
+        resource: keyArn.startsWith('arn:')
+          ? keyArn
+          : `arn:aws:kms:${LOCAL_ACCOUNT.region}:${LOCAL_ACCOUNT.accountId}:key/${keyArn}`,
         context: {
           'kms:ViaService': `states.${LOCAL_ACCOUNT.region}.amazonaws.com`,
           'kms:EncryptionContext:aws:states:stateMachineArn': stateMachineArn,
@@ -272,7 +271,8 @@ async function runStateMachine(
     }
     const logicalId = stack.logicalIdOfArn(resource);
     const fn = logicalId ? deployed.functions.get(logicalId) : undefined;
-    if (!logicalId || !fn) throw new Error(`task state ${name} invokes ${resource}, not a function of the stack`);
+    if (!logicalId || !fn)
+      throw new Error(`task state ${name} invokes ${resource}, not a function of the stack`);
     handlers[name] = async (value) => {
       checkPayload(`${name} input`, value);
       const decision = await gateway.record({
@@ -284,7 +284,8 @@ async function runStateMachine(
       if (!decision.allowed) {
         throw Object.assign(new Error(decision.reason), { name: 'Lambda.AWSLambdaException' });
       }
-      const timeout = timeoutArmed && fn.environment[STEP_ENV] === timeoutArmed.step ? timeoutArmed : undefined;
+      const timeout =
+        timeoutArmed && fn.environment[STEP_ENV] === timeoutArmed.step ? timeoutArmed : undefined;
       if (timeout) timeoutArmed = undefined;
       const output = await lambdas.invoke(logicalId, value, timeout ? { killWhen: timeout.killWhen() } : {});
       checkPayload(`${name} output`, output);
@@ -304,7 +305,10 @@ interface EcsRunTaskParameters {
   readonly TaskDefinition?: string;
   readonly Cluster?: string;
   readonly Overrides?: {
-    readonly ContainerOverrides?: { readonly Name?: string; readonly Environment?: { Name: string; Value: string }[] }[];
+    readonly ContainerOverrides?: {
+      readonly Name?: string;
+      readonly Environment?: { Name: string; Value: string }[];
+    }[];
   };
 }
 
@@ -348,7 +352,8 @@ async function runContainerTask(
   ];
   for (const request of requests) {
     const decision = await gateway.record({ principal: stateMachineRole, ...request });
-    if (!decision.allowed) throw Object.assign(new Error(decision.reason), { name: 'ECS.AccessDeniedException' });
+    if (!decision.allowed)
+      throw Object.assign(new Error(decision.reason), { name: 'ECS.AccessDeniedException' });
   }
   const container = (properties.ContainerDefinitions as { Environment?: unknown }[] | undefined)?.[0] ?? {};
   const definitionEnv = Object.fromEntries(
@@ -382,9 +387,12 @@ async function runContainerTask(
   });
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   if (code !== 0) {
-    throw Object.assign(new Error(`the transfer container exited with ${code}: ${stderr.trim().slice(-2000)}`), {
-      name: 'States.TaskFailed',
-    });
+    throw Object.assign(
+      new Error(`the transfer container exited with ${code}: ${stderr.trim().slice(-2000)}`),
+      {
+        name: 'States.TaskFailed',
+      },
+    );
   }
   return { StopCode: 'EssentialContainerExited', Containers: [{ ExitCode: code }] };
 }
@@ -481,7 +489,9 @@ function moduleOf(
 }
 
 function logicalIdOf(template: Template, type: string, filter: (id: string) => boolean = () => true) {
-  return Object.entries(template.Resources).find(([id, resource]) => resource.Type === type && filter(id))?.[0];
+  return Object.entries(template.Resources).find(
+    ([id, resource]) => resource.Type === type && filter(id),
+  )?.[0];
 }
 
 function fail(message: string): never {
@@ -508,4 +518,3 @@ function reportTransfers(gateway: AwsGateway, target: LocalTarget): void {
     }
   });
 }
-

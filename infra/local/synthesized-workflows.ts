@@ -176,7 +176,8 @@ export async function bundledCode(): Promise<BundledCode> {
     const step = (resource.Properties?.Environment as { Variables?: Record<string, Json> } | undefined)
       ?.Variables?.VDI_VAULT_STEP;
     const asset = resource.Metadata?.['aws:asset:path'];
-    if (resource.Type !== 'AWS::Lambda::Function' || typeof step !== 'string' || typeof asset !== 'string') continue;
+    if (resource.Type !== 'AWS::Lambda::Function' || typeof step !== 'string' || typeof asset !== 'string')
+      continue;
     const workflow = step.split('.')[0]!;
     const target = join(building, workflow);
     if (!lambda[workflow]) cpSync(join(outdir, asset), target, { recursive: true });

@@ -21,7 +21,9 @@ export async function bundleContainer(outfile: string): Promise<void> {
     // undici's experimental Milo parser loads only when UNDICI_USE_MILO is set (we never set it).
     external: ['./node_modules/undici/lib/milo/*'],
     // ESM bundles of CommonJS dependencies need a require().
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+    },
     logLevel: 'warning',
   });
 }

@@ -18,7 +18,8 @@ export const metrics = new Metrics({ serviceName: 'vdi-vault', namespace: 'VdiVa
 // an enabled tracer logs a stack trace per request for the segment it cannot find.
 export const tracer = new Tracer({
   serviceName: 'vdi-vault',
-  enabled: process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined && process.env.POWERTOOLS_TRACE_ENABLED !== 'false',
+  enabled:
+    process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined && process.env.POWERTOOLS_TRACE_ENABLED !== 'false',
 });
 
 export { MetricUnit };
@@ -64,7 +65,8 @@ export function stepHandler<E, R>(
       started.set(request, Date.now());
       const keys = { step, ...correlationOf(request.event) };
       logger.appendKeys(keys);
-      if (tracer.isTracingEnabled()) for (const [key, value] of Object.entries(keys)) tracer.putAnnotation(key, value);
+      if (tracer.isTracingEnabled())
+        for (const [key, value] of Object.entries(keys)) tracer.putAnnotation(key, value);
     },
     after: (request) => {
       measure?.(request.event, request.response as R, Date.now() - (started.get(request) ?? Date.now()));

@@ -39,7 +39,10 @@ export interface RuntimeEnvironment {
    * `VDI_VAULT_UPLOAD_CHECKSUM` (set when the bucket has Object Lock): a per-part checksum on exports;
    * `VDI_VAULT_STALL_TIMEOUT_MS`: how long an export may see no bytes.
    */
-  readonly exportTuning: { readonly checksumAlgorithm?: 'CRC32' | 'SHA256'; readonly stallTimeoutMs?: number };
+  readonly exportTuning: {
+    readonly checksumAlgorithm?: 'CRC32' | 'SHA256';
+    readonly stallTimeoutMs?: number;
+  };
 }
 
 /** Reads the function's configuration from its environment: the only place Lambda code looks at env vars. */
@@ -87,7 +90,9 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
     },
     ...(env.VDI_VAULT_CONCURRENCY ? { defaultConcurrency: Number(env.VDI_VAULT_CONCURRENCY) } : {}),
     routing: {
-      ...(env.VDI_VAULT_FARGATE_THRESHOLD ? { fargateThresholdBytes: Number(env.VDI_VAULT_FARGATE_THRESHOLD) } : {}),
+      ...(env.VDI_VAULT_FARGATE_THRESHOLD
+        ? { fargateThresholdBytes: Number(env.VDI_VAULT_FARGATE_THRESHOLD) }
+        : {}),
       ...(env.VDI_VAULT_TRANSFER_MEMORY_MB
         ? { lambdaMemoryBytes: Number(env.VDI_VAULT_TRANSFER_MEMORY_MB) * 1024 * 1024 }
         : {}),

@@ -143,12 +143,18 @@ export async function writeChainDocument(
 
 /** The chain ResolveChain wrote; read once per container (an import of each layer reads it again). */
 const chainDocuments = new Map<string, Promise<RestoreChain>>();
-export function readChainDocument(s3: S3Client, catalog: CatalogLocation, key: string): Promise<RestoreChain> {
+export function readChainDocument(
+  s3: S3Client,
+  catalog: CatalogLocation,
+  key: string,
+): Promise<RestoreChain> {
   let chain = chainDocuments.get(key);
   if (!chain) {
     chain = s3
       .send(new GetObjectCommand({ Bucket: catalog.bucket, Key: key }))
-      .then(async (object) => JSON.parse((await object.Body?.transformToString('utf8')) ?? '') as RestoreChain)
+      .then(
+        async (object) => JSON.parse((await object.Body?.transformToString('utf8')) ?? '') as RestoreChain,
+      )
       .catch((error: unknown) => {
         chainDocuments.delete(key);
         throw new CatalogError(`the restore's chain document ${key} cannot be read: ${String(error)}`);
