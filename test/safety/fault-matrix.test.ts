@@ -1,3 +1,9 @@
+/**
+ * Faults during backups and restores, each triggered from the world's side where the bytes flow (the
+ * simulator's body counters, the TCP proxy's), never from a callback inside the code under test: that code
+ * runs as Lambda handlers in worker threads and as a container child process.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { acquireBackupLock } from '../../lambdas/backup/backup-lock.ts';
@@ -8,6 +14,28 @@ import { backupAndRecord, expectInvariants, type RestorePointHashes } from './in
 
 const MiB = 1024 * 1024;
 const disk = { virtualSize: 40 * MiB, populate: 'generated' as const };
+
+/**
+ * Arms a session expiry after `afterBytes` body bytes of the next `on` transfer, once no session is left
+ * open (so none an earlier run leaked can hide in the expiry). `check()` then proves it fired, hit only
+ * sessions made after it was armed, and that the steps logged in again at least `reLogins` times.
+ */
+function armSessionExpiry(world: BackupWorld, on: 'export' | 'import', afterBytes: number) {
+  expect(world.sim.openSessions()).toEqual([]);
+  const armedAt = Date.now();
+  const logins = world.sim.sessionCounts().logins;
+  const fault = world.sim.injectFault({ kind: 'expire-sessions', on, afterBytes, times: 1 });
+  return {
+    check(reLogins: number) {
+      expect(fault.fired, `the ${on} session expiry fired`).toBe(1);
+      const expired = world.sim.expiredSessions().filter((session) => session.expiredAt.getTime() >= armedAt);
+      expect(expired.length).toBeGreaterThan(0);
+      for (const session of expired) expect(session.created.getTime()).toBeGreaterThanOrEqual(armedAt);
+      // The run's own Login (one per execution) and the re-logins of the steps the expiry hit.
+      expect(world.sim.sessionCounts().logins - logins).toBeGreaterThanOrEqual(1 + reLogins);
+    },
+  };
+}
 
 describe('fault matrix', () => {
   let world: BackupWorld;
@@ -21,52 +49,27 @@ describe('fault matrix', () => {
   });
 
   it('a session that expires mid-export: the steps log in again and the backup completes', async () => {
-    let expireAt = Number.POSITIVE_INFINITY;
-    world = await startBackupWorld({
-      vdi: disk,
-      target: {
-        onExportProgress: (_vdi, bytes) => {
-          if (bytes > expireAt) {
-            expireAt = Number.POSITIVE_INFINITY;
-            world.sim.expireSessions();
-          }
-        },
-      },
-    });
+    world = await startBackupWorld({ vdi: disk });
     await backupAndRecord(world, hashes);
-    expireAt = 10 * MiB;
+    const expiry = armSessionExpiry(world, 'export', 10 * MiB);
     world.sim.writeDisk(world.vdiUuid, 0, Buffer.alloc(MiB, 1));
     await backupAndRecord(world, hashes, { vdiUuids: [world.vdiUuid], mode: 'full' });
+    expiry.check(1);
     await expectInvariants(world, hashes);
   });
 
   it('a session that expires and then a failure: clean-up logs in again and leaves nothing', async () => {
-    let expireAt = Number.POSITIVE_INFINITY;
-    world = await startBackupWorld({
-      vdi: disk,
-      target: {
-        onExportProgress: (_vdi, bytes) => {
-          if (bytes > expireAt) {
-            expireAt = Number.POSITIVE_INFINITY;
-            world.sim.expireSessions();
-          }
-        },
-        onImportProgress: (_layer, bytes) => {
-          if (bytes > expireAt) {
-            expireAt = Number.POSITIVE_INFINITY;
-            world.sim.expireSessions();
-          }
-        },
-      },
-    });
+    world = await startBackupWorld({ vdi: disk });
     await backupAndRecord(world, hashes);
-    expireAt = 4 * MiB;
+    const exportExpiry = armSessionExpiry(world, 'export', 4 * MiB);
     world.sim.injectFault({ kind: 'fail-task-after-body', on: 'export', code: 'VDI_IO_ERROR', times: 1 });
     const backup = await world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' });
     expect(backup.status).toBe('FAILED');
     expect(backup.cause).toMatch(/VDI_IO_ERROR/);
+    // The export step and the failure clean-up each found the session expired.
+    exportExpiry.check(2);
     const before = await world.vdiUuids();
-    expireAt = 4 * MiB;
+    const importExpiry = armSessionExpiry(world, 'import', 4 * MiB);
     world.sim.injectFault({ kind: 'fail-task-after-body', on: 'import', code: 'VDI_IO_ERROR' });
     const restore = await world.restore({
       vdiUuid: world.vdiUuid,
@@ -75,6 +78,7 @@ describe('fault matrix', () => {
     });
     world.sim.clearFaults();
     expect(restore.status).toBe('FAILED');
+    importExpiry.check(1);
     expect(await world.vdiUuids()).toEqual(before);
     await expectInvariants(world, hashes);
   });
@@ -92,7 +96,7 @@ describe('fault matrix', () => {
   });
 
   it('a host that stalls past our timeout fails the backup cleanly', async () => {
-    world = await startBackupWorld({ vdi: disk, target: { exportTuning: { stallTimeoutMs: 400 } } });
+    world = await startBackupWorld({ vdi: disk, target: { stallTimeoutMs: 400 } });
     await backupAndRecord(world, hashes);
     world.sim.injectFault({ kind: 'stall', on: 'export', ms: 3_000, afterBytes: 4 * MiB, times: 1 });
     const run = await world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' });
@@ -104,25 +108,18 @@ describe('fault matrix', () => {
   it('S3 stopped mid-upload: the backup fails; the next run aborts the upload it left', async () => {
     proxy = await startTcpProxy(s3World().endpoint);
     const through = proxy;
-    let stopAt = Number.POSITIVE_INFINITY;
     world = await startBackupWorld({
       vdi: disk,
-      target: {
-        s3: { ...s3World().target, endpoint: through.url },
-        onExportProgress: (_vdi, bytes) => {
-          if (bytes > stopAt) {
-            stopAt = Number.POSITIVE_INFINITY;
-            through.stop();
-            setTimeout(() => through.start(), 1_500);
-          }
-        },
-      },
+      target: { s3: { ...s3World().target, endpoint: through.url } },
     });
     await backupAndRecord(world, hashes);
-    stopAt = 20 * MiB;
+    // Counted at the proxy: 20 MiB more bytes towards S3 (the export's parts) and it stops for 1.5 s.
+    const stop = through.stopAfterBytes(20 * MiB, { restartAfterMs: 1_500 });
     const failed = await world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' });
     expect(failed.status).toBe('FAILED');
     expect(failed.cause).toMatch(/ECONNRESET|socket|network|closed|ECONNREFUSED/i);
+    expect(stop.fired, 'the proxy stopped').toBe(true);
+    expect(through.stops).toBe(1);
     through.start();
     await backupAndRecord(world, hashes);
     await expectInvariants(world, hashes);
@@ -138,7 +135,8 @@ describe('fault matrix', () => {
     const before = await world.vdiUuids();
     const through = proxy;
     world.sim.injectFault({ kind: 'throttle', on: 'import', bytesPerSecond: 20 * MiB });
-    setTimeout(() => through.stop(), 700);
+    // Counted at the proxy: once 8 MiB more have come from S3 (the layer being imported), it stops.
+    const stop = through.stopAfterBytes(8 * MiB, { direction: 'toClient' });
     const run = await world.restore({
       vdiUuid: world.vdiUuid,
       srUuid: world.sim.srs.shared.uuid,
@@ -147,6 +145,7 @@ describe('fault matrix', () => {
     through.start();
     world.sim.clearFaults();
     expect(run.status).toBe('FAILED');
+    expect(stop.fired, 'the proxy stopped').toBe(true);
     expect(await world.vdiUuids()).toEqual(before);
     await expectInvariants(world, hashes);
   });
@@ -174,7 +173,20 @@ describe('fault matrix', () => {
   it('a lock left by a crashed run blocks until it expires, then the next run takes it over', async () => {
     world = await startBackupWorld({ vdi: disk, lockTtlSeconds: 1 });
     await backupAndRecord(world, hashes);
-    await acquireBackupLock(world.target.lock!, `lab/${world.vdiUuid}`, 'crashed-run', new Date());
+    // The crashed run's lock, written straight into the deployment's table, expires after a second.
+    const lockTable = world.target.lockTable!;
+    const client = new DynamoDBClient({
+      endpoint: lockTable.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    await acquireBackupLock(
+      { client, tableName: lockTable.tableName, ttlSeconds: 1 },
+      `lab/${world.vdiUuid}`,
+      'crashed-run',
+      new Date(),
+    );
+    client.destroy();
     const blocked = await world.backup();
     expect(blocked.status).toBe('FAILED');
     expect(blocked.cause).toMatch(/already running \(crashed-run, since .*; its lock expires at/);

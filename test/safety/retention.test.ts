@@ -1,4 +1,4 @@
-import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
 import { applyRetention, planRetention } from '../../lambdas/catalog/retention.ts';
@@ -131,6 +131,61 @@ describe('retention in the backup workflow', () => {
     // The last run finished: only the newest point and what it needs are left, and they restore.
     await expectInvariants(world, hashes);
   });
+});
+
+describe('retention over a long catalog (defect 17)', () => {
+  let world: BackupWorld;
+  beforeAll(async () => {
+    world = await startBackupWorld({ vdi: { virtualSize: 16 * MiB, populate: 'scattered' } });
+  });
+  afterAll(async () => {
+    await world.close();
+  });
+
+  it('a run deleting 120 restore points returns counts and a few ids: its output stays small', async () => {
+    // 120 old fulls, as a first retention run over a long-kept VDI finds them (objects of one byte). More
+    // would pass the local runner's 60 s default state timeout: each S3 call costs ~80 ms through its
+    // IAM-checking gateway, and Cleanup reads every manifest before it deletes.
+    const points = 120;
+    const prefix = `backups/lab/${world.vdiUuid}/`;
+    const ids = Array.from(
+      { length: points },
+      (_, i) => `${new Date(Date.UTC(2020, 0, 1) + i * 3_600_000).toISOString().replace(/[-:]/g, '')}-full`,
+    );
+    const put = (Key: string, Body: string) =>
+      world.s3.send(new PutObjectCommand({ Bucket: world.bucket, Key, Body }));
+    for (let i = 0; i < ids.length; i += 20) {
+      await Promise.all(
+        ids.slice(i, i + 20).flatMap((backupId) => [
+          put(`${prefix}${backupId}.vhd`, 'x'),
+          put(
+            `${prefix}${backupId}.json`,
+            JSON.stringify({
+              ...manifest(backupId, null),
+              pool: 'lab',
+              vdiUuid: world.vdiUuid,
+              snapshotUuid: '00000000-0000-4000-8000-000000000000',
+              objectKey: `${prefix}${backupId}.vhd`,
+            }),
+          ),
+        ]),
+      );
+    }
+    const run = await world.backup({ vdiUuids: [world.vdiUuid], retention: { keep: 1, fullEvery: 1 } });
+    expect(run.status, run.cause).toBe('SUCCEEDED');
+    expect(run.summary!.outcomes[0]!.retention).toEqual({
+      kept: 1,
+      deleted: points,
+      orphansDeleted: 0,
+      keysDeleted: 2 * points,
+      deletedIds: ids.slice(-3).reverse(),
+    });
+    // One string per deleted key made this ~22 KiB here (and past 256 KiB over a few long-kept VDIs).
+    expect(JSON.stringify(run.output).length).toBeLessThan(2048);
+    const latest = (await world.manifests()).map((m) => m.backupId);
+    expect(latest).toEqual([run.summary!.outcomes[0]!.backupId]);
+    expect(await listKeys(world.s3, world.bucket)).toHaveLength(2);
+  }, 180_000);
 });
 
 /** Every manifest left in the catalog has its whole chain and its object. */

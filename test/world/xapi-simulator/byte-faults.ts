@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TransferFault } from './faults.ts';
+import type { SessionExpiryWatch, TransferFault } from './faults.ts';
 
 /** Thrown when an injected fault cuts the connection. */
 export class InjectedDrop extends Error {
@@ -31,12 +31,19 @@ export class ByteFaultPlan {
   readonly #http500: Extract<TransferFault, { kind: 'http-500-in-body' }> | undefined;
   readonly #corruptions: { offset: number; xor: number }[] = [];
   readonly #bytesPerSecond: number | undefined;
+  readonly #expiries: { watch: SessionExpiryWatch; done: boolean }[];
+  readonly #expireSessions: () => void;
   readonly failAfterBody: { code: string; params: string[] } | undefined;
   readonly refuseStatus: number | undefined;
   #throttleStart = 0;
   #throttled = 0;
 
-  constructor(faults: readonly TransferFault[]) {
+  constructor(
+    faults: readonly TransferFault[],
+    sessions: { expiries?: readonly SessionExpiryWatch[]; expireSessions?: () => void } = {},
+  ) {
+    this.#expiries = (sessions.expiries ?? []).map((watch) => ({ watch, done: false }));
+    this.#expireSessions = sessions.expireSessions ?? (() => undefined);
     for (const fault of faults) {
       switch (fault.kind) {
         case 'stall':
@@ -74,8 +81,17 @@ export class ByteFaultPlan {
     }
   }
 
-  /** Call before moving bytes at `position` (and once at the end): stalls, cuts, or writes the 500. */
+  /**
+   * Call before moving bytes at `position` (and once at the end): expires sessions, stalls, cuts, or
+   * writes the 500.
+   */
   async checkpoint(position: number, signal: AbortSignal): Promise<void> {
+    for (const expiry of this.#expiries) {
+      if (!expiry.done && position >= expiry.watch.afterBytes) {
+        expiry.done = true;
+        if (expiry.watch.fire()) this.#expireSessions();
+      }
+    }
     for (const stall of this.#stalls) {
       if (!stall.done && position >= stall.afterBytes) {
         stall.done = true;
@@ -106,6 +122,7 @@ export class ByteFaultPlan {
       if (offset !== undefined && offset > position && offset < next) next = offset;
     };
     for (const stall of this.#stalls) if (!stall.done) consider(stall.afterBytes);
+    for (const expiry of this.#expiries) if (!expiry.done) consider(expiry.watch.afterBytes);
     consider(this.#drop?.afterBytes);
     consider(this.#http500?.afterBytes);
     return next;

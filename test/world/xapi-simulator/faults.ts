@@ -1,8 +1,11 @@
 /**
  * Faults a test (or a `main.ts` flag) injects. Each is armed until it has fired `times` times (default:
  * forever). Transfer faults apply to exports and imports unless `on` narrows them, and to every VDI
- * unless `vdiUuid` does; a transfer claims (and uses up one `times` of) each matching fault when it starts.
- * Byte offsets count body bytes only: the export body sent, or the import body received.
+ * unless `vdiUuid` does; a transfer claims (and uses up one `times` of) each matching fault when it starts,
+ * except `expire-sessions`, which every matching transfer watches and which is used up only when it fires.
+ * Byte offsets count body bytes only: the export body sent, or the import body received. They are counted
+ * here, where the bytes flow, so a test needs no hook into the code under test (which may run in another
+ * thread or process).
  */
 export type Fault =
   /** Any RPC method fails with `code` (e.g. login → SESSION_AUTHENTICATION_FAILED, VDI.snapshot → SR_FULL). */
@@ -20,7 +23,13 @@ export type Fault =
   /** After `afterBytes` body bytes a whole `HTTP/1.1 500` response is written into the body; the task fails. */
   | (TransferScope & { kind: 'http-500-in-body'; afterBytes: number; code?: string })
   /** Body bytes move at no more than `bytesPerSecond`. */
-  | (TransferScope & { kind: 'throttle'; bytesPerSecond: number });
+  | (TransferScope & { kind: 'throttle'; bytesPerSecond: number })
+  /**
+   * Once `afterBytes` body bytes of a transfer have passed, every session of the pool expires (as
+   * `sim.expireSessions()`): later calls with them fail SESSION_INVALID, transfers 401. The transfer
+   * itself, authenticated already, goes on. Fires at most `times` times, over all transfers.
+   */
+  | (TransferScope & { kind: 'expire-sessions'; afterBytes: number });
 
 export interface TransferScope {
   on?: 'export' | 'import';
@@ -28,7 +37,13 @@ export interface TransferScope {
   times?: number;
 }
 
-export type TransferFault = Exclude<Fault, { kind: 'rpc-error' }>;
+export type TransferFault = Exclude<Fault, { kind: 'rpc-error' | 'expire-sessions' }>;
+
+/** An `expire-sessions` fault as one transfer watches it: `fire()` is false once it is used up. */
+export interface SessionExpiryWatch {
+  readonly afterBytes: number;
+  fire(): boolean;
+}
 
 export interface FaultHandle {
   /** Disarms the fault (no effect on a transfer that already claimed it). */
@@ -79,13 +94,33 @@ export class FaultRegistry {
     const claimed: TransferFault[] = [];
     for (const entry of [...this.#armed]) {
       const fault = entry.fault;
-      if (fault.kind === 'rpc-error') continue;
+      if (fault.kind === 'rpc-error' || fault.kind === 'expire-sessions') continue;
       if (fault.on !== undefined && fault.on !== direction) continue;
       if (fault.vdiUuid !== undefined && fault.vdiUuid !== vdiUuid) continue;
       this.#use(entry);
       claimed.push(fault);
     }
     return claimed;
+  }
+
+  /** The `expire-sessions` faults matching this transfer; each is used up when (and if) it fires. */
+  watchSessionExpiries(direction: 'export' | 'import', vdiUuid: string): SessionExpiryWatch[] {
+    const watches: SessionExpiryWatch[] = [];
+    for (const entry of this.#armed) {
+      const fault = entry.fault;
+      if (fault.kind !== 'expire-sessions') continue;
+      if (fault.on !== undefined && fault.on !== direction) continue;
+      if (fault.vdiUuid !== undefined && fault.vdiUuid !== vdiUuid) continue;
+      watches.push({
+        afterBytes: fault.afterBytes,
+        fire: () => {
+          if (entry.remaining <= 0 || !this.#armed.includes(entry)) return false;
+          this.#use(entry);
+          return true;
+        },
+      });
+    }
+    return watches;
   }
 
   #use(entry: Armed): void {
@@ -104,6 +139,7 @@ const KINDS = new Set([
   'corrupt-byte',
   'http-500-in-body',
   'throttle',
+  'expire-sessions',
 ]);
 
 function validateFault(fault: Fault): void {
@@ -124,6 +160,10 @@ function validateFault(fault: Fault): void {
   switch (fault.kind) {
     case 'drop-connection':
     case 'http-500-in-body':
+      return nonNegative('afterBytes', fault.afterBytes);
+    case 'expire-sessions':
+      if (typeof fault.afterBytes !== 'number')
+        throw new RangeError('fault expire-sessions needs afterBytes');
       return nonNegative('afterBytes', fault.afterBytes);
     case 'stall':
       nonNegative('afterBytes', fault.afterBytes);

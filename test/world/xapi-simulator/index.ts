@@ -22,7 +22,10 @@
  *   sim.deleteVdi(uuid)              removes a VDI (someone deleting a snapshot behind our back)
  *   sim.openTasks()                  task records (with `ref`) clients created and have not destroyed
  *   sim.openSessions()               [{ ref, username, originator }]
- *   sim.expireSessions()             every current session becomes SESSION_INVALID
+ *   sim.expireSessions()             every current session becomes SESSION_INVALID (→ how many); or, counted
+ *                                    where the bytes flow, the fault `{kind: 'expire-sessions', afterBytes}`
+ *   sim.expiredSessions()            [{ ref, username, originator, created, expiredAt }] every expiry ended
+ *   sim.sessionCounts()              { logins, logouts, expired }: logins counts re-logins after an expiry
  *   sim.setHostDown(role, down)      a host that is down resets every connection (a redirect to it fails)
  *   sim.injectFault(fault)           → { remove(), fired }; sim.clearFaults(). Fault shapes: faults.ts
  *   sim.setReaderStallTimeout(ms)    how long an export tolerates a reader that does not read (VDI_IO_ERROR)
@@ -129,7 +132,9 @@ export interface XapiSimulator {
   deleteVdi(vdiUuid: string): void;
   openTasks(): SimRecord[];
   openSessions(): { ref: string; username: string; originator: string }[];
-  expireSessions(): void;
+  expireSessions(): number;
+  expiredSessions(): { ref: string; username: string; originator: string; created: Date; expiredAt: Date }[];
+  sessionCounts(): { logins: number; logouts: number; expired: number };
   setHostDown(role: 'master' | 'member', down: boolean): void;
   injectFault(fault: Fault): FaultHandle;
   clearFaults(): void;
@@ -264,7 +269,9 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
         username: session.username,
         originator: session.originator,
       })),
-    expireSessions: () => pool.sessions.clear(),
+    expireSessions: () => pool.expireSessions(),
+    expiredSessions: () => pool.expiredSessions.map((session) => ({ ...session })),
+    sessionCounts: () => ({ ...pool.sessionCounts, expired: pool.expiredSessions.length }),
     setHostDown: (role, down) => {
       for (const host of pool.hosts) if (host.role === role) host.down = down;
     },

@@ -18,12 +18,14 @@ export const sessionMethods: MethodTable = {
       if (user === undefined || user.password !== password) {
         throw new XapiError('SESSION_AUTHENTICATION_FAILED', [username, 'Authentication failure']);
       }
+      pool.sessionCounts.logins += 1;
       return pool.createSession(user, originator).ref;
     },
     { takesSession: false },
   ),
   'session.logout': method(0, ({ pool, session }) => {
     pool.sessions.delete(session!.ref);
+    pool.sessionCounts.logouts += 1;
     return '';
   }),
   'session.get_record': method(1, ({ pool }, args) => {

@@ -84,6 +84,16 @@ export interface SessionState {
   readonly readOnly: boolean;
   readonly originator: string;
   readonly lastActive: Date;
+  readonly created: Date;
+}
+
+/** A session that ended by expiry (never by logout): kept so tests can see what an expiry hit. */
+export interface ExpiredSession {
+  readonly ref: string;
+  readonly username: string;
+  readonly originator: string;
+  readonly created: Date;
+  readonly expiredAt: Date;
 }
 
 export interface UserAccount {
@@ -102,6 +112,10 @@ export class PoolState {
   readonly vdis = new Map<string, VdiState>(); // by ref
   readonly tasks = new Map<string, TaskState>(); // by ref
   readonly sessions = new Map<string, SessionState>(); // by ref
+  /** Every session an expiry ended, oldest first. */
+  readonly expiredSessions: ExpiredSession[] = [];
+  /** Successful `session.login_with_password` calls, and `session.logout` calls, since the start. */
+  readonly sessionCounts = { logins: 0, logouts: 0 };
   /** Tasks a host made for a transfer the client gave no task_id for: the host removes them itself. */
   readonly hostTasks = new Set<string>();
   readonly users: UserAccount[];
@@ -176,9 +190,31 @@ export class PoolState {
       readOnly: user.readOnly,
       originator,
       lastActive: new Date(),
+      created: new Date(),
     };
     this.sessions.set(session.ref, session);
     return session;
+  }
+
+  /**
+   * Every current session becomes invalid (SESSION_INVALID, 401 on transfers). They leave the live table
+   * but are recorded, so a test can check that an expiry hit only the sessions it meant to (a session
+   * some earlier run leaked would otherwise vanish with them). Returns how many expired.
+   */
+  expireSessions(): number {
+    const now = new Date();
+    for (const session of this.sessions.values()) {
+      this.expiredSessions.push({
+        ref: session.ref,
+        username: session.username,
+        originator: session.originator,
+        created: session.created,
+        expiredAt: now,
+      });
+    }
+    const count = this.sessions.size;
+    this.sessions.clear();
+    return count;
   }
 
   createTask(sessionRef: string, nameLabel: string, nameDescription: string): TaskState {

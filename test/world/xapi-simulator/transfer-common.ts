@@ -68,7 +68,10 @@ export function startTransfer(
     return undefined;
   }
 
-  const faults = new ByteFaultPlan(pool.faults.claimTransferFaults(direction, vdi.uuid));
+  const faults = new ByteFaultPlan(pool.faults.claimTransferFaults(direction, vdi.uuid), {
+    expiries: pool.faults.watchSessionExpiries(direction, vdi.uuid),
+    expireSessions: () => pool.expireSessions(),
+  });
   if (faults.refuseStatus !== undefined) {
     endSession();
     sendPlain(res, faults.refuseStatus, `injected refusal of the ${direction}`);
