@@ -448,6 +448,7 @@ function lambdaRuntimeEnvironment(
     AWS_LAMBDA_FUNCTION_NAME: functionName,
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(memoryMiB),
     AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+    AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
     AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${functionName}`,
     AWS_LAMBDA_LOG_FORMAT: 'JSON',
     AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs24.x',
