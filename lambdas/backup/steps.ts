@@ -52,7 +52,6 @@ export interface BackupDeps {
     readonly stallTimeoutMs?: number;
     readonly checksumAlgorithm?: 'CRC32' | 'SHA256';
   };
-  readonly onExportProgress?: (vdiUuid: string, bytes: number) => void;
   /** One backup per VDI at a time. Without it, runs are not serialised (local experiments only). */
   readonly lock?: BackupLockTable;
   /** Which exports go to Fargate. Default: all run where the workflow first sends them (Lambda). */
@@ -308,9 +307,6 @@ export function createBackupSteps(deps: BackupDeps) {
           partSize: task.partSize ?? plan.partSize,
           ...deps.exportTuning,
           log,
-          ...(deps.onExportProgress
-            ? { onProgress: (bytes: number) => deps.onExportProgress?.(state.vdiUuid, bytes) }
-            : {}),
         }),
       );
     },
