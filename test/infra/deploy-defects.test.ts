@@ -385,6 +385,7 @@ describe('deploy defects', () => {
       'ExportOnFargate',
       'ImportLayerOnFargate',
       'ImportMergedOnFargate',
+      'ReplayOnFargate',
     ]);
     for (const [name, state] of ecsStates) {
       expect(state.TimeoutSeconds, name).toBe(25 * 3600);
