@@ -60,7 +60,10 @@ const MAX_PART_NUMBER = 10_000;
 const OWNER = node('Owner', [leaf('ID', 'embedded-s3'), leaf('DisplayName', 'embedded-s3')]);
 const INITIATOR = node('Initiator', [leaf('ID', 'embedded-s3'), leaf('DisplayName', 'embedded-s3')]);
 /** Conditional requests: refused rather than ignored, which would answer as if the condition held. */
-const CONDITIONAL = ['if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since'];
+const CONDITIONAL = ['match', 'none-match', 'modified-since', 'unmodified-since'].flatMap((c) => [
+  `if-${c}`,
+  `x-amz-copy-source-if-${c}`,
+]);
 /** Subresources refused up front, so that e.g. `PUT /bucket?versioning` is never taken for CreateBucket. */
 const UNSUPPORTED = [
   'accelerate', 'acl', 'analytics', 'attributes', 'cors', 'encryption', 'intelligent-tiering', 'inventory',
