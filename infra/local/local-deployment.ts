@@ -213,6 +213,18 @@ async function runStateMachine(
   const roleArn = stack.resolve(machine.RoleArn) as string;
   const stateMachineArn = stack.ref(workflow.logicalId);
   const definition = JSON.parse(stack.resolve(workflow.definitionString) as string) as Record<string, never>;
+  // A Task without TimeoutSeconds has none in AWS (99999999); the States Language spec (and so the local
+  // interpreter) says 60. The functions' own timeouts apply either way, in the Lambda service. (Node's
+  // timers take at most 2^31-1 ms: 2,000,000 s stands for "none".)
+  visitStates(definition, (_name, state) => {
+    if (
+      state.Type === 'Task' &&
+      state.TimeoutSeconds === undefined &&
+      state.TimeoutSecondsPath === undefined
+    ) {
+      (state as Record<string, unknown>).TimeoutSeconds = 2_000_000;
+    }
+  });
   const violations: string[] = [];
   const checkPayload = (what: string, value: unknown) => {
     const size = Buffer.byteLength(JSON.stringify(value ?? null));

@@ -134,7 +134,11 @@ export async function startAwsGateway(options: {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      if (!res.headersSent) {
+      const code = (error as { code?: unknown }).code;
+      // The backend's connection broke: the caller sees its connection break too, as with S3 itself.
+      if (!(error instanceof UnmappedRequest) && typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+        res.socket?.resetAndDestroy();
+      } else if (!res.headersSent) {
         res.writeHead(error instanceof UnmappedRequest ? 501 : 502, { 'content-type': 'text/plain' });
         res.end(`local AWS gateway: ${message}`);
       } else {
@@ -308,6 +312,9 @@ function relay(upstream: IncomingMessage, res: ServerResponse, exchange: Exchang
   res.writeHead(upstream.statusCode ?? 502, upstream.statusMessage, upstream.rawHeaders);
   upstream.on('data', (chunk: Buffer) => (exchange.bytesOut += chunk.length));
   upstream.pipe(res);
+  // A backend that dies mid-body resets the caller's connection rather than leaving it waiting.
+  upstream.on('error', () => res.socket?.resetAndDestroy());
+  upstream.on('aborted', () => res.socket?.resetAndDestroy());
   res.on('close', done);
 }
 
