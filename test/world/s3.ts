@@ -1,6 +1,6 @@
 /**
  * Test helpers over S3, for the server global-setup.ts provides (Swift's s3api) or any other endpoint.
- * Everything takes the client as an argument so the same helpers work against s3rver too.
+ * Everything takes the client as an argument so the same helpers work against the embedded server too.
  */
 import { createHash } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
