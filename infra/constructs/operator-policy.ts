@@ -23,8 +23,8 @@ export interface OperatorPolicyProps {
  * stack, and nothing more. What the CLI calls, and so what it grants:
  *
  * - every command: `cloudformation:DescribeStacks` on this stack (the outputs);
- * - `backup`, `restore`: `states:StartExecution` on the state machine (the input is encrypted:
- *   `kms:GenerateDataKey`);
+ * - `backup`, `restore`: `states:StartExecution` on the state machine (its role encrypts the input: the
+ *   caller needs no key permission for a start);
  * - `backup`, `restore` (unless `--no-wait`) and `watch`: `states:GetExecutionHistory` and
  *   `states:DescribeExecution` on its executions (`kms:Decrypt` of the execution data);
  *   `states:ListExecutions` too, to find the executions schedules started (`aws stepfunctions
@@ -73,7 +73,7 @@ export function createOperatorPolicy(
       }),
       new iam.PolicyStatement({
         sid: 'EncryptedExecutionData',
-        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        actions: ['kms:Decrypt'],
         resources: [props.stateMachineKey.keyArn],
         conditions: {
           StringEquals: {

@@ -59,13 +59,6 @@ const UNUSED_BY_DESIGN = [
   // list-executions`) to `watch` them (docs/infrastructure.md, "Operator access").
   'states:ListExecutions',
 ];
-/**
- * Granted, not needed: a reported defect of the operator policy, listed so that the test stays exact; remove
- * the entry when operator-policy.ts drops the grant. Step Functions' "Required permissions for API callers"
- * (developer guide, "Data at rest encryption") asks nothing of StartExecution's caller: the execution role
- * encrypts the execution's data. The policy grants kms:GenerateDataKey for "a start encrypts its input".
- */
-const UNUSED_KNOWN_DEFECT = ['kms:GenerateDataKey'];
 
 const s3 = s3World();
 
@@ -485,7 +478,7 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
     // Wildcards would need matching against the calls (usage.ts does): the policy names each action.
     expect(granted.filter((action) => action.includes('*'))).toEqual([]);
     const unused = granted.filter((action) => !used.has(action.toLowerCase()));
-    expect(unused).toEqual(distinct([...UNUSED_BY_DESIGN, ...UNUSED_KNOWN_DEFECT]));
+    expect(unused).toEqual(distinct(UNUSED_BY_DESIGN));
   });
 
   /** Each grant a command uses, taken away: that command fails, on that call. */
@@ -541,7 +534,7 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
   ];
 
   it('the removals below cover every grant a command uses', () => {
-    const used = new Set([...UNUSED_BY_DESIGN, ...UNUSED_KNOWN_DEFECT]);
+    const used = new Set(UNUSED_BY_DESIGN);
     const grants = operatorStatements(template).flatMap((statement) =>
       [statement.Action ?? []].flat().map((action) => `${statement.Sid}/${action}`),
     );

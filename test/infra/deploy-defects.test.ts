@@ -441,7 +441,7 @@ describe('deploy defects', () => {
     };
     for (const [call, action] of Object.entries(calls)) expect(granted(action), call).not.toEqual([]);
     expect(new Set(statements.flatMap(actions))).toEqual(
-      new Set([...Object.values(calls), 'states:ListExecutions', 'kms:GenerateDataKey', 'kms:Decrypt']),
+      new Set([...Object.values(calls), 'states:ListExecutions', 'kms:Decrypt']),
     );
 
     expect(resourcesOf('cloudformation:DescribeStacks')).toEqual([
@@ -454,16 +454,17 @@ describe('deploy defects', () => {
     expect(resourcesOf('s3:ListBucket')).toEqual([bucketArn]);
     expect(resourcesOf('s3:GetObject')).toEqual([`${bucketArn}/backups/*`]);
 
-    // Execution data is encrypted with the key: starting encrypts the input (GenerateDataKey), reading the
-    // history or the outcome decrypts (Decrypt), both in the state machine's encryption context.
-    expect(granted('kms:GenerateDataKey')).toEqual([
+    // Execution data is encrypted with the key: the state machine's role encrypts a start's input (the
+    // caller needs nothing), reading the history or the outcome decrypts, in its encryption context.
+    expect(granted('kms:GenerateDataKey')).toEqual([]);
+    expect(granted('kms:Decrypt')).toContainEqual(
       expect.objectContaining({
         Resource: keyArn,
         Condition: {
           StringEquals: { 'kms:EncryptionContext:aws:states:stateMachineArn': machines },
         },
       }),
-    ]);
+    );
     // Reading the catalog decrypts through S3 only.
     expect(granted('kms:Decrypt')).toContainEqual(
       expect.objectContaining({
