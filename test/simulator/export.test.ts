@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseVhd, vhdByteLength, VHD_BLOCK_SIZE } from '../../lambdas/vhd/index.ts';
+import { qemuConvert, qemuVirtualSize } from '../world/qemu-img.ts';
 import { startXapiSimulator } from '../world/xapi-simulator/index.ts';
 import type { XapiSimulator } from '../world/xapi-simulator/index.ts';
 import { basicAuth, call, callError, login, rawHttp } from './sim-client.ts';
@@ -176,6 +180,133 @@ describe('export bodies', () => {
       error_info: ['HANDLE_INVALID', 'VDI', 'OpaqueRef:gone'],
     });
     await call(sim.url, 'task.destroy', [session, task]);
+  });
+});
+
+/** One's complement of the byte sum with the 4 checksum bytes taken as zero (VHD specification). */
+function vhdChecksum(bytes: Buffer, at: number): number {
+  let sum = 0;
+  for (let i = 0; i < bytes.length; i++) if (i < at || i >= at + 4) sum += bytes[i]!;
+  return ~sum >>> 0;
+}
+
+async function exportBody(query: Record<string, string>): Promise<Buffer> {
+  return (await rawHttp(sim.url, { method: 'GET', path: exportPath(query) })).body;
+}
+
+describe('the host export layout, field by field', () => {
+  it('a full: footer copy, header at 512 (cxsparse, BAT at 2048, 2 MiB), a zero sector, BAT, full bitmaps, footer', async () => {
+    const size = 12 * MiB + 1536;
+    const vdi = sim.addVdi({ virtualSize: size, populate: 'scattered' });
+    const body = await exportBody({ vdi: vdi.uuid, format: 'vhd' });
+    const present = sim.allocatedBlocks(vdi.uuid);
+    const footer = body.subarray(0, 512);
+    expect(footer.toString('latin1', 0, 8)).toBe('conectix');
+    expect(footer.readUInt32BE(64)).toBe(vhdChecksum(footer, 64));
+    expect(footer.readUInt32BE(60)).toBe(3);
+    expect(footer.toString('latin1', 28, 32)).toBe('tap\0');
+    expect(Number(footer.readBigUInt64BE(16))).toBe(512);
+    expect(Number(footer.readBigUInt64BE(48))).toBe(size);
+    expect(body.subarray(body.length - 512).equals(footer)).toBe(true);
+    const header = body.subarray(512, 1536);
+    expect(header.toString('latin1', 0, 8)).toBe('cxsparse');
+    expect(header.readUInt32BE(36)).toBe(vhdChecksum(header, 36));
+    expect(Number(header.readBigUInt64BE(16))).toBe(2048);
+    expect(header.readUInt32BE(28)).toBe(7);
+    expect(header.readUInt32BE(32)).toBe(2 * MiB);
+    // A full has no parent: unique id, name and locators all zero.
+    expect(header.subarray(40, 1024).every((byte) => byte === 0)).toBe(true);
+    expect(body.subarray(1536, 2048).every((byte) => byte === 0)).toBe(true);
+    const bat = body.subarray(2048, 2560);
+    let expectedSector = 2560 / 512;
+    for (let index = 0; index < 128; index++) {
+      const entry = bat.readUInt32BE(index * 4);
+      if (!present.includes(index)) {
+        expect(entry).toBe(0xffffffff);
+        continue;
+      }
+      expect(entry).toBe(expectedSector);
+      const at = entry * 512;
+      expect(body.subarray(at, at + 512).every((byte) => byte === 0xff)).toBe(true);
+      expectedSector += (512 + 2 * MiB) / 512;
+    }
+    expect(body.length).toBe(2560 + present.length * (512 + 2 * MiB) + 512);
+  });
+
+  it('a delta names the base’s host file as parent (non-zero parent uuid, MacX locator), and every export has a fresh random unique id', async () => {
+    const vdi = sim.addVdi({ virtualSize: 8 * MiB, populate: 'scattered' });
+    const base = (await call(sim.url, 'VDI.snapshot', [session, vdi.ref, {}])) as string;
+    sim.writeDisk(vdi.uuid, 3 * MiB, Buffer.alloc(10, 1));
+    const top = (await call(sim.url, 'VDI.snapshot', [session, vdi.ref, {}])) as string;
+    const baseUuid = (await call(sim.url, 'VDI.get_uuid', [session, base])) as string;
+    const first = await exportBody({ vdi: top, base, format: 'vhd' });
+    const second = await exportBody({ vdi: top, base, format: 'vhd' });
+    const full = await exportBody({ vdi: top, format: 'vhd' });
+    for (const body of [first, second]) {
+      expect(body.readUInt32BE(60)).toBe(4);
+      const header = body.subarray(512, 1536);
+      expect(header.readUInt32BE(36)).toBe(vhdChecksum(header, 36));
+      const parentId = header.subarray(40, 56);
+      expect(parentId.every((byte) => byte === 0)).toBe(false);
+      const path = `/var/run/sr-mount/${vdi.srUuid}/${baseUuid}.vhd`;
+      const name = Buffer.from(header.subarray(64, 64 + path.length * 2))
+        .swap16()
+        .toString('utf16le');
+      expect(name).toBe(path);
+      expect(header.toString('latin1', 576, 580)).toBe('MacX');
+      expect([header.readUInt32BE(580), header.readUInt32BE(584)]).toEqual([1, `file://${path}`.length]);
+      expect(Number(header.readBigUInt64BE(592))).toBe(1536);
+      expect(header.subarray(600, 1024).every((byte) => byte === 0)).toBe(true); // locators 1..7, reserved
+      expect(body.subarray(1536, 2048).every((byte) => byte === 0)).toBe(true); // the stream leaves it empty
+    }
+    // The same base file each time; the export's own id is new each time and is never the parent's.
+    expect(first.subarray(552, 568).equals(second.subarray(552, 568))).toBe(true);
+    const ids = [first, second, full].map((body) => body.subarray(68, 84).toString('hex'));
+    expect(new Set(ids).size).toBe(3);
+    expect(ids).not.toContain(first.subarray(552, 568).toString('hex'));
+  });
+});
+
+describe('qemu-img reads the simulator’s exports', () => {
+  it('a full converts to exactly the raw export, and a delta to its blocks with holes elsewhere', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sim-export-'));
+    try {
+      const size = 12 * MiB + 1536;
+      const vdi = sim.addVdi({ virtualSize: size, populate: 'scattered' });
+      const base = (await call(sim.url, 'VDI.snapshot', [session, vdi.ref, {}])) as string;
+      sim.writeDisk(vdi.uuid, 3 * MiB, Buffer.alloc(10, 1));
+      sim.writeDisk(vdi.uuid, 9 * MiB, Buffer.alloc(MiB, 2));
+      const top = (await call(sim.url, 'VDI.snapshot', [session, vdi.ref, {}])) as string;
+      const files = {
+        full: join(dir, 'full.vhd'),
+        fullRaw: join(dir, 'full.raw'),
+        delta: join(dir, 'delta.vhd'),
+        deltaRaw: join(dir, 'delta.raw'),
+      };
+      await writeFile(files.full, await exportBody({ vdi: base, format: 'vhd' }));
+      await writeFile(files.delta, await exportBody({ vdi: top, base, format: 'vhd' }));
+      const baseRaw = await exportBody({ vdi: base, format: 'raw' });
+      const topRaw = await exportBody({ vdi: top, format: 'raw' });
+
+      expect(await qemuVirtualSize(files.full, 'vpc')).toBe(size);
+      await qemuConvert('vpc', 'raw', files.full, files.fullRaw);
+      expect((await readFile(files.fullRaw)).equals(baseRaw)).toBe(true);
+
+      expect(await qemuVirtualSize(files.delta, 'vpc')).toBe(size);
+      await qemuConvert('vpc', 'raw', files.delta, files.deltaRaw);
+      const deltaRaw = await readFile(files.deltaRaw);
+      expect(deltaRaw.length).toBe(size);
+      const block = 2 * MiB;
+      for (let index = 0; index < 7; index++) {
+        const range = [index * block, Math.min(size, (index + 1) * block)] as const;
+        const expected = [1, 4].includes(index)
+          ? topRaw.subarray(...range)
+          : Buffer.alloc(range[1] - range[0]);
+        if (!deltaRaw.subarray(...range).equals(expected)) throw new Error(`block ${index} differs`);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { writeVhd } from '../../../lambdas/vhd/index.ts';
+import { randomBytes } from 'node:crypto';
 import { InjectedDrop, InjectedHttp500 } from './byte-faults.ts';
-import type { HostState, PoolState } from './pool.ts';
+import type { HostState, PoolState, VdiState } from './pool.ts';
 import { completeTask, failTask } from './pool.ts';
 import type { SparseDisk } from './sparse-disk.ts';
 import { BLOCK_SIZE } from './sparse-disk.ts';
@@ -14,6 +14,8 @@ import {
   TransferCancelled,
   writeToSocket,
 } from './transfer-common.ts';
+import { hostVhdExport, hostVhdPath } from './vhd-host.ts';
+import type { HostParentFile } from './vhd-host.ts';
 import { asXapiError, XapiError } from './xapi-error.ts';
 
 /** xapi's Constants.max_vhd_size: VHD exports of bigger disks fail with VDI_TOO_LARGE. */
@@ -60,18 +62,9 @@ export async function handleExport(
     const baseParam = query.get('base');
     const base = baseParam === null || baseParam === '' ? undefined : pool.vdiByRefOrUuid(baseParam);
     const body =
-      format === 'vhd'
-        ? writeVhd(
-            {
-              virtualSize,
-              blockIndexes: base === undefined ? disk.allocatedIndexes() : disk.changedSince(base.disk),
-              readBlock: (index) => disk.readBlock(index),
-            },
-            { diskType: base === undefined ? 'dynamic' : 'differencing' },
-          )
-        : { byteLength: virtualSize, stream: rawStream(disk) };
+      format === 'vhd' ? vhdBody(disk, base) : { byteLength: virtualSize, chunks: rawStream(disk) };
 
-    for await (const chunk of body.stream) {
+    for await (const chunk of body.chunks) {
       for (const slice of faults.slices(chunk, position)) {
         await faults.checkpoint(position, signal);
         if (signal.aborted) throw new TransferCancelled();
@@ -138,6 +131,37 @@ function resetConnection(socket: IncomingMessage['socket']): void {
     tcp.destroy();
   }
   socket.destroy();
+}
+
+/** The host's vhd export of the disk: a full, or with a base the delta naming the base's host file as parent. */
+function vhdBody(
+  disk: SparseDisk,
+  base: VdiState | undefined,
+): { byteLength: number; chunks: Iterable<Uint8Array> } {
+  const source = {
+    virtualSize: disk.virtualSize,
+    blockIndexes: base === undefined ? disk.allocatedIndexes() : disk.changedSince(base.disk),
+    readBlock: (index: number) => disk.readBlock(index),
+  };
+  return hostVhdExport(source, base === undefined ? undefined : hostParentFile(base));
+}
+
+/** Each VDI's VHD file on the host has its own unique id, unrelated to the VDI's uuid. */
+const hostFileIds = new WeakMap<VdiState, Uint8Array>();
+
+function hostParentFile(base: VdiState): HostParentFile {
+  let uniqueId = hostFileIds.get(base);
+  if (uniqueId === undefined) {
+    uniqueId = randomBytes(16);
+    uniqueId[6] = (uniqueId[6]! & 0x0f) | 0x40; // a version-4 uuid, as the host's tools make them
+    uniqueId[8] = (uniqueId[8]! & 0x3f) | 0x80;
+    hostFileIds.set(base, uniqueId);
+  }
+  return {
+    uniqueId,
+    path: hostVhdPath(base.sr.type, base.sr.uuid, base.uuid),
+    modified: base.snapshotTime ?? new Date(),
+  };
 }
 
 /** Raw: exactly virtual_size bytes, holes as zeros. */

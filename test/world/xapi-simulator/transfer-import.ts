@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { VhdFormatError, VhdStreamParser } from '../../../lambdas/vhd/index.ts';
 import type { HostState, PoolState } from './pool.ts';
 import { completeTask, failTask } from './pool.ts';
 import type { SparseDisk } from './sparse-disk.ts';
@@ -13,6 +12,7 @@ import {
   writeToSocket,
 } from './transfer-common.ts';
 import { finishWithError } from './transfer-export.ts';
+import { HostVhdError, HostVhdImport } from './vhd-host.ts';
 import { XapiError } from './xapi-error.ts';
 
 /**
@@ -62,7 +62,9 @@ export async function handleImport(
       signal,
     );
     const sink =
-      format === 'vhd' ? new VhdSink(vdi.disk, vdi.ref) : new RawSink(vdi.disk, vdi.ref, contentLength);
+      format === 'vhd'
+        ? new VhdSink(vdi.disk, vdi.ref, contentLength)
+        : new RawSink(vdi.disk, vdi.ref, contentLength);
     if (format === 'vhd' && !vdi.sr.prezeroed) {
       throw new XapiError('VDI_IO_ERROR', ['Device I/O errors', 'vhd import needs a prezeroed SR']);
     }
@@ -92,7 +94,7 @@ export async function handleImport(
     socket.end();
   } catch (error) {
     const reason = isAbortedRequest(error) ? new PeerGone() : error;
-    finishWithError(reason instanceof VhdFormatError ? asIoError(reason) : reason, task, socket);
+    finishWithError(reason instanceof HostVhdError ? asIoError(reason) : reason, task, socket);
   } finally {
     vdi.activeTransfers -= 1;
     start.cleanup();
@@ -106,38 +108,39 @@ function isAbortedRequest(error: unknown): boolean {
   );
 }
 
-/** vhd-tool's failures reach the task as VDI_IO_ERROR; the parser's message says what was wrong. */
-function asIoError(error: VhdFormatError): XapiError {
+/** vhd-tool's failures reach the task as VDI_IO_ERROR; the reader's message says what was wrong. */
+function asIoError(error: HostVhdError): XapiError {
   return new XapiError('VDI_IO_ERROR', ['Device I/O errors', `${error.code}: ${error.message}`]);
 }
 
 class VhdSink {
-  readonly #parser = new VhdStreamParser();
+  readonly #reader: HostVhdImport;
   readonly #disk: SparseDisk;
   readonly #vdiRef: string;
   #checkedSize = false;
 
-  constructor(disk: SparseDisk, vdiRef: string) {
+  constructor(disk: SparseDisk, vdiRef: string, contentLength: number) {
+    this.#reader = new HostVhdImport(contentLength);
     this.#disk = disk;
     this.#vdiRef = vdiRef;
   }
 
   write(bytes: Uint8Array): void {
-    const blocks = this.#parser.write(bytes);
-    const header = this.#parser.header;
-    if (!this.#checkedSize && header !== undefined) {
+    const blocks = this.#reader.write(bytes);
+    const virtualSize = this.#reader.virtualSize;
+    if (!this.#checkedSize && virtualSize !== undefined) {
       this.#checkedSize = true;
-      if (header.virtualSize > this.#disk.virtualSize) {
+      if (virtualSize > this.#disk.virtualSize) {
         throw new XapiError('VDI_TOO_LARGE', [this.#vdiRef, this.#disk.virtualSize]);
       }
     }
     for (const block of blocks) {
-      this.#disk.writeMappedSectors(block.index, header!.blockSize, block.bitmap, block.data);
+      this.#disk.writeMappedSectors(block.index, block.blockSize, block.bitmap, block.data);
     }
   }
 
   end(): void {
-    this.#parser.end();
+    this.#reader.end();
   }
 }
 
