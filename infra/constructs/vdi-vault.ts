@@ -206,7 +206,7 @@ export class VdiVault extends Construct {
         : {}),
     });
     this.transferTask = transfer;
-    for (const pool of props.pools) pool.secret.grantRead(transfer.taskDefinition.taskRole);
+    for (const pool of props.pools) grantSecretValue(transfer.taskDefinition.taskRole, pool);
     // The task runs any transfer step (the table's), and writes its result under the prefix's `.transfers/`.
     const transferActions = new Set(transferSteps().flatMap((spec) => spec.catalog));
     grantCatalogAccess(transfer.taskDefinition.taskRole, catalog, [...transferActions, 's3:PutObject']);
@@ -230,8 +230,8 @@ export class VdiVault extends Construct {
     for (const fn of [...Object.values(f), ...Object.values(r)]) {
       grantCatalogAccess(fn, catalog, fn.spec.catalog);
       if (fn.spec.lock.length) grantLockAccess(fn, this.lockTable, fn.spec.lock);
-      // Any XAPI step may find its session expired and log in again.
-      if (fn.spec.xapi) for (const pool of props.pools) pool.secret.grantRead(fn);
+      // Login, and any XAPI step that finds its session expired and logs in again.
+      if (fn.spec.logsIn) for (const pool of props.pools) grantSecretValue(fn, pool);
     }
     this.restoreStateMachine = createWorkflowStateMachine(this, 'RestoreStateMachine', {
       definition: restore.definition,
@@ -298,6 +298,21 @@ export class VdiVault extends Construct {
     }
     return [group];
   }
+}
+
+/**
+ * Reading a pool's credentials: `secretsmanager:GetSecretValue` only (the secret's `grantRead` adds
+ * `DescribeSecret`, which nothing calls). A secret named without its random suffix matches any suffix.
+ */
+function grantSecretValue(grantee: iam.IGrantable, pool: VaultPool): void {
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ['secretsmanager:GetSecretValue'],
+      resources: [pool.secret.secretFullArn ?? `${pool.secret.secretArn}-??????`],
+    }),
+  );
+  // A secret encrypted with a key of its own needs it too (the default aws/secretsmanager key does not).
+  pool.secret.encryptionKey?.grantDecrypt(grantee);
 }
 
 /** Exactly the item actions a step uses on the lock table, and the key to encrypt and read items. */

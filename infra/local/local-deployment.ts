@@ -11,13 +11,10 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import { LOCAL_ACCOUNT, LocalStack, type Template } from './aws/account.ts';
 import { startAwsGateway, type AwsCall, type AwsGateway } from './aws/gateway.ts';
 import { startSecretsServer, type SecretsServer } from './aws/secrets-server.ts';
+import { startLockTable } from './lock-table.ts';
 import { startLambdaService, type LocalFunction, type LocalLambdaService } from './lambda-service.ts';
 import type { LocalTarget } from './local-target.ts';
 import { runWorkflow, type WorkflowEvent, type WorkflowRun } from './run-workflow.ts';
@@ -64,8 +61,6 @@ export function localConfig(target: LocalTarget): unknown {
   };
 }
 
-type Dynalite = (options: { createTableMs: number; deleteTableMs: number; updateTableMs: number }) => Server;
-
 /** Starts the local deployment of a target: synthesized, with its own secrets, lock table and gateway. */
 export async function deployLocally(
   target: LocalTarget,
@@ -88,27 +83,12 @@ export async function deployLocally(
   const closers: (() => Promise<unknown>)[] = [];
 
   let lockEndpoint = target.lockTable?.endpoint;
-  const tableName = target.lockTable?.tableName ?? 'vdi-vault-locks';
-  if (!lockEndpoint) {
-    const dynalite = createRequire(import.meta.url)('dynalite') as Dynalite;
-    const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    closers.push(() => new Promise((resolve) => server.close(resolve)));
-    lockEndpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const client = new DynamoDBClient({
-      endpoint: lockEndpoint,
-      region: LOCAL_ACCOUNT.region,
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    });
-    await client.send(
-      new CreateTableCommand({
-        TableName: tableName,
-        KeySchema: [{ AttributeName: 'series', KeyType: 'HASH' }],
-        AttributeDefinitions: [{ AttributeName: 'series', AttributeType: 'S' }],
-        BillingMode: 'PAY_PER_REQUEST',
-      }),
-    );
-    client.destroy();
+  let tableName = target.lockTable?.tableName;
+  if (!lockEndpoint || !tableName) {
+    const locks = await startLockTable();
+    closers.push(() => locks.close());
+    lockEndpoint = locks.endpoint;
+    tableName = locks.table.tableName;
   }
 
   const stack = new LocalStack(template, {

@@ -27,10 +27,10 @@ export interface StepSpec {
   readonly memoryMiB: number;
   readonly timeoutSeconds: number;
   /**
-   * Talks to the pool. Any XAPI step may find its session expired and log in again, so each one reads the
-   * pool credentials (not only Login).
+   * May log in to the pool: Login, and any step that finds its session expired and logs in again (so it
+   * reads the pool credentials too). Logout only ever ends the session it is given.
    */
-  readonly xapi: boolean;
+  readonly logsIn: boolean;
   readonly catalog: readonly CatalogAction[];
   readonly lock: readonly LockAction[];
   /** Safe to run again after a failure of the network or of the Lambda service. */
@@ -61,7 +61,7 @@ export const TRANSFER_MEMORY_MIB = 1024;
 const step = (spec: Partial<StepSpec> & Pick<StepSpec, 'name' | 'functionId' | 'states'>): StepSpec => ({
   memoryMiB: 256,
   timeoutSeconds: MINUTE,
-  xapi: true,
+  logsIn: true,
   catalog: [],
   lock: [],
   retryable: true,
@@ -116,14 +116,14 @@ export const BACKUP_STEPS = {
     name: 'collectExport',
     functionId: 'CollectExportFunction',
     states: ['CollectExport'],
-    xapi: false,
+    logsIn: false,
     catalog: ['s3:GetObject', 's3:DeleteObject'],
   }),
   commit: step({
     name: 'commit',
     functionId: 'CommitFunction',
     states: ['Commit'],
-    xapi: false,
+    logsIn: false,
     catalog: ['s3:GetObject', 's3:PutObject'],
   }),
   // Applies retention: lists the series, reads manifests, deletes expired points.
@@ -143,7 +143,7 @@ export const BACKUP_STEPS = {
     catalog: ['s3:ListBucketMultipartUploads', 's3:AbortMultipartUpload', 's3:DeleteObject'],
     lock: ['dynamodb:DeleteItem'],
   }),
-  logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['Logout'] }),
+  logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['Logout'], logsIn: false }),
 } as const satisfies Record<string, StepSpec>;
 
 export const RESTORE_STEPS = {
@@ -151,7 +151,7 @@ export const RESTORE_STEPS = {
     name: 'validate',
     functionId: 'ValidateFunction',
     states: ['Validate'],
-    xapi: false,
+    logsIn: false,
     retryable: false,
   }),
   login: step({ name: 'login', functionId: 'LoginFunction', states: ['RestoreLogin'] }),
@@ -203,7 +203,7 @@ export const RESTORE_STEPS = {
     name: 'collectImport',
     functionId: 'CollectImportFunction',
     states: ['CollectImportLayer', 'CollectImportMerged', 'CollectImportReplay'],
-    xapi: false,
+    logsIn: false,
     catalog: ['s3:GetObject', 's3:DeleteObject'],
   }),
   // Marks the VDI complete; removes the chain document.
@@ -213,7 +213,7 @@ export const RESTORE_STEPS = {
     states: ['RestoreCleanup'],
     catalog: ['s3:DeleteObject'],
   }),
-  logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['RestoreLogout'] }),
+  logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['RestoreLogout'], logsIn: false }),
   failureCleanup: step({
     name: 'failureCleanup',
     functionId: 'FailureCleanupFunction',

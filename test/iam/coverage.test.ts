@@ -107,17 +107,6 @@ const ALLOWED_UNUSED: readonly { role: RegExp; actions: readonly string[]; reaso
       'paths no scenario reaches deterministically: an upload that outlived its export (the export’s own abort failed, S3 unreachable), an object exported whose Commit then failed',
   },
   {
-    role: /./,
-    actions: ['secretsmanager:DescribeSecret'],
-    reason: 'unused by our code: CDK’s secret.grantRead() grants it with GetSecretValue; nothing calls it',
-  },
-  {
-    role: /^(Backup|Restore)LogoutFunction/,
-    actions: ['secretsmanager:GetSecretValue'],
-    reason:
-      'unused by our code: Logout never logs in (an expired session needs no logout), yet the step table’s xapi: true grants the secret',
-  },
-  {
     role: /^BackupCommitFunction/,
     actions: ['kms:Decrypt'],
     reason:

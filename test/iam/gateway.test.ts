@@ -28,8 +28,8 @@ import type { AwsCall, AwsGateway } from '../../infra/local/aws/gateway.ts';
 import { startSecretsServer } from '../../infra/local/aws/secrets-server.ts';
 import type { SecretsServer } from '../../infra/local/aws/secrets-server.ts';
 import { createTestBucket, deleteTestBucket, s3World, sha256Hex, sha256OfObject } from '../world/s3.ts';
-import { startLockTable } from '../world/lock-table.ts';
-import type { LockTableWorld } from '../world/lock-table.ts';
+import { startLockTable } from '../../infra/local/lock-table.ts';
+import type { LockTableWorld } from '../../infra/local/lock-table.ts';
 import { functionRole, onlyOf, synthesizedStack, synthesizedTemplate, testRole } from './synth.ts';
 
 const { accountId: acct, region } = LOCAL_ACCOUNT;

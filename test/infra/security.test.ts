@@ -115,7 +115,7 @@ describe('least privilege', () => {
     const { template } = plain;
     const kmsS3 = ['kms:Decrypt', 'kms:GenerateDataKey'];
     // Every step that talks to the pool may log in again when its session expired (defect 6).
-    const secret = ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'];
+    const secret = ['secretsmanager:GetSecretValue'];
     const expected: Record<string, string[]> = {
       BackupLoginFunction: secret,
       BackupPlanFunction: [
@@ -159,7 +159,7 @@ describe('least privilege', () => {
         's3:DeleteObject',
         's3:ListBucketMultipartUploads',
       ],
-      BackupLogoutFunction: secret,
+      BackupLogoutFunction: [],
       RestoreValidateFunction: [],
       RestoreLoginFunction: secret,
       RestoreResolveChainFunction: [...secret, ...kmsS3, 's3:GetObject', 's3:ListBucket', 's3:PutObject'],
@@ -168,7 +168,7 @@ describe('least privilege', () => {
       RestoreImportMergedFunction: [...secret, 'kms:Decrypt', 's3:GetObject'],
       RestoreCollectImportFunction: ['kms:Decrypt', 's3:DeleteObject', 's3:GetObject'],
       RestoreCleanupFunction: [...secret, 's3:DeleteObject'],
-      RestoreLogoutFunction: secret,
+      RestoreLogoutFunction: [],
       RestoreFailureCleanupFunction: [...secret, 's3:DeleteObject'],
     };
     for (const [fn, actions] of Object.entries(expected)) {

@@ -74,7 +74,7 @@ describe('one step runtime: the table builds functions and handlers', () => {
     }
   });
 
-  it('6: every step that talks to the pool may read its secret (to log in again when its session expired)', () => {
+  it('6: Login and every step that may log in again (its session expired) read the secret, nothing else does', () => {
     const policies = Object.values(resources).filter((resource) => resource.Type === 'AWS::IAM::Policy');
     for (const [logicalId, fn] of functions) {
       const [workflow, name] = stepOf(fn.Properties).split('.') as [keyof typeof WORKFLOW_STEPS, string];
@@ -85,7 +85,7 @@ describe('one step runtime: the table builds functions and handlers', () => {
           JSON.stringify(policy.Properties.Roles).includes(role) &&
           JSON.stringify(policy.Properties.PolicyDocument).includes('secretsmanager:GetSecretValue'),
       );
-      expect(readsSecret, `${logicalId} (${workflow}.${name})`).toBe(spec.xapi);
+      expect(readsSecret, `${logicalId} (${workflow}.${name})`).toBe(spec.logsIn);
     }
   });
 });

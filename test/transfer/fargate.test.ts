@@ -211,7 +211,6 @@ describe('the Fargate transfer in the template', () => {
       's3:AbortMultipartUpload',
       's3:GetObject',
       's3:PutObject',
-      'secretsmanager:DescribeSecret',
       'secretsmanager:GetSecretValue',
     ]);
   });

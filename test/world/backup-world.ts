@@ -6,7 +6,7 @@ import { runLocalRestore, type LocalRestoreRun } from '../../infra/local/local-r
 import type { LocalDeployment } from '../../infra/local/local-deployment.ts';
 import { closeLocalDeployment, localDeploymentOf } from '../../infra/local/local-deployments.ts';
 import { XapiSession } from '../../lambdas/xapi/index.ts';
-import { startLockTable } from './lock-table.ts';
+import { startLockTable } from '../../infra/local/lock-table.ts';
 import { createTestBucket, deleteTestBucket, listOpenMultipartUploads, s3World } from './s3.ts';
 import { startXapiSimulator, type AddVdiOptions, type XapiSimulator } from './xapi-simulator/index.ts';
 

@@ -170,7 +170,11 @@ export async function startAwsGateway(options: {
       });
     } else {
       const denied = await evaluate(plan.checks, exchange.records);
-      if (denied && enforce) return finish(s3Denied(res, head, accessDeniedMessage(denied)));
+      if (denied && enforce) {
+        // Read the refused body first: answering mid-upload breaks the connection and the SDK retries.
+        if (!body) await drain(req);
+        return finish(s3Denied(res, head, accessDeniedMessage(denied)));
+      }
     }
     const upstream = await forward(agent, backends.s3, req, exchange, body);
     const status = upstream.statusCode ?? 502;
@@ -316,6 +320,13 @@ function relay(upstream: IncomingMessage, res: ServerResponse, exchange: Exchang
   upstream.on('error', () => res.socket?.resetAndDestroy());
   upstream.on('aborted', () => res.socket?.resetAndDestroy());
   res.on('close', done);
+}
+
+function drain(req: IncomingMessage): Promise<void> {
+  return new Promise((resolve) => {
+    req.on('end', resolve).on('error', () => resolve());
+    req.resume();
+  });
 }
 
 function s3Denied(res: ServerResponse, head: boolean, message: string): number {
