@@ -56,9 +56,21 @@ export class VhdBlockOrderError extends VhdFormatError {
   }
 }
 
-export class VhdBitmapError extends VhdFormatError {
-  constructor(message: string, offset: number) {
-    super('VHD_BITMAP', message, offset);
+/**
+ * A block's sector bitmap does not mark every sector. The host always writes full bitmaps, so a cleared bit
+ * is damage: read as "sector absent", it would silently turn data into zeros. `offset` is the stream offset
+ * of the first bitmap byte that lacks a bit.
+ */
+export class VhdBitmapNotFullError extends VhdFormatError {
+  readonly blockIndex: number;
+
+  constructor(blockIndex: number, offset: number, byte: number) {
+    super(
+      'VHD_BITMAP_NOT_FULL',
+      `the sector bitmap of block ${blockIndex} is not full (byte 0x${byte.toString(16).padStart(2, '0')})`,
+      offset,
+    );
+    this.blockIndex = blockIndex;
   }
 }
 

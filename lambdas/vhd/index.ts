@@ -17,7 +17,7 @@ export type {
 export {
   HttpErrorInBody,
   VhdBatBoundsError,
-  VhdBitmapError,
+  VhdBitmapNotFullError,
   VhdBlockOrderError,
   VhdBlockSizeError,
   VhdFooterChecksumError,
@@ -33,7 +33,7 @@ export {
 } from './errors.ts';
 export { vhdByteLength } from './layout.ts';
 export { writeVhd } from './writer.ts';
-export { VhdStreamParser, bitmapMarksEverySector } from './parser.ts';
+export { VhdStreamParser, bitmapMarksEverySector, firstUnmarkedBitmapByte } from './parser.ts';
 export type { VhdStreamParserOptions } from './parser.ts';
 export { parseVhd } from './parse-vhd.ts';
 export { createVhdValidator, VhdValidator } from './validator.ts';

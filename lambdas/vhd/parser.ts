@@ -11,7 +11,7 @@ import type { DynamicHeader } from './dynamic-header.ts';
 import {
   HttpErrorInBody,
   VhdBatBoundsError,
-  VhdBitmapError,
+  VhdBitmapNotFullError,
   VhdBlockOrderError,
   VhdFooterMismatchError,
   VhdLimitError,
@@ -26,7 +26,11 @@ import type { VhdBlock, VhdHeaderInfo, VhdSummary } from './types.ts';
 export interface VhdStreamParserOptions {
   /** Default true. False: validate only and never assemble block data (pass-through use); `data` is empty. */
   readonly keepBlockData?: boolean;
-  /** Default false. True: every bitmap must mark all sectors of its block, as the host's exports do. */
+  /**
+   * Default true: every bitmap must mark all sectors of its block, as the host's exports (and qemu-img's and
+   * our writer's output) always do; a cleared bit fails with VhdBitmapNotFullError. False: accept partial
+   * bitmaps (another writer's VHD) and leave their meaning to the caller.
+   */
   readonly requireFullBitmap?: boolean;
 }
 
@@ -74,7 +78,7 @@ export class VhdStreamParser {
 
   constructor(options: VhdStreamParserOptions = {}) {
     this.#keepData = options.keepBlockData ?? true;
-    this.#requireFullBitmap = options.requireFullBitmap ?? false;
+    this.#requireFullBitmap = options.requireFullBitmap ?? true;
   }
 
   get bytesRead(): number {
@@ -292,11 +296,15 @@ export class VhdStreamParser {
 
   #completeBitmap(): void {
     this.#bitmap = this.#buffer!;
-    if (this.#requireFullBitmap && !bitmapMarksEverySector(this.#bitmap, this.#dynamic!.blockSize)) {
-      throw new VhdBitmapError(
-        `the bitmap of block ${this.#order[this.#nextInOrder]} does not mark every sector`,
-        this.#phaseStart,
-      );
+    if (this.#requireFullBitmap) {
+      const lacking = firstUnmarkedBitmapByte(this.#bitmap, this.#dynamic!.blockSize);
+      if (lacking !== undefined) {
+        throw new VhdBitmapNotFullError(
+          this.#order[this.#nextInOrder]!,
+          this.#phaseStart + lacking,
+          this.#bitmap[lacking]!,
+        );
+      }
     }
     const blockSize = this.#dynamic!.blockSize;
     const data = this.#keepData ? new Uint8Array(blockSize) : undefined;
@@ -378,11 +386,16 @@ export class VhdStreamParser {
 
 /** True when the first blockSize / 512 bits (most significant bit first) are all set. */
 export function bitmapMarksEverySector(bitmap: Uint8Array, blockSize: number): boolean {
+  return firstUnmarkedBitmapByte(bitmap, blockSize) === undefined;
+}
+
+/** Index of the first bitmap byte lacking one of the block's blockSize / 512 sector bits; undefined if none. */
+export function firstUnmarkedBitmapByte(bitmap: Uint8Array, blockSize: number): number | undefined {
   const sectors = blockSize / SECTOR_SIZE;
   const fullBytes = Math.floor(sectors / 8);
-  for (let i = 0; i < fullBytes; i++) if (bitmap[i] !== 0xff) return false;
+  for (let i = 0; i < fullBytes; i++) if (bitmap[i] !== 0xff) return i;
   const restBits = sectors % 8;
-  if (restBits === 0) return true;
+  if (restBits === 0) return undefined;
   const mask = (0xff << (8 - restBits)) & 0xff;
-  return ((bitmap[fullBytes] ?? 0) & mask) === mask;
+  return ((bitmap[fullBytes] ?? 0) & mask) === mask ? undefined : fullBytes;
 }

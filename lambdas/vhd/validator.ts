@@ -4,7 +4,10 @@ import { VhdStreamParser } from './parser.ts';
 import type { VhdStreamParserOptions } from './parser.ts';
 import type { VhdSummary } from './types.ts';
 
-/** Passes bytes through unchanged once they are validated; errors with the first VhdFormatError. */
+/**
+ * Passes bytes through unchanged once they are validated; errors with the first VhdFormatError. Host exports
+ * carry full sector bitmaps, so by default a bitmap lacking a bit fails (VhdBitmapNotFullError).
+ */
 export class VhdValidator extends Transform {
   readonly #parser: VhdStreamParser;
   #summary: VhdSummary | undefined;

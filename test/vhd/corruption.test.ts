@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   HttpErrorInBody,
   VhdBatBoundsError,
-  VhdBitmapError,
+  VhdBitmapNotFullError,
   VhdBlockOrderError,
   VhdBlockSizeError,
   VhdFooterChecksumError,
@@ -316,18 +316,25 @@ describe('VhdStreamParser rejects', () => {
     }
   });
 
-  it('a partial bitmap when full bitmaps are required', () => {
-    const bytes = mutated((b) => (b[BLOCK2 + 511] = 0xfe));
-    const parser = new VhdStreamParser({ requireFullBitmap: true });
-    let caught: unknown;
-    try {
-      parser.write(bytes);
-    } catch (error) {
-      caught = error;
+  it('a flipped bitmap byte: VhdBitmapNotFullError at that byte, naming the block', () => {
+    for (const [block, at, value] of [
+      [0, BLOCK0, 0x00],
+      [2, BLOCK2 + 511, 0xfe],
+      [2, BLOCK2 + 200, 0xef],
+    ] as const) {
+      const error = expectDefect(
+        mutated((b) => (b[at] = value)),
+        VhdBitmapNotFullError,
+        at,
+      );
+      expect(error.code).toBe('VHD_BITMAP_NOT_FULL');
+      expect((error as VhdBitmapNotFullError).blockIndex).toBe(block);
+      expect(error.message).toContain(`block ${block}`);
     }
-    expect(caught).toBeInstanceOf(VhdBitmapError);
-    expect((caught as VhdBitmapError).offset).toBe(BLOCK2);
-    expect(() => new VhdStreamParser({ requireFullBitmap: true }).write(sample)).not.toThrow();
+    expect(parseError([sample])).toBeUndefined();
+    // Told to accept other writers' partial bitmaps, the parser yields the bitmap for the caller to apply.
+    const flipped = mutated((b) => (b[BLOCK2 + 511] = 0xfe));
+    expect(() => new VhdStreamParser({ requireFullBitmap: false }).write(flipped)).not.toThrow();
   });
 
   it('every later call once it has failed', () => {
@@ -347,7 +354,7 @@ describe('VhdStreamParser rejects', () => {
         new VhdBlockSizeError('', 0),
         new VhdBatBoundsError('', 0),
         new VhdBlockOrderError('', 0),
-        new VhdBitmapError('', 0),
+        new VhdBitmapNotFullError(0, 0, 0),
         new VhdFooterMismatchError('', 0),
         new VhdTruncatedError('', 0),
         new VhdTrailingDataError('', 0),

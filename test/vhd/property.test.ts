@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VHD_BLOCK_SIZE, VhdFormatError, vhdByteLength } from '../../lambdas/vhd/index.ts';
-import { chunksOf, makeDisk, vhdBytes } from './disks.ts';
-import { parseChunks } from './parse.ts';
+import { chunksOf, makeDisk, rawImage, vhdBytes } from './disks.ts';
+import { imageOf, parseChunks } from './parse.ts';
 
 /** Small random sparse disks: up to 6 blocks, any whole number of sectors, any subset present. */
 const sparseDisk = fc.integer({ min: 0, max: (6 * VHD_BLOCK_SIZE) / 512 }).chain((sectors) => {
@@ -77,13 +77,19 @@ describe('write → parse over random sparse disks', () => {
     );
   });
 
-  it('finds every single-byte corruption of the metadata, or parses to the same blocks', async () => {
+  it('finds every single-byte corruption of the metadata and bitmaps, or parses to the same disk content', async () => {
     const disk = makeDisk(5 * 1024 * 1024, [0, 2], 7);
     const { bytes } = await vhdBytes(disk);
-    const metadataEnd = 2560 + 512;
+    const expected = rawImage(disk);
+    const block2Bitmap = 2560 + 512 + 2 * 1024 * 1024;
     fc.assert(
       fc.property(
-        fc.integer({ min: 0, max: metadataEnd - 1 }),
+        // Footer copy, header, zero sector, BAT, block 0's bitmap; block 2's bitmap; the trailing footer.
+        fc.oneof(
+          fc.integer({ min: 0, max: 2560 + 512 - 1 }),
+          fc.integer({ min: block2Bitmap, max: block2Bitmap + 511 }),
+          fc.integer({ min: bytes.length - 512, max: bytes.length - 1 }),
+        ),
         fc.integer({ min: 1, max: 255 }),
         fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 4 }),
         (position, flip, chunkSizes) => {
@@ -91,16 +97,31 @@ describe('write → parse over random sparse disks', () => {
           copy[position]! ^= flip;
           let result: ReturnType<typeof parseChunks> | undefined;
           try {
-            result = parseChunks(chunksOf(copy, chunkSizes), { keepBlockData: false });
+            result = parseChunks(chunksOf(copy, chunkSizes));
           } catch (error) {
             expect(error).toBeInstanceOf(VhdFormatError); // rejected with a defect, never a crash
             return;
           }
-          // Bytes no check covers (the zero sector, BAT padding): the disk still reads the same.
-          expect(result.blocks.map((block) => block.index)).toEqual([0, 2]);
+          // Bytes no check covers (the zero sector, BAT padding): the disk must still read the same, byte
+          // for byte; a corruption that parses to other content is a miss.
+          expect(result.summary.virtualSize).toBe(disk.virtualSize);
+          if (!imageOf(result.blocks, result.summary.virtualSize).equals(expected)) {
+            throw new Error(
+              `flipping byte ${position} with 0x${flip.toString(16)} changed the disk unnoticed`,
+            );
+          }
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 400 },
     );
+  });
+
+  it('the content check catches a bitmap that lost bits when partial bitmaps are accepted', async () => {
+    const disk = makeDisk(5 * 1024 * 1024, [0, 2], 7);
+    const { bytes } = await vhdBytes(disk);
+    bytes[2560 + 100]! ^= 0x10;
+    const { blocks, summary } = parseChunks([bytes], { requireFullBitmap: false });
+    expect(blocks.map((block) => block.index)).toEqual([0, 2]); // the old index-only check saw nothing
+    expect(imageOf(blocks, summary.virtualSize).equals(rawImage(disk))).toBe(false);
   });
 });
