@@ -139,6 +139,46 @@ describe('import', () => {
     }
   });
 
+  it('reads blocks in file order, not index order, and ignores disk type and parent fields', async () => {
+    const vdi = sim.addVdi({ virtualSize: 6 * MiB });
+    const vhd = await makeVhd(
+      6 * MiB,
+      new Map([
+        [0, filled(0x10)],
+        [2, filled(0x12)],
+      ]),
+    );
+    // Swap the BAT entries: block 2 is now the first in the file, and owns the 0x10 data.
+    const first = vhd.readUInt32BE(2048);
+    vhd.writeUInt32BE(vhd.readUInt32BE(2056), 2048);
+    vhd.writeUInt32BE(first, 2056);
+    // Disk type 2 (fixed) in both footers and a parent that exists nowhere: the host looks at neither.
+    const reseal = (at: number, length: number, field: number): void => {
+      vhd.writeUInt32BE(0, at + field);
+      const sum = vhd.subarray(at, at + length).reduce((total, byte) => total + byte, 0);
+      vhd.writeUInt32BE(~sum >>> 0, at + field);
+    };
+    for (const at of [0, vhd.length - 512]) {
+      vhd.writeUInt32BE(2, at + 60);
+      reseal(at, 512, 64);
+    }
+    vhd.fill(0x5c, 512 + 40, 512 + 56);
+    reseal(512, 1024, 36);
+    const task = await newTask();
+    const response = await request(
+      `${sim.url}${importPath({ vdi: vdi.uuid, format: 'vhd', task_id: task })}`,
+      { method: 'PUT', body: vhd },
+    );
+    await response.body.dump();
+    expect((await taskRecord(task)).status).toBe('success');
+    expect(sim.allocatedBlocks(vdi.uuid)).toEqual([0, 2]);
+    expect(Buffer.from(sim.readDisk(vdi.uuid, 0, 2 * MiB)).equals(Buffer.from(filled(0x12)))).toBe(true);
+    expect(Buffer.from(sim.readDisk(vdi.uuid, 4 * MiB, 2 * MiB)).equals(Buffer.from(filled(0x10)))).toBe(
+      true,
+    );
+    await call(sim.url, 'task.destroy', [session, task]);
+  });
+
   it('replaying a full then a delta into a fresh VDI gives the last snapshot', async () => {
     const source = sim.addVdi({ virtualSize: 12 * MiB, populate: 'scattered' });
     const first = (await call(sim.url, 'VDI.snapshot', [session, source.ref, {}])) as string;
