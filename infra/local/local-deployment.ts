@@ -206,10 +206,13 @@ async function runStateMachine(
     }
   });
   const violations: string[] = [];
+  const control: { stop?: () => void } = {};
   const checkPayload = (what: string, value: unknown) => {
     const size = Buffer.byteLength(JSON.stringify(value ?? null));
     if (size > STATE_PAYLOAD_LIMIT) {
       violations.push(`${what}: ${size} bytes`);
+      // Terminal in AWS: no Catch (not even States.ALL) handles it, so no clean-up state runs either.
+      control.stop?.();
       throw Object.assign(
         new Error(
           `The state/task returned a result with a size exceeding the maximum number of bytes service limit (${what}: ${size} bytes)`,
@@ -285,8 +288,8 @@ async function runStateMachine(
     };
   });
   checkPayload('execution input', input);
-  const result = await runWorkflow(definition, handlers, input, onEvent, stateMachineArn);
-  if (violations.length && result.status === 'SUCCEEDED') {
+  const result = await runWorkflow(definition, handlers, input, onEvent, stateMachineArn, control);
+  if (violations.length) {
     return { ...result, status: 'FAILED', error: 'States.DataLimitExceeded', cause: violations.join('; ') };
   }
   if (result.status === 'SUCCEEDED') checkPayload('execution output', result.output);

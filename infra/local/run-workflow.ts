@@ -30,6 +30,8 @@ export async function runWorkflow(
   /** Called for each execution event as it happens (state entered/exited/failed/retried/caught…). */
   onEvent?: ((event: WorkflowEvent) => void) | undefined,
   stateMachineArn = 'arn:aws:states:us-east-1:123456789012:stateMachine:local',
+  /** Set here while the execution runs: stops it at once (an error no Catch may handle). */
+  control: { stop?: () => void } = {},
 ): Promise<WorkflowRun> {
   const taskResourceLocalHandlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
@@ -54,6 +56,7 @@ export async function runWorkflow(
       },
     } as never,
   });
+  control.stop = () => execution.abort();
   const statesEntered: string[] = [];
   const events = (async () => {
     let failure: { error: string; cause: string } | undefined;

@@ -34,6 +34,7 @@ import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { failureMessage } from '../shared/failure.ts';
 import { CleanupLog, required } from '../shared/cleanup-log.ts';
+import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import { isXapiError, XapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { parseBackupInput } from './input.ts';
 import { BACKUP_ID_TAG, isOurSnapshot, SERIES_TAG } from './snapshot-tags.ts';
@@ -168,7 +169,8 @@ export function createBackupSteps(deps: BackupDeps) {
         kind,
         ...(fullReason !== undefined ? { fullReason } : {}),
         vdiRef,
-        vdiNameLabel: vdi.name_label,
+        // A label is free text of any length: the plan (which a Fargate task's overrides carry) keeps 512.
+        vdiNameLabel: vdi.name_label.slice(0, 512),
         virtualSize: vdi.virtual_size,
         objectKey: objectKey(deps.catalog, state.pool, state.vdiUuid, backupId),
         ...(kind === 'delta' && last && base
@@ -528,12 +530,16 @@ async function quarantineBrokenChain(
 ): Promise<string | undefined> {
   let broken = -1;
   let reason: string | undefined;
-  for (let i = chain.length - 1; i >= 0 && broken < 0; i--) {
-    const manifest = chain[i]!;
+  const intact = await mapConcurrently(chain, CATALOG_READS_IN_FLIGHT, async (manifest) => {
     const head = await s3
       .send(new HeadObjectCommand({ Bucket: bucket, Key: manifest.objectKey }))
       .catch(() => undefined);
-    if (head?.ContentLength !== manifest.bytes) {
+    return head?.ContentLength === manifest.bytes;
+  });
+  // The newest broken layer decides: everything from the full up to it depended on it.
+  for (let i = chain.length - 1; i >= 0 && broken < 0; i--) {
+    if (!intact[i]) {
+      const manifest = chain[i]!;
       broken = i;
       reason = `object ${manifest.objectKey} of backup ${manifest.backupId} is missing or has the wrong size`;
     }

@@ -1,3 +1,4 @@
+import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import {
   GetObjectCommand,
   HeadObjectCommand,
@@ -36,9 +37,7 @@ export async function listManifests(
   vdiUuid: string,
 ): Promise<Manifest[]> {
   const keys = (await listSeriesKeys(s3, location, pool, vdiUuid)).filter((key) => key.endsWith('.json'));
-  const manifests: Manifest[] = [];
-  for (const key of keys) manifests.push(await readManifest(s3, location.bucket, key));
-  return manifests;
+  return mapConcurrently(keys, CATALOG_READS_IN_FLIGHT, (key) => readManifest(s3, location.bucket, key));
 }
 
 export async function readManifest(s3: S3Client, bucket: string, key: string): Promise<Manifest> {

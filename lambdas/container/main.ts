@@ -10,6 +10,7 @@ import * as backup from '../handlers/backup.ts';
 import * as restore from '../handlers/restore.ts';
 import { logger } from '../handlers/observability.ts';
 import { runtimeFromEnvironment } from '../handlers/runtime-env.ts';
+import { XapiSession } from '../xapi/index.ts';
 import {
   parseTransferParameters,
   writeTransferResult,
@@ -31,7 +32,9 @@ async function main(): Promise<number> {
     result = {
       status: 'succeeded' as const,
       step: parameters.step,
-      output: await handlerOf(parameters.step)(parameters.input as never, fargateContext(parameters)),
+      output: await withTaskSession(runtime, parameters.input as { pool: string }, (input) =>
+        handlerOf(parameters.step)(input as never, fargateContext(parameters)),
+      ),
     };
   } catch (error) {
     const failure = error instanceof Error ? error : new Error(String(error));
@@ -57,6 +60,27 @@ async function main(): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/**
+ * The task gets no session (RunTask's parameters reach CloudTrail): it logs in once for the whole transfer
+ * (a replay imports every layer on it) and logs out at the end. An expired session still logs in again.
+ */
+async function withTaskSession<T>(
+  runtime: ReturnType<typeof runtimeFromEnvironment>,
+  input: { readonly pool: string },
+  run: (input: unknown) => Promise<T>,
+): Promise<T> {
+  const access = runtime.pools.get(input.pool);
+  const session = await XapiSession.login(
+    { ...access.connection, log: runtime.log },
+    await access.credentials(),
+  );
+  try {
+    return await run({ ...input, session: session.handle });
+  } finally {
+    await session.logout().catch(() => session.close());
+  }
 }
 
 /** The same handler the step's Lambda runs (Powertools middleware included). */

@@ -1,5 +1,6 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../catalog/catalog.ts';
+import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import { chainOf } from '../catalog/manifest.ts';
 import type { CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError, type Manifest } from '../catalog/manifest.ts';
@@ -89,6 +90,8 @@ export async function resolveChain(
         `broken chain: backup ${layer.backupId} has virtual size ${layer.virtualSize}, ${chosen.backupId} has ${chosen.virtualSize}`,
       );
     }
+  }
+  await mapConcurrently(layers, CATALOG_READS_IN_FLIGHT, async (layer) => {
     const head = await s3
       .send(new HeadObjectCommand({ Bucket: catalog.bucket, Key: layer.objectKey }))
       .catch((error: unknown) => {
@@ -105,7 +108,7 @@ export async function resolveChain(
         `broken chain: the object ${layer.objectKey} holds ${String(head.ContentLength)} bytes, its manifest records ${layer.bytes}`,
       );
     }
-  }
+  });
   return {
     backupId: chosen.backupId,
     virtualSize: chosen.virtualSize,
