@@ -551,8 +551,9 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
       expect(done.code, done.stderr).toBe(4);
       expect(done.stderr).toMatch(removal.says);
       const denied = done.calls.filter((call) => !call.allowed);
-      expect(denied.map((call) => call.action)).toEqual([removal.action]);
-      expect(denied[0]!.reason).toBe('implicit deny: no statement allows');
+      // Catalog reads run several at a time: each one in flight may be refused, all for that one action.
+      expect([...new Set(denied.map((call) => call.action))]).toEqual([removal.action]);
+      for (const call of denied) expect(call.reason).toBe('implicit deny: no statement allows');
     } finally {
       await stripped.gateway.close();
     }
