@@ -252,6 +252,37 @@ async function runStateMachine(
     }
   }
 
+  // aws-local-stepfunctions starts a Map's next iteration after one failed; Step Functions starts none once
+  // the Map has failed. A task of a failed Map's iteration is refused before it runs (nothing reaches AWS).
+  const mapOf = new Map<string, string>();
+  const handledInIteration = new Map<string, (error: string) => boolean>();
+  visitStates(definition, (mapName, state) => {
+    const processor = (state.ItemProcessor ?? state.Iterator) as Record<string, never> | undefined;
+    if (state.Type !== 'Map' || !processor) return;
+    visitStates(processor, (name, inner) => {
+      mapOf.set(name, mapName);
+      const rules = [
+        ...((inner.Retry ?? []) as { ErrorEquals: string[] }[]),
+        ...((inner.Catch ?? []) as { ErrorEquals: string[] }[]),
+      ];
+      handledInIteration.set(name, (error) =>
+        rules.some((rule) => rule.ErrorEquals.includes(error) || rule.ErrorEquals.includes('States.ALL')),
+      );
+    });
+  });
+  const failedMaps = new Set<string>();
+  const guarded = (name: string, run: (value: unknown) => Promise<unknown>) => async (value: unknown) => {
+    const map = mapOf.get(name);
+    if (map && failedMaps.has(map)) {
+      throw Object.assign(new Error(`${map} has failed: no new iteration runs`), { name: 'States.Runtime' });
+    }
+    try {
+      return await run(value);
+    } catch (error) {
+      if (map && !handledInIteration.get(name)?.((error as Error).name)) failedMaps.add(map);
+      throw error;
+    }
+  };
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   let timeoutArmed = target.simulateLambdaTimeout;
   visitStates(definition, (name, state) => {
@@ -288,7 +319,8 @@ async function runStateMachine(
     };
   });
   checkPayload('execution input', input);
-  const result = await runWorkflow(definition, handlers, input, onEvent, stateMachineArn, control);
+  const tasks = Object.fromEntries(Object.entries(handlers).map(([name, run]) => [name, guarded(name, run)]));
+  const result = await runWorkflow(definition, tasks, input, onEvent, stateMachineArn, control);
   if (violations.length) {
     return { ...result, status: 'FAILED', error: 'States.DataLimitExceeded', cause: violations.join('; ') };
   }

@@ -88,6 +88,7 @@ describe('the app on the example config', () => {
         'CatalogPrefix',
         'DefaultPool',
         'KeyArn',
+        'OperatorPolicyArn',
         'RestoreStateMachineArn',
         'TopicArn',
       ].sort(),

@@ -19,7 +19,8 @@ describe('VdiVault in another CDK app', () => {
     expect(vault.bucket).toBeInstanceOf(s3.Bucket);
     expect(vault.key.keyArn).toBeDefined();
     expect(vault.topic.topicArn).toBeDefined();
-    expect(vault.alarms).toHaveLength(2);
+    // Backups failed, restores failed, and a message in either dead-letter queue.
+    expect(vault.alarms).toHaveLength(4);
     const template = Template.fromStack(stack);
     template.resourceCountIs('AWS::StepFunctions::StateMachine', 2);
     expect(JSON.stringify(template.findResources('AWS::IAM::Policy'))).toContain('/vdi/*');
