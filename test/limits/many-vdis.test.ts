@@ -14,7 +14,8 @@ import { planRetention } from '../../lambdas/catalog/retention.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { XapiSession } from '../../lambdas/xapi/index.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
-import { deleteKeys, fabricateSeries, mapLimit, type LayerSpec } from './catalog-fixtures.ts';
+import { mapConcurrently } from '../../lambdas/shared/concurrently.ts';
+import { deleteKeys, fabricateSeries, type LayerSpec } from './catalog-fixtures.ts';
 import { describeSizes, installPayloadProbe, type PayloadProbe } from './payload-probe.ts';
 
 const MiB = 1024 * 1024;
@@ -51,7 +52,7 @@ describe('50 VDIs in one backup run with retention deleting', () => {
       { username: sim.username, password: sim.password },
     );
     try {
-      await mapLimit(vdiUuids, 4, async (vdiUuid, i) => {
+      await mapConcurrently(vdiUuids, 4, async (vdiUuid, i) => {
         // The last backup's snapshot, tagged as ours, and its content as the full's object.
         const snapshot = sim.snapshotVdi(vdiUuid);
         const blocks = new Map(
