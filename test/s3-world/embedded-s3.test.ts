@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patternBytes, streamOf } from './bodies.ts';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -58,26 +59,6 @@ afterAll(async () => {
   client?.destroy();
   await s3?.close();
 });
-
-/** Deterministic, non-repeating-looking bytes (zeros would hide offset mistakes). */
-function patternBytes(length: number, seed = 1): Buffer {
-  const bytes = Buffer.alloc(length);
-  let x = seed;
-  for (let i = 0; i < length; i += 4) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    bytes.writeUInt32LE(x, Math.min(i, length - 4));
-  }
-  return bytes;
-}
-
-/** Streams `data` in uneven chunks, like a network body. */
-function streamOf(data: Buffer, chunk = 64 * 1024 + 7): Readable {
-  return Readable.from(
-    (function* () {
-      for (let offset = 0; offset < data.length; offset += chunk) yield data.subarray(offset, offset + chunk);
-    })(),
-  );
-}
 
 const md5 = (data: Buffer | string) => createHash('md5').update(data).digest();
 const crc32Base64 = (data: Buffer) => {

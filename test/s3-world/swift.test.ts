@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patternBytes, streamOf } from './bodies.ts';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -35,26 +36,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await deleteTestBucket(client, bucket);
 });
-
-/** Deterministic, non-repeating-looking bytes (zeros would hide offset mistakes). */
-function patternBytes(length: number, seed = 1): Buffer {
-  const bytes = Buffer.alloc(length);
-  let x = seed;
-  for (let i = 0; i < length; i += 4) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    bytes.writeUInt32LE(x, Math.min(i, length - 4));
-  }
-  return bytes;
-}
-
-/** Streams `data` in uneven chunks, like a network body with no known length. */
-function streamOf(data: Buffer, chunk = 64 * 1024 + 7): Readable {
-  return Readable.from(
-    (function* () {
-      for (let offset = 0; offset < data.length; offset += chunk) yield data.subarray(offset, offset + chunk);
-    })(),
-  );
-}
 
 async function uploadSmallParts(key: string, sizes: number[]): Promise<string> {
   const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
