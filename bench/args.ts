@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parseSize } from '../test/world/xapi-simulator/cli-args.ts';
+import { parseSize } from '../world/xapi-simulator/cli-args.ts';
 
 export const SECTIONS = ['export', 'peer', 'memory', 'restore', 'bundles', 'transitions'] as const;
 export type Section = (typeof SECTIONS)[number];

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { runLocalBackup, type LocalTarget } from '../infra/local/local-backup.ts';
-import { BLOCK_SIZE, type XapiSimulator } from '../test/world/xapi-simulator/index.ts';
+import { runLocalBackup, type LocalTarget } from '../world/local/local-backup.ts';
+import { BLOCK_SIZE, type XapiSimulator } from '../world/xapi-simulator/index.ts';
 
 export interface BackupChain {
   readonly vdiUuid: string;

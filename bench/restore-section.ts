@@ -1,5 +1,5 @@
-import type { LocalTarget } from '../infra/local/local-backup.ts';
-import { startXapiSimulator, type XapiSimulator } from '../test/world/xapi-simulator/index.ts';
+import type { LocalTarget } from '../world/local/local-backup.ts';
+import { startXapiSimulator, type XapiSimulator } from '../world/xapi-simulator/index.ts';
 import type { BenchOptions } from './args.ts';
 import type { BenchReport } from './report.ts';
 import { buildBackupChain, type BackupChain } from './restore-chain.ts';
@@ -29,7 +29,7 @@ export async function measureRestoreAndTransitions(
   const notes: string[] = [];
   const runLocalRestore = await loadRestoreRunner();
   if (!runLocalRestore)
-    notes.push('restore: infra/local/local-restore.ts does not exist yet; restore figures are null');
+    notes.push('restore: world/local/local-restore.ts does not exist yet; restore figures are null');
   // Without a restore to measure, a short chain is enough for the backup's transitions.
   const deltas = runLocalRestore ? Math.max(options.restoreDeltas, TRANSITION_LAYERS - 1) : 1;
   const sim = await startXapiSimulator();

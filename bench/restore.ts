@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { LocalTarget } from '../infra/local/local-backup.ts';
-import type { XapiSimulator } from '../test/world/xapi-simulator/index.ts';
+import type { LocalTarget } from '../world/local/local-backup.ts';
+import type { XapiSimulator } from '../world/xapi-simulator/index.ts';
 import type { BackupChain } from './restore-chain.ts';
 
-const MODULE = new URL('../infra/local/local-restore.ts', import.meta.url);
+const MODULE = new URL('../world/local/local-restore.ts', import.meta.url);
 
 interface RestoreRun {
   readonly status: string;
@@ -23,7 +23,7 @@ export async function loadRestoreRunner(): Promise<RunLocalRestore | undefined> 
   if (!existsSync(fileURLToPath(MODULE))) return undefined;
   const loaded = (await import(MODULE.href)) as { runLocalRestore?: RunLocalRestore };
   if (typeof loaded.runLocalRestore !== 'function') {
-    throw new Error('infra/local/local-restore.ts exports no runLocalRestore');
+    throw new Error('world/local/local-restore.ts exports no runLocalRestore');
   }
   return loaded.runLocalRestore;
 }

@@ -5,8 +5,8 @@
  * `{"url","username","password","vdis":{NAME:{"uuid","virtualSize"}}}` and serves until SIGTERM or until
  * its stdin closes.
  */
-import { parseSize } from '../test/world/xapi-simulator/cli-args.ts';
-import { startXapiSimulator } from '../test/world/xapi-simulator/index.ts';
+import { parseSize } from '../world/xapi-simulator/cli-args.ts';
+import { startXapiSimulator } from '../world/xapi-simulator/index.ts';
 
 const sim = await startXapiSimulator();
 const vdis: Record<string, { uuid: string; virtualSize: number }> = {};

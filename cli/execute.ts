@@ -77,8 +77,8 @@ async function executeLocally(
     // Loaded only now: the runner synthesizes the CDK app, which `list`, `verify` and `--help` don't need.
     const run =
       kind === 'backup'
-        ? await (await import('../infra/local/local-backup.ts')).runLocalBackup(target, input, onEvent)
-        : await (await import('../infra/local/local-restore.ts')).runLocalRestore(target, input, onEvent);
+        ? await (await import('../world/local/local-backup.ts')).runLocalBackup(target, input, onEvent)
+        : await (await import('../world/local/local-restore.ts')).runLocalRestore(target, input, onEvent);
     outcome = {
       executionId,
       status: run.status,
@@ -94,7 +94,7 @@ async function executeLocally(
       cause: (error as Error).message,
     };
   } finally {
-    await (await import('../infra/local/local-deployments.ts')).closeLocalDeployment(target);
+    await (await import('../world/local/local-deployments.ts')).closeLocalDeployment(target);
   }
   display.close();
   recorder.finish(outcome);

@@ -1,4 +1,4 @@
-import type { WorkflowEvent } from '../infra/local/run-workflow.ts';
+import type { WorkflowEvent } from '../world/local/run-workflow.ts';
 import type { Colour } from './output.ts';
 
 /**

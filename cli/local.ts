@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { LocalTarget } from '../infra/local/local-target.ts';
+import type { LocalTarget } from '../world/local/local-target.ts';
 import type { S3Endpoint } from '../lambdas/s3/client.ts';
 import { stringFlag, type FlagValues } from './args.ts';
 import { UsageError } from './exit-codes.ts';

@@ -1,6 +1,6 @@
 import type { BackupOutcome, BackupSummary, RetentionReport } from '../lambdas/backup/state.ts';
 import type { RestoreResult } from '../lambdas/restore/state.ts';
-import { formatBytes } from '../infra/local/progress.ts';
+import { formatBytes } from '../world/local/progress.ts';
 import { readableCause, type ExecutionOutcome } from './execution-events.ts';
 import { EXIT, type ExitCode } from './exit-codes.ts';
 import { formatDuration, formatTable, printJson, printLine, type Output } from './output.ts';

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Fault } from '../world/xapi-simulator/index.ts';
+import type { Fault } from '../../world/xapi-simulator/index.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { listKeys } from '../world/s3.ts';
 import { backupAndRecord, expectInvariants, type RestorePointHashes } from '../safety/invariants.ts';

@@ -24,13 +24,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalStack, type Template } from '../../infra/local/aws/account.ts';
-import { deployLocally, localConfig, type LocalDeployment } from '../../infra/local/local-deployment.ts';
+import { LocalStack, type Template } from '../../world/local/aws/account.ts';
+import { deployLocally, localConfig, type LocalDeployment } from '../../world/local/local-deployment.ts';
 import {
   bundledCode,
   synthesizeBundledApp,
   type SynthesizedApp,
-} from '../../infra/local/synthesized-workflows.ts';
+} from '../../world/local/synthesized-workflows.ts';
 import type { BackupSummary } from '../../lambdas/backup/state.ts';
 import type { RestoreResult } from '../../lambdas/restore/state.ts';
 import { TRANSFER_ENV } from '../../lambdas/transfer/transfer-task.ts';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestBucket, deleteTestBucket, s3World } from '../world/s3.ts';
-import { startXapiSimulator, type XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator, type XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import { runCli, startCli } from './run-cli.ts';
 
 const MiB = 1024 * 1024;

@@ -15,11 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AwsClients } from '../../cli/deployed.ts';
 import { createOutput } from '../../cli/output.ts';
 import { run } from '../../cli/run.ts';
-import { LOCAL_ACCOUNT, LocalStack } from '../../infra/local/aws/account.ts';
-import type { Template } from '../../infra/local/aws/account.ts';
-import { accessDeniedMessage } from '../../infra/local/aws/authorize.ts';
-import { startAwsGateway } from '../../infra/local/aws/gateway.ts';
-import type { AwsCall, AwsGateway } from '../../infra/local/aws/gateway.ts';
+import { LOCAL_ACCOUNT, LocalStack } from '../../world/local/aws/account.ts';
+import type { Template } from '../../world/local/aws/account.ts';
+import { accessDeniedMessage } from '../../world/local/aws/authorize.ts';
+import { startAwsGateway } from '../../world/local/aws/gateway.ts';
+import type { AwsCall, AwsGateway } from '../../world/local/aws/gateway.ts';
 import {
   authorizeControlPlane,
   controlPlaneRequests,
@@ -27,11 +27,11 @@ import {
   operatorPolicyLogicalId,
   stateMachineOfExecution,
   withOperatorRole,
-} from '../../infra/local/aws/operator.ts';
-import type { ControlPlaneCall } from '../../infra/local/aws/operator.ts';
-import type { PolicyStatement } from '../../infra/local/aws/policies.ts';
-import { grantedActions } from '../../infra/local/aws/usage.ts';
-import { synthesizeApp } from '../../infra/local/synthesized-workflows.ts';
+} from '../../world/local/aws/operator.ts';
+import type { ControlPlaneCall } from '../../world/local/aws/operator.ts';
+import type { PolicyStatement } from '../../world/local/aws/policies.ts';
+import { grantedActions } from '../../world/local/aws/usage.ts';
+import { synthesizeApp } from '../../world/local/synthesized-workflows.ts';
 import { newBackupId } from '../../lambdas/catalog/keys.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { writeVhd } from '../../lambdas/vhd/index.ts';

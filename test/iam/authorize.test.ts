@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { LOCAL_ACCOUNT, LocalStack } from '../../infra/local/aws/account.ts';
-import type { Template } from '../../infra/local/aws/account.ts';
-import { accessDeniedMessage, authorize } from '../../infra/local/aws/authorize.ts';
-import { stackPolicies } from '../../infra/local/aws/policies.ts';
-import { grantedActions, unusedGrants } from '../../infra/local/aws/usage.ts';
-import type { AwsCall } from '../../infra/local/aws/gateway.ts';
+import { LOCAL_ACCOUNT, LocalStack } from '../../world/local/aws/account.ts';
+import type { Template } from '../../world/local/aws/account.ts';
+import { accessDeniedMessage, authorize } from '../../world/local/aws/authorize.ts';
+import { stackPolicies } from '../../world/local/aws/policies.ts';
+import { grantedActions, unusedGrants } from '../../world/local/aws/usage.ts';
+import type { AwsCall } from '../../world/local/aws/gateway.ts';
 import { functionRole, onlyOf, synthesizedTemplate, testRole } from './synth.ts';
 
 const { accountId: acct, region } = LOCAL_ACCOUNT;

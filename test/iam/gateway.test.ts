@@ -21,15 +21,15 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3Client } from '../../lambdas/s3/client.ts';
-import { LOCAL_ACCOUNT } from '../../infra/local/aws/account.ts';
-import type { LocalStack } from '../../infra/local/aws/account.ts';
-import { startAwsGateway } from '../../infra/local/aws/gateway.ts';
-import type { AwsCall, AwsGateway } from '../../infra/local/aws/gateway.ts';
-import { startSecretsServer } from '../../infra/local/aws/secrets-server.ts';
-import type { SecretsServer } from '../../infra/local/aws/secrets-server.ts';
+import { LOCAL_ACCOUNT } from '../../world/local/aws/account.ts';
+import type { LocalStack } from '../../world/local/aws/account.ts';
+import { startAwsGateway } from '../../world/local/aws/gateway.ts';
+import type { AwsCall, AwsGateway } from '../../world/local/aws/gateway.ts';
+import { startSecretsServer } from '../../world/local/aws/secrets-server.ts';
+import type { SecretsServer } from '../../world/local/aws/secrets-server.ts';
 import { createTestBucket, deleteTestBucket, s3World, sha256Hex, sha256OfObject } from '../world/s3.ts';
-import { startLockTable } from '../../infra/local/lock-table.ts';
-import type { LockTableWorld } from '../../infra/local/lock-table.ts';
+import { startLockTable } from '../../world/local/lock-table.ts';
+import type { LockTableWorld } from '../../world/local/lock-table.ts';
 import { functionRole, onlyOf, synthesizedStack, synthesizedTemplate, testRole } from './synth.ts';
 
 const { accountId: acct, region } = LOCAL_ACCOUNT;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LOCAL_ACCOUNT, LocalStack } from '../../infra/local/aws/account.ts';
-import type { Template } from '../../infra/local/aws/account.ts';
+import { LOCAL_ACCOUNT, LocalStack } from '../../world/local/aws/account.ts';
+import type { Template } from '../../world/local/aws/account.ts';
 import { onlyOf, synthesizedStack, synthesizedTemplate } from './synth.ts';
 
 const { accountId: acct, region } = LOCAL_ACCOUNT;

@@ -3,11 +3,11 @@
  * at a chosen state, the role that runs a step, a template with one grant taken away, and how a recorded
  * call reads in a failure message.
  */
-import type { LocalStack, Template } from '../../infra/local/aws/account.ts';
-import type { AwsCall } from '../../infra/local/aws/gateway.ts';
-import type { LocalDeployment } from '../../infra/local/local-deployment.ts';
-import type { WorkflowEvent, WorkflowRun } from '../../infra/local/run-workflow.ts';
-import type { SynthesizedApp } from '../../infra/local/synthesized-workflows.ts';
+import type { LocalStack, Template } from '../../world/local/aws/account.ts';
+import type { AwsCall } from '../../world/local/aws/gateway.ts';
+import type { LocalDeployment } from '../../world/local/local-deployment.ts';
+import type { WorkflowEvent, WorkflowRun } from '../../world/local/run-workflow.ts';
+import type { SynthesizedApp } from '../../world/local/synthesized-workflows.ts';
 import type { BackupWorld } from '../world/backup-world.ts';
 
 export interface SessionExpiry {

@@ -4,9 +4,9 @@
  * template with the context each service sends. No network: these are the paths no local run exercises.
  */
 import { describe, expect, it } from 'vitest';
-import { LOCAL_ACCOUNT } from '../../infra/local/aws/account.ts';
-import { authorize } from '../../infra/local/aws/authorize.ts';
-import type { AwsRequest } from '../../infra/local/aws/authorize.ts';
+import { LOCAL_ACCOUNT } from '../../world/local/aws/account.ts';
+import { authorize } from '../../world/local/aws/authorize.ts';
+import type { AwsRequest } from '../../world/local/aws/authorize.ts';
 import { onlyOf, synthesizedStack } from './synth.ts';
 
 const { accountId: acct, region } = LOCAL_ACCOUNT;

@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp } from '../../infra/app.ts';
-import { LocalStack } from '../../infra/local/aws/account.ts';
-import type { PhysicalOverrides, Template, TemplateResource } from '../../infra/local/aws/account.ts';
+import { LocalStack } from '../../world/local/aws/account.ts';
+import type { PhysicalOverrides, Template, TemplateResource } from '../../world/local/aws/account.ts';
 
 let cached: Template | undefined;
 

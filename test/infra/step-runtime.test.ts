@@ -5,8 +5,8 @@ import * as backupHandlers from '../../lambdas/handlers/backup.ts';
 import * as restoreHandlers from '../../lambdas/handlers/restore.ts';
 import { OUT_OF_LAMBDA_ERRORS, WORKFLOW_STEPS, type StepSpec } from '../../lambdas/runtime/step-table.ts';
 import { TRANSFER_STEPS } from '../../lambdas/transfer/transfer-task.ts';
-import { LocalStack } from '../../infra/local/aws/account.ts';
-import { visitStates } from '../../infra/local/synthesized-workflows.ts';
+import { LocalStack } from '../../world/local/aws/account.ts';
+import { visitStates } from '../../world/local/synthesized-workflows.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { synth } from './synth.ts';
 

@@ -15,7 +15,7 @@ import {
 import { vhdByteLength } from '../../lambdas/vhd/index.ts';
 import { STEP_ENV } from '../../infra/constructs/step-function.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
-import { MAX_VHD_EXPORT_SIZE } from '../world/xapi-simulator/index.ts';
+import { MAX_VHD_EXPORT_SIZE } from '../../world/xapi-simulator/index.ts';
 import { describeSizes, installPayloadProbe, type PayloadProbe } from './payload-probe.ts';
 
 const MiB = 1024 * 1024;

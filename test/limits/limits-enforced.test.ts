@@ -10,8 +10,8 @@ import {
   ECS_OVERRIDES_LIMIT,
   localConfig,
   STATE_PAYLOAD_LIMIT,
-} from '../../infra/local/local-deployment.ts';
-import { synthesizeApp } from '../../infra/local/synthesized-workflows.ts';
+} from '../../world/local/local-deployment.ts';
+import { synthesizeApp } from '../../world/local/synthesized-workflows.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { describeSizes, installPayloadProbe, type PayloadProbe } from './payload-probe.ts';
 

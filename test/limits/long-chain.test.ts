@@ -6,8 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ECS_OVERRIDES_LIMIT, STATE_PAYLOAD_LIMIT } from '../../infra/local/local-deployment.ts';
-import type { AwsCall } from '../../infra/local/aws/gateway.ts';
+import { ECS_OVERRIDES_LIMIT, STATE_PAYLOAD_LIMIT } from '../../world/local/local-deployment.ts';
+import type { AwsCall } from '../../world/local/aws/gateway.ts';
 import { STEP_ENV } from '../../infra/constructs/step-function.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { listKeys } from '../world/s3.ts';

@@ -6,7 +6,7 @@
  * and the execution's output must carry counts, not one string per deleted key.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ECS_OVERRIDES_LIMIT, STATE_PAYLOAD_LIMIT } from '../../infra/local/local-deployment.ts';
+import { ECS_OVERRIDES_LIMIT, STATE_PAYLOAD_LIMIT } from '../../world/local/local-deployment.ts';
 import { BACKUP_ID_TAG, SERIES_TAG } from '../../lambdas/backup/snapshot-tags.ts';
 import type { BackupSummary } from '../../lambdas/backup/state.ts';
 import { seriesName } from '../../lambdas/catalog/keys.ts';

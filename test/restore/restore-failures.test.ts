@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importIntoVdi } from '../../lambdas/restore/import-vdi.ts';
 import { XapiSession } from '../../lambdas/xapi/index.ts';
-import type { Fault } from '../world/xapi-simulator/index.ts';
+import type { Fault } from '../../world/xapi-simulator/index.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { readObject } from '../world/s3.ts';
 

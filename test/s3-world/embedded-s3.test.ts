@@ -33,9 +33,9 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { abortUploads } from '../../lambdas/backup/steps.ts';
 import { createS3Client } from '../../lambdas/s3/client.ts';
-import { startEmbeddedS3 } from '../world/embedded-s3.ts';
-import type { EmbeddedS3 } from '../world/embedded-s3.ts';
-import { decodeAwsChunked } from '../world/embedded-s3/body.ts';
+import { startEmbeddedS3 } from '../../world/embedded-s3.ts';
+import type { EmbeddedS3 } from '../../world/embedded-s3.ts';
+import { decodeAwsChunked } from '../../world/embedded-s3/body.ts';
 import {
   createTestBucket,
   listKeys,

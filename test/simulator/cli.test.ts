@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseSize } from '../world/xapi-simulator/cli-args.ts';
+import { parseSize } from '../../world/xapi-simulator/cli-args.ts';
 import { call, rawHttp } from './sim-client.ts';
 import { qemuConvert, qemuVirtualSize } from '../world/qemu-img.ts';
 
@@ -20,7 +20,7 @@ interface Ready {
 }
 
 function startCli(args: string[]) {
-  const child = spawn('node_modules/.bin/node', ['test/world/xapi-simulator/main.ts', ...args], {
+  const child = spawn('node_modules/.bin/node', ['world/xapi-simulator/main.ts', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stdoutLines: string[] = [];

@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseVhd, vhdByteLength, VHD_BLOCK_SIZE } from '../../lambdas/vhd/index.ts';
 import { qemuConvert, qemuVirtualSize } from '../world/qemu-img.ts';
-import { startXapiSimulator } from '../world/xapi-simulator/index.ts';
-import type { XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator } from '../../world/xapi-simulator/index.ts';
+import type { XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import { basicAuth, call, callError, login, rawHttp } from './sim-client.ts';
 
 const MiB = 1024 * 1024;

@@ -4,8 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VHD_BLOCK_SIZE, writeVhd } from '../../lambdas/vhd/index.ts';
-import { startXapiSimulator } from '../world/xapi-simulator/index.ts';
-import type { XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator } from '../../world/xapi-simulator/index.ts';
+import type { XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import { basicAuth, call, callError, collect, login, rawHttp } from './sim-client.ts';
 
 const MiB = 1024 * 1024;

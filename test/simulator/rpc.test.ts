@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startXapiSimulator } from '../world/xapi-simulator/index.ts';
-import type { XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator } from '../../world/xapi-simulator/index.ts';
+import type { XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import { call, callError, login, postJson, postXml, xmlCall } from './sim-client.ts';
 
 let sim: XapiSimulator;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BLOCK_SIZE, SparseDisk } from '../world/xapi-simulator/sparse-disk.ts';
+import { BLOCK_SIZE, SparseDisk } from '../../world/xapi-simulator/sparse-disk.ts';
 
 describe('SparseDisk', () => {
   it('changedSince a snapshot is exactly the blocks written after it (copy-on-write identity)', () => {

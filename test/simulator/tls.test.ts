@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startXapiSimulator } from '../world/xapi-simulator/index.ts';
-import type { XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator } from '../../world/xapi-simulator/index.ts';
+import type { XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import { call, login, rawHttp, tlsAgent } from './sim-client.ts';
 
 const MiB = 1024 * 1024;

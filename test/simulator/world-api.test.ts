@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startXapiSimulator } from '../world/xapi-simulator/index.ts';
-import type { XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator } from '../../world/xapi-simulator/index.ts';
+import type { XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import { call, callError, login, rawHttp } from './sim-client.ts';
 
 const MiB = 1024 * 1024;

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTcpProxy } from '../world/tcp-proxy.ts';
-import { startXapiSimulator, type XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator, type XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import { call, callError, login, rawHttp } from './sim-client.ts';
 
 const MiB = 1024 * 1024;

@@ -17,7 +17,7 @@ import {
   listOpenMultipartUploads,
   s3World,
 } from '../world/s3.ts';
-import { startXapiSimulator, type XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator, type XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import {
   exportMemoryBytes,
   largestPartSizeWithin,

@@ -1,14 +1,18 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
-import { runLocalBackup, type LocalBackupRun, type LocalTarget } from '../../infra/local/local-backup.ts';
-import { runLocalRestore, type LocalRestoreRun } from '../../infra/local/local-restore.ts';
-import type { LocalDeployment } from '../../infra/local/local-deployment.ts';
-import { closeLocalDeployment, localDeploymentOf } from '../../infra/local/local-deployments.ts';
+import { runLocalBackup, type LocalBackupRun, type LocalTarget } from '../../world/local/local-backup.ts';
+import { runLocalRestore, type LocalRestoreRun } from '../../world/local/local-restore.ts';
+import type { LocalDeployment } from '../../world/local/local-deployment.ts';
+import { closeLocalDeployment, localDeploymentOf } from '../../world/local/local-deployments.ts';
 import { XapiSession } from '../../lambdas/xapi/index.ts';
-import { startLockTable } from '../../infra/local/lock-table.ts';
+import { startLockTable } from '../../world/local/lock-table.ts';
 import { createTestBucket, deleteTestBucket, listOpenMultipartUploads, s3World } from './s3.ts';
-import { startXapiSimulator, type AddVdiOptions, type XapiSimulator } from './xapi-simulator/index.ts';
+import {
+  startXapiSimulator,
+  type AddVdiOptions,
+  type XapiSimulator,
+} from '../../world/xapi-simulator/index.ts';
 
 const MiB = 1024 * 1024;
 

@@ -5,14 +5,14 @@
  *
  * Each run takes a lease (its pid) on the shared Swift: the last run to finish stops a Swift that test
  * runs started, so CI ends clean, while concurrent runs keep theirs and a Swift started by hand
- * (`bash test/world/swift/swift-aio.sh start`) is reused and left alone. VDI_VAULT_SWIFT_KEEP=1 claims
+ * (`bash world/swift/swift-aio.sh start`) is reused and left alone. VDI_VAULT_SWIFT_KEEP=1 claims
  * it as started by hand: it keeps running after the tests (faster reruns; `swift-aio.sh stop` ends it).
  */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
-import { bundledCode } from '../../infra/local/synthesized-workflows.ts';
+import { bundledCode } from '../../world/local/synthesized-workflows.ts';
 
 /** How tests reach the S3 server: a path-style endpoint with static credentials. */
 export interface S3World {
@@ -28,7 +28,7 @@ declare module 'vitest' {
   }
 }
 
-const swiftScript = fileURLToPath(new URL('./swift/swift-aio.sh', import.meta.url));
+const swiftScript = fileURLToPath(new URL('../../world/swift/swift-aio.sh', import.meta.url));
 const run = promisify(execFile);
 
 /** Runs swift-aio.sh; resolves with its stdout (the endpoint), rejects with its stderr (log tails). */

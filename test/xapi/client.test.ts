@@ -10,7 +10,7 @@ import {
   XapiSession,
   type XapiTlsOptions,
 } from '../../lambdas/xapi/index.ts';
-import { startXapiSimulator, type XapiSimulator } from '../world/xapi-simulator/index.ts';
+import { startXapiSimulator, type XapiSimulator } from '../../world/xapi-simulator/index.ts';
 
 function recordingLog(): Log & { lines: string[] } {
   const lines: string[] = [];

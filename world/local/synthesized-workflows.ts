@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { bundleContainer } from '../../lambdas/container/bundle.ts';
-import { buildApp } from '../app.ts';
+import { buildApp } from '../../infra/app.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 

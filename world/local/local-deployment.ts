@@ -26,7 +26,7 @@ import {
   type SynthesizedApp,
   type SynthesizedWorkflow,
 } from './synthesized-workflows.ts';
-import { STEP_ENV } from '../constructs/step-function.ts';
+import { STEP_ENV } from '../../infra/constructs/step-function.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const NODE = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
