@@ -26,6 +26,10 @@
  *                                    where the bytes flow, the fault `{kind: 'expire-sessions', afterBytes}`
  *   sim.expiredSessions()            [{ ref, username, originator, created, expiredAt }] every expiry ended
  *   sim.sessionCounts()              { logins, logouts, expired }: logins counts re-logins after an expiry
+ *   sim.transfers()                  every export and import the hosts served, oldest first: { direction, vdiUuid,
+ *                                    format, baseUuid, bytes (counted on the wire), outcome, bodyPath?,
+ *                                    exportedSha256?() }; with `recordTransfersIn: dir`, an export keeps the
+ *                                    content it read (exportedSha256) and an import's body is saved (bodyPath)
  *   sim.setHostDown(role, down)      a host that is down resets every connection (a redirect to it fails)
  *   sim.injectFault(fault)           → { remove(), fired }; sim.clearFaults(). Fault shapes: faults.ts
  *   sim.setReaderStallTimeout(ms)    how long an export tolerates a reader that does not read (VDI_IO_ERROR)
@@ -70,6 +74,8 @@ export interface XapiSimulatorOptions {
   /** An export dies with VDI_IO_ERROR when the client stops reading for this long ("a few seconds" on a real host). Default 10 s. */
   readerStallTimeoutMs?: number;
   seedVdis?: AddVdiOptions[];
+  /** A folder for recorded transfers: each import body is saved there and each export keeps its content. */
+  recordTransfersIn?: string;
   /** Where the servers log (default: nowhere). */
   log?: (line: string) => void;
 }
@@ -109,6 +115,19 @@ export interface SimRef {
 
 export type SimRecord = Record<string, unknown> & { ref: string; uuid: string };
 
+export interface SimTransfer {
+  readonly direction: 'export' | 'import';
+  readonly vdiUuid: string;
+  readonly format: 'vhd' | 'raw';
+  readonly baseUuid: string | undefined;
+  readonly bytes: number;
+  readonly outcome: 'running' | 'success' | 'failure';
+  /** The import body as received (recording on). */
+  readonly bodyPath?: string;
+  /** sha256 of the raw content the export read, virtual size bytes (recording on). */
+  readonly exportedSha256?: () => string;
+}
+
 export interface XapiSimulator {
   readonly url: string;
   readonly memberUrl: string;
@@ -135,6 +154,7 @@ export interface XapiSimulator {
   expireSessions(): number;
   expiredSessions(): { ref: string; username: string; originator: string; created: Date; expiredAt: Date }[];
   sessionCounts(): { logins: number; logouts: number; expired: number };
+  transfers(): SimTransfer[];
   setHostDown(role: 'master' | 'member', down: boolean): void;
   injectFault(fault: Fault): FaultHandle;
   clearFaults(): void;
@@ -155,6 +175,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     ],
     options.readerStallTimeoutMs ?? 10_000,
   );
+  pool.recordTransfersIn = options.recordTransfersIn;
   const tls = options.tls === true ? await selfSignedCertificate() : undefined;
   const scheme = tls === undefined ? 'http' : 'https';
 
@@ -272,6 +293,11 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     expireSessions: () => pool.expireSessions(),
     expiredSessions: () => pool.expiredSessions.map((session) => ({ ...session })),
     sessionCounts: () => ({ ...pool.sessionCounts, expired: pool.expiredSessions.length }),
+    transfers: () =>
+      pool.transfers.map(({ exportedDisk, ...record }) => ({
+        ...record,
+        ...(exportedDisk === undefined ? {} : { exportedSha256: () => exportedDisk.sha256() }),
+      })),
     setHostDown: (role, down) => {
       for (const host of pool.hosts) if (host.role === role) host.down = down;
     },

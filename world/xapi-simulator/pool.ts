@@ -88,6 +88,22 @@ export interface SessionState {
 }
 
 /** A session that ended by expiry (never by logout): kept so tests can see what an expiry hit. */
+/** One export or import as the host saw it: counted where the bytes flow, not reported by the client. */
+export interface TransferRecord {
+  readonly direction: 'export' | 'import';
+  readonly vdiUuid: string;
+  readonly format: 'vhd' | 'raw';
+  /** The `base` of a delta export. */
+  readonly baseUuid: string | undefined;
+  /** Body bytes written to (export) or read from (import) the connection. */
+  bytes: number;
+  outcome: 'running' | 'success' | 'failure';
+  /** With recording on: the disk content the export read (a copy taken when it started). */
+  exportedDisk?: SparseDisk;
+  /** With recording on: the file holding the import body exactly as received. */
+  bodyPath?: string;
+}
+
 export interface ExpiredSession {
   readonly ref: string;
   readonly username: string;
@@ -118,6 +134,10 @@ export class PoolState {
   readonly sessionCounts = { logins: 0, logouts: 0 };
   /** Tasks a host made for a transfer the client gave no task_id for: the host removes them itself. */
   readonly hostTasks = new Set<string>();
+  /** Every export and import since the start, oldest first. */
+  readonly transfers: TransferRecord[] = [];
+  /** When set, exports keep the content they read and import bodies are saved in this folder. */
+  recordTransfersIn: string | undefined;
   readonly users: UserAccount[];
   readonly faults = new FaultRegistry();
   /** How long an export may stay blocked on a reader that does not read before it dies (VDI_IO_ERROR). */

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { InjectedDrop, InjectedHttp500 } from './byte-faults.ts';
-import type { HostState, PoolState, VdiState } from './pool.ts';
+import type { HostState, PoolState, TransferRecord, VdiState } from './pool.ts';
 import { completeTask, failTask } from './pool.ts';
 import type { SparseDisk } from './sparse-disk.ts';
 import { BLOCK_SIZE } from './sparse-disk.ts';
@@ -42,6 +42,15 @@ export async function handleExport(
   vdi.activeTransfers += 1;
   task.cancel = () => abort.abort();
   const contentType = format === 'vhd' ? 'application/vhd' : 'application/octet-stream';
+  const record: { -readonly [K in keyof TransferRecord]: TransferRecord[K] } = {
+    direction: 'export',
+    vdiUuid: vdi.uuid,
+    format,
+    baseUuid: undefined,
+    bytes: 0,
+    outcome: 'running',
+  };
+  pool.transfers.push(record);
   let position = 0;
   try {
     await writeToSocket(
@@ -61,6 +70,8 @@ export async function handleExport(
     const disk = vdi.disk.clone();
     const baseParam = query.get('base');
     const base = baseParam === null || baseParam === '' ? undefined : pool.vdiByRefOrUuid(baseParam);
+    record.baseUuid = base?.uuid;
+    if (pool.recordTransfersIn !== undefined) record.exportedDisk = disk;
     const body =
       format === 'vhd' ? vhdBody(disk, base) : { byteLength: virtualSize, chunks: rawStream(disk) };
 
@@ -70,6 +81,7 @@ export async function handleExport(
         if (signal.aborted) throw new TransferCancelled();
         await writeToSocket(socket, slice, pool.readerStallTimeoutMs, signal);
         position += slice.length;
+        record.bytes = position;
         task.progress = Math.min(0.99, position / body.byteLength);
         await faults.throttle(slice.length, signal);
       }
@@ -83,6 +95,7 @@ export async function handleExport(
   } catch (error) {
     finishWithError(error, task, socket);
   } finally {
+    record.outcome = task.status === 'success' ? 'success' : 'failure';
     vdi.activeTransfers -= 1;
     start.cleanup();
   }

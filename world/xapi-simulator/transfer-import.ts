@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HostState, PoolState } from './pool.ts';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HostState, PoolState, TransferRecord } from './pool.ts';
 import { completeTask, failTask } from './pool.ts';
 import type { SparseDisk } from './sparse-disk.ts';
 import { BLOCK_SIZE } from './sparse-disk.ts';
@@ -53,6 +55,20 @@ export async function handleImport(
   const { signal } = abort;
   vdi.activeTransfers += 1;
   task.cancel = () => abort.abort();
+  const record: TransferRecord = {
+    direction: 'import',
+    vdiUuid: vdi.uuid,
+    format,
+    baseUuid: undefined,
+    bytes: 0,
+    outcome: 'running',
+  };
+  pool.transfers.push(record);
+  let body: number | undefined;
+  if (pool.recordTransfersIn !== undefined) {
+    record.bodyPath = join(pool.recordTransfersIn, `import-${pool.transfers.length}.${format}`);
+    body = openSync(record.bodyPath, 'w');
+  }
   let position = 0;
   try {
     await writeToSocket(
@@ -76,8 +92,10 @@ export async function handleImport(
           await faults.checkpoint(position, signal);
           if (signal.aborted)
             throw signal.reason instanceof PeerGone ? signal.reason : new TransferCancelled();
+          if (body !== undefined) writeSync(body, slice);
           sink.write(slice);
           position += slice.length;
+          record.bytes = position;
           task.progress = Math.min(0.99, position / Math.max(1, contentLength));
           await faults.throttle(slice.length, signal);
         }
@@ -96,6 +114,8 @@ export async function handleImport(
     const reason = isAbortedRequest(error) ? new PeerGone() : error;
     finishWithError(reason instanceof HostVhdError ? asIoError(reason) : reason, task, socket);
   } finally {
+    if (body !== undefined) closeSync(body);
+    record.outcome = task.status === 'success' ? 'success' : 'failure';
     vdi.activeTransfers -= 1;
     start.cleanup();
   }
