@@ -1,9 +1,21 @@
 import { expect } from 'vitest';
+import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import type { BackupWorld } from '../world/backup-world.ts';
 import { sha256OfObject } from '../world/s3.ts';
 
 /** Content hash of each committed restore point, recorded right after its backup while its snapshot exists. */
 export type RestorePointHashes = Map<string, string>;
+
+/** Both restore strategies: replay (the default) and merge. */
+export const STRATEGIES = ['replay', 'merge'] as const;
+
+/**
+ * Per hashes map and world: each restore point already restored bit-exact with both strategies, by the
+ * chain it restored from (each layer's object key and sha256). A later check restores again only the points
+ * whose chain changed since: the objects are re-hashed on every check, so an unchanged chain is the input
+ * already proved.
+ */
+const restoredChains = new WeakMap<RestorePointHashes, WeakMap<BackupWorld, Map<string, string>>>();
 
 /** Runs a backup that must succeed and records its restore point's content hash. */
 export async function backupAndRecord(world: BackupWorld, hashes: RestorePointHashes, input?: unknown) {
@@ -17,7 +29,8 @@ export async function backupAndRecord(world: BackupWorld, hashes: RestorePointHa
 /**
  * What every fault scenario must leave: no snapshot but the newest base, no task, session or multipart
  * upload; a catalog whose manifests point only at complete objects with their recorded sha256; and every
- * earlier restore point still restoring bit-exact.
+ * earlier restore point (each in `hashes`: one whose manifest vanished fails) still restoring bit-exact
+ * with both strategies.
  */
 export async function expectInvariants(world: BackupWorld, hashes: RestorePointHashes): Promise<void> {
   expect(world.sim.openTasks()).toEqual([]);
@@ -29,18 +42,44 @@ export async function expectInvariants(world: BackupWorld, hashes: RestorePointH
   for (const manifest of manifests) {
     expect(await sha256OfObject(world.s3, world.bucket, manifest.objectKey)).toBe(manifest.sha256);
   }
+  const byId = new Map(manifests.map((manifest) => [manifest.backupId, manifest]));
+  expect(
+    [...hashes.keys()].filter((backupId) => !byId.has(backupId)),
+    'recorded restore points whose manifest is gone',
+  ).toEqual([]);
+  const perWorld = restoredChains.get(hashes) ?? new WeakMap<BackupWorld, Map<string, string>>();
+  restoredChains.set(hashes, perWorld);
+  const restored = perWorld.get(world) ?? new Map<string, string>();
+  perWorld.set(world, restored);
   for (const [backupId, hash] of hashes) {
-    if (!manifests.some((m) => m.backupId === backupId)) continue;
-    const run = await world.restore({
-      vdiUuid: world.vdiUuid,
-      restorePoint: backupId,
-      srUuid: world.sim.srs.shared.uuid,
-      strategy: 'merge',
-    });
-    expect(run.status, run.cause).toBe('SUCCEEDED');
-    expect(world.sim.diskSha256(run.result!.vdiUuid), `restore point ${backupId}`).toBe(hash);
-    world.sim.deleteVdi(run.result!.vdiUuid);
+    const chain = `${chainOf(byId, backupId)}=${hash}`;
+    if (restored.get(backupId) === chain) continue;
+    for (const strategy of STRATEGIES) {
+      const run = await world.restore({
+        vdiUuid: world.vdiUuid,
+        restorePoint: backupId,
+        srUuid: world.sim.srs.shared.uuid,
+        strategy,
+      });
+      expect(run.status, `${strategy} restore of ${backupId}: ${run.cause}`).toBe('SUCCEEDED');
+      expect(run.result!.strategy).toBe(strategy);
+      expect(world.sim.diskSha256(run.result!.vdiUuid), `${strategy} restore of ${backupId}`).toBe(hash);
+      world.sim.deleteVdi(run.result!.vdiUuid);
+    }
+    restored.set(backupId, chain);
   }
   expect(world.sim.openTasks()).toEqual([]);
   expect(world.sim.openSessions()).toEqual([]);
+}
+
+/** The layers a restore point restores from, full first: `key:sha256` each. */
+function chainOf(byId: Map<string, Manifest>, backupId: string): string {
+  const layers: string[] = [];
+  for (let id: string | null = backupId; id !== null;) {
+    const manifest = byId.get(id);
+    expect(manifest, `restore point ${backupId}: its chain's ${id}`).toBeDefined();
+    layers.unshift(`${manifest!.objectKey}:${manifest!.sha256}`);
+    id = manifest!.parentBackupId;
+  }
+  return layers.join(' ');
 }

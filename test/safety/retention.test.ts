@@ -5,7 +5,7 @@ import { applyRetention, planRetention } from '../../lambdas/catalog/retention.t
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { createS3Client } from '../../lambdas/s3/client.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
-import { listKeys, s3World } from '../world/s3.ts';
+import { listKeys, readObject, s3World } from '../world/s3.ts';
 import { backupAndRecord, expectInvariants, type RestorePointHashes } from './invariants.ts';
 
 const MiB = 1024 * 1024;
@@ -57,7 +57,6 @@ describe('retention planning', () => {
 
 describe('retention in the backup workflow', () => {
   let world: BackupWorld;
-  const hashes: RestorePointHashes = new Map();
   beforeAll(async () => {
     world = await startBackupWorld({ vdi: { virtualSize: 16 * MiB, populate: 'scattered' } });
   });
@@ -66,19 +65,18 @@ describe('retention in the backup workflow', () => {
   });
 
   it('keeps N restore points, forces a full every K backups, and reports what it deleted', async () => {
+    const hashes: RestorePointHashes = new Map();
     const retention = { keep: 3, fullEvery: 2 };
     const kinds: string[] = [];
-    let lastRun;
     for (let i = 0; i < 6; i++) {
       world.sim.writeDisk(world.vdiUuid, i * 2 * MiB, Buffer.alloc(4096, i + 1));
-      await backupAndRecord(world, hashes, { vdiUuids: [world.vdiUuid], retention });
-      lastRun = (await world.manifests()).at(-1)!;
-      kinds.push(lastRun.kind);
+      kinds.push((await backupAndRecord(world, hashes, { vdiUuids: [world.vdiUuid], retention })).kind);
     }
     expect(kinds).toEqual(['full', 'delta', 'full', 'delta', 'full', 'delta']);
     const remaining = await world.manifests();
     // The newest 3 are (delta, full, delta): the oldest of them needs its full too.
     expect(remaining.map((m) => m.kind)).toEqual(['full', 'delta', 'full', 'delta']);
+    expect(remaining.map((m) => m.backupId)).toEqual([...hashes.keys()].slice(2));
     const keys = await listKeys(world.s3, world.bucket);
     expect(keys).toHaveLength(remaining.length * 2);
     const before = await world.manifests();
@@ -97,40 +95,108 @@ describe('retention in the backup workflow', () => {
         .reverse()
         .slice(0, 3),
     });
-    const latest = (await world.manifests()).at(-1)!;
+    // The points retention deleted are the oldest ones; every other recorded point must still restore.
+    const deleted = [...hashes.keys()].filter((id) => !after.some((m) => m.backupId === id));
+    expect(deleted).toEqual([...hashes.keys()].slice(0, deleted.length));
+    for (const id of deleted) hashes.delete(id);
+    const latest = after.at(-1)!;
     hashes.set(latest.backupId, world.sim.diskSha256(latest.snapshotUuid));
     await expectInvariants(world, hashes);
   });
+});
 
-  it('interrupted at any step, never leaves a retained restore point unrestorable', async () => {
-    const manifests = await listManifests(
-      world.s3,
-      { bucket: world.bucket, prefix: 'backups' },
-      'lab',
-      world.vdiUuid,
-    );
-    const plan = planRetention(manifests, { keep: 1, fullEvery: 99 });
-    const steps = plan.expired.length * 2;
-    expect(steps).toBeGreaterThan(0);
-    const catalog = { bucket: world.bucket, prefix: 'backups' };
-    const newest = manifests.at(-1)!.backupId;
-    for (let allowed = 0; allowed <= steps; allowed++) {
-      // S3 fails after `allowed` deletions: the interruption at every step of the plan.
-      const current = await listManifests(world.s3, catalog, 'lab', world.vdiUuid);
+describe('retention interrupted at any step', () => {
+  // One catalog (full, delta, full, delta), kept byte for byte and put back at the start of each case: every
+  // case starts from it whatever ran before. Keeping 1 retains the newest delta and its full and expires the
+  // older two: four deletions (manifest, then object, child first), so S3 can stop after 0, 1, 2, 3 or 4.
+  const catalog = { bucket: '', prefix: 'backups' };
+  const keep = { keep: 1, fullEvery: 99 };
+  let world: BackupWorld;
+  let saved: Map<string, Buffer>;
+  let pointHashes: RestorePointHashes;
+  let fixture: Manifest[];
+  beforeAll(async () => {
+    world = await startBackupWorld({ vdi: { virtualSize: 16 * MiB, populate: 'scattered' } });
+    catalog.bucket = world.bucket;
+    pointHashes = new Map();
+    for (const mode of ['full', 'auto', 'full', 'auto']) {
+      world.sim.writeDisk(
+        world.vdiUuid,
+        pointHashes.size * 2 * MiB,
+        Buffer.alloc(4096, pointHashes.size + 1),
+      );
+      await backupAndRecord(world, pointHashes, { vdiUuids: [world.vdiUuid], mode });
+    }
+    fixture = await world.manifests();
+    expect(fixture.map((m) => m.kind)).toEqual(['full', 'delta', 'full', 'delta']);
+    saved = new Map();
+    for (const key of await listKeys(world.s3, world.bucket)) {
+      saved.set(key, await readObject(world.s3, world.bucket, key));
+    }
+  });
+  afterAll(async () => {
+    await world.close();
+  });
+
+  /** Puts the saved catalog back exactly: every key it had with its bytes, and nothing else. */
+  async function restoreCatalog() {
+    for (const key of await listKeys(world.s3, world.bucket)) {
+      if (!saved.has(key)) await world.s3.send(new DeleteObjectCommand({ Bucket: world.bucket, Key: key }));
+    }
+    for (const [Key, Body] of saved) {
+      await world.s3.send(new PutObjectCommand({ Bucket: world.bucket, Key, Body }));
+    }
+    expect(await listKeys(world.s3, world.bucket)).toEqual([...saved.keys()].sort());
+  }
+
+  const deletions = 4;
+  it.each(Array.from({ length: deletions + 1 }, (_, allowed) => allowed))(
+    'S3 stops after %i deletions: every retained point still restores, and the next run finishes the plan',
+    async (allowed) => {
+      await restoreCatalog();
+      const plan = planRetention(await listManifests(world.s3, catalog, 'lab', world.vdiUuid), keep);
+      const [full1, delta1, full2, delta2] = fixture.map((m) => m.backupId);
+      // The newest point is retained, and its full with it: neither is in the plan.
+      expect(plan.retained).toEqual([delta2]);
+      const kept = [full2, delta2];
+      expect(plan.expired.map((m) => m.backupId)).toEqual([delta1, full1]);
+      const order = plan.expired.flatMap((m) => [
+        `backups/lab/${world.vdiUuid}/${m.backupId}.json`,
+        m.objectKey,
+      ]);
+      expect(order).toHaveLength(deletions);
+
       const failing = failAfterDeletes(createS3Client(s3World().target), allowed);
+      const outcome = await applyRetention(failing, catalog, 'lab', world.vdiUuid, plan, delta2!).then(
+        () => 'finished',
+        (error: Error) => error.message,
+      );
+      expect(outcome).toBe(allowed < deletions ? 'S3 stopped' : 'finished');
+      // Exactly the first `allowed` deletions of the plan happened.
+      expect(await listKeys(world.s3, world.bucket)).toEqual(
+        [...saved.keys()].filter((key) => !order.slice(0, allowed).includes(key)).sort(),
+      );
+      await expectInvariantsOfCatalog(world);
+      // The retained points restore with both strategies (the expired ones still listed are checked by sha256).
+      const retained = new Map([...pointHashes].filter(([id]) => kept.includes(id)));
+      await expectInvariants(world, retained);
+
+      // The next run re-plans and finishes: only the retained points are left, and they still restore.
       await applyRetention(
-        failing,
+        createS3Client(s3World().target),
         catalog,
         'lab',
         world.vdiUuid,
-        planRetention(current, { keep: 1, fullEvery: 99 }),
-        newest,
-      ).catch((error: Error) => expect(error.message).toBe('S3 stopped'));
-      await expectInvariantsOfCatalog(world);
-    }
-    // The last run finished: only the newest point and what it needs are left, and they restore.
-    await expectInvariants(world, hashes);
-  });
+        planRetention(await listManifests(world.s3, catalog, 'lab', world.vdiUuid), keep),
+        delta2!,
+      );
+      expect((await world.manifests()).map((m) => m.backupId)).toEqual(kept);
+      expect(await listKeys(world.s3, world.bucket)).toEqual(
+        [...saved.keys()].filter((key) => !order.includes(key)).sort(),
+      );
+      await expectInvariants(world, retained);
+    },
+  );
 });
 
 describe('retention over a long catalog (defect 17)', () => {

@@ -26,6 +26,9 @@
  *                                    where the bytes flow, the fault `{kind: 'expire-sessions', afterBytes}`
  *   sim.expiredSessions()            [{ ref, username, originator, created, expiredAt }] every expiry ended
  *   sim.sessionCounts()              { logins, logouts, expired }: logins counts re-logins after an expiry
+ *   sim.sessionHistory()             [{ ref, username, originator, created, ended }] every session ever made, oldest
+ *                                    first; ended: { how: 'logout' | 'expired' | 'transfer' (a basic-auth transfer's
+ *                                    own session), at }, undefined while open
  *   sim.transfers()                  every export and import the hosts served, oldest first: { direction, vdiUuid,
  *                                    format, baseUuid, bytes (counted on the wire), outcome, bodyPath?,
  *                                    exportedSha256?() }; with `recordTransfersIn: dir`, an export keeps the
@@ -128,6 +131,14 @@ export interface SimTransfer {
   readonly exportedSha256?: () => string;
 }
 
+export interface SimSessionHistoryEntry {
+  readonly ref: string;
+  readonly username: string;
+  readonly originator: string;
+  readonly created: Date;
+  readonly ended: { readonly how: 'logout' | 'expired' | 'transfer'; readonly at: Date } | undefined;
+}
+
 export interface XapiSimulator {
   readonly url: string;
   readonly memberUrl: string;
@@ -154,6 +165,7 @@ export interface XapiSimulator {
   expireSessions(): number;
   expiredSessions(): { ref: string; username: string; originator: string; created: Date; expiredAt: Date }[];
   sessionCounts(): { logins: number; logouts: number; expired: number };
+  sessionHistory(): SimSessionHistoryEntry[];
   transfers(): SimTransfer[];
   setHostDown(role: 'master' | 'member', down: boolean): void;
   injectFault(fault: Fault): FaultHandle;
@@ -293,6 +305,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     expireSessions: () => pool.expireSessions(),
     expiredSessions: () => pool.expiredSessions.map((session) => ({ ...session })),
     sessionCounts: () => ({ ...pool.sessionCounts, expired: pool.expiredSessions.length }),
+    sessionHistory: () => [...pool.sessionHistory.values()].map((entry) => ({ ...entry })),
     transfers: () =>
       pool.transfers.map(({ exportedDisk, ...record }) => ({
         ...record,

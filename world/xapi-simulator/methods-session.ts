@@ -24,7 +24,7 @@ export const sessionMethods: MethodTable = {
     { takesSession: false },
   ),
   'session.logout': method(0, ({ pool, session }) => {
-    pool.sessions.delete(session!.ref);
+    pool.endSession(session!.ref, 'logout');
     pool.sessionCounts.logouts += 1;
     return '';
   }),

@@ -87,7 +87,6 @@ export interface SessionState {
   readonly created: Date;
 }
 
-/** A session that ended by expiry (never by logout): kept so tests can see what an expiry hit. */
 /** One export or import as the host saw it: counted where the bytes flow, not reported by the client. */
 export interface TransferRecord {
   readonly direction: 'export' | 'import';
@@ -104,6 +103,16 @@ export interface TransferRecord {
   bodyPath?: string;
 }
 
+/** Every session a login made, and how it ended: undefined while it is open. */
+export interface SessionHistoryEntry {
+  readonly ref: string;
+  readonly username: string;
+  readonly originator: string;
+  readonly created: Date;
+  ended: { readonly how: 'logout' | 'expired' | 'transfer'; readonly at: Date } | undefined;
+}
+
+/** A session that ended by expiry (never by logout): kept so tests can see what an expiry hit. */
 export interface ExpiredSession {
   readonly ref: string;
   readonly username: string;
@@ -130,6 +139,8 @@ export class PoolState {
   readonly sessions = new Map<string, SessionState>(); // by ref
   /** Every session an expiry ended, oldest first. */
   readonly expiredSessions: ExpiredSession[] = [];
+  /** Every session ever created, oldest first, with how it ended (the live table forgets expired ones). */
+  readonly sessionHistory = new Map<string, SessionHistoryEntry>(); // by ref, in creation order
   /** Successful `session.login_with_password` calls, and `session.logout` calls, since the start. */
   readonly sessionCounts = { logins: 0, logouts: 0 };
   /** Tasks a host made for a transfer the client gave no task_id for: the host removes them itself. */
@@ -213,7 +224,21 @@ export class PoolState {
       created: new Date(),
     };
     this.sessions.set(session.ref, session);
+    this.sessionHistory.set(session.ref, {
+      ref: session.ref,
+      username: session.username,
+      originator,
+      created: session.created,
+      ended: undefined,
+    });
     return session;
+  }
+
+  /** Removes a session from the live table and records how it ended. */
+  endSession(ref: string, how: 'logout' | 'expired' | 'transfer', at = new Date()): void {
+    this.sessions.delete(ref);
+    const entry = this.sessionHistory.get(ref);
+    if (entry !== undefined && entry.ended === undefined) entry.ended = { how, at };
   }
 
   /**
@@ -233,7 +258,7 @@ export class PoolState {
       });
     }
     const count = this.sessions.size;
-    this.sessions.clear();
+    for (const ref of [...this.sessions.keys()]) this.endSession(ref, 'expired', now);
     return count;
   }
 

@@ -42,7 +42,7 @@ export function startTransfer(
   }
   const session = auth.session!;
   const endSession = (): void => {
-    if (auth.temporary) pool.sessions.delete(session.ref);
+    if (auth.temporary) pool.endSession(session.ref, 'transfer');
   };
 
   let vdi: VdiState;
@@ -144,7 +144,7 @@ function authenticate(pool: PoolState, req: IncomingMessage, query: URLSearchPar
   }
   // RBAC: moving disk data needs the VDI.import / VDI.export_raw permissions a read-only role lacks.
   if (session.readOnly) {
-    if (temporary) pool.sessions.delete(session.ref);
+    if (temporary) pool.endSession(session.ref, 'transfer');
     return { status: 403 };
   }
   return { session, temporary };
