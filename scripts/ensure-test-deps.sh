@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure the machine has what the tests need beyond npm: qemu-img (an independent VHD reader) and
+# Makes sure the machine has what the tests need beyond npm: qemu-img and libvhdi (outside VHD readers) and
 # the OpenStack Swift servers (the S3-compatible server the tests run against), and that npm installed
 # the pinned Node 24. Runs as `pretest`; quiet when all is present.
 # On Debian as root it installs missing packages with apt-get; elsewhere it says what to install.
@@ -23,8 +23,9 @@ missing_packages() {
   for command in "${!package_of[@]}"; do
     command -v "$command" >/dev/null || packages+=("${package_of[$command]}")
   done
-  # The Swift servers run on the system Python (/usr/bin/python3), which their packages bring.
+  # The Swift servers and libvhdi's module run on the system Python (/usr/bin/python3).
   [[ -x /usr/bin/python3 ]] || packages+=(python3)
+  [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import pyvhdi' 2>/dev/null || packages+=(python3-libvhdi)
   ((${#packages[@]} == 0)) || printf '%s\n' "${packages[@]}" | sort -u
 }
 

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
@@ -13,6 +16,7 @@ import {
   type AddVdiOptions,
   type XapiSimulator,
 } from '../../world/xapi-simulator/index.ts';
+import { OutsideReadChecks } from './outside-checks.ts';
 
 const MiB = 1024 * 1024;
 
@@ -23,10 +27,18 @@ export interface BackupWorld {
   readonly s3: S3Client;
   readonly bucket: string;
   readonly target: LocalTarget;
-  /** Runs the synthesized backup workflow. Default input: this world's VDI, mode auto. */
+  /**
+   * Runs the synthesized backup workflow. Default input: this world's VDI, mode auto. Then every point it
+   * committed is read from S3 by an outside reader and compared with what the host exported (outsideReaders).
+   */
   backup(input?: unknown): Promise<LocalBackupRun>;
-  /** Runs the synthesized restore workflow. */
+  /**
+   * Runs the synthesized restore workflow. Then the streams the host received for the restored VDI are read
+   * by an outside reader and compared with the VDI's content at the host and with the point's (outsideReaders).
+   */
   restore(input: unknown): Promise<LocalRestoreRun>;
+  /** What the outside readers checked so far (in this world). */
+  readonly outsideChecks: OutsideReadChecks;
   /** Every VDI uuid the pool holds, snapshots included (read over XAPI). */
   vdiUuids(): Promise<string[]>;
   manifests(vdiUuid?: string): Promise<Manifest[]>;
@@ -42,9 +54,19 @@ export async function startBackupWorld(
     tls?: boolean;
     target?: Partial<LocalTarget>;
     lockTtlSeconds?: number;
+    /**
+     * Default true: every backup's stored points and every restore's received streams are read by qemu-img
+     * or libvhdi (test/world/outside-checks.ts). Off only where disks are too big to read back in a test.
+     */
+    outsideReaders?: boolean;
   } = {},
 ): Promise<BackupWorld> {
-  const sim = await startXapiSimulator({ tls: options.tls ?? false });
+  const outsideReaders = options.outsideReaders ?? true;
+  const recordings = outsideReaders ? await mkdtemp(join(tmpdir(), 'vdi-vault-sim-transfers-')) : undefined;
+  const sim = await startXapiSimulator({
+    tls: options.tls ?? false,
+    ...(recordings === undefined ? {} : { recordTransfersIn: recordings }),
+  });
   const locks = await startLockTable(options.lockTtlSeconds ? { ttlSeconds: options.lockTtlSeconds } : {});
   const vdi = sim.addVdi({
     virtualSize: 64 * MiB,
@@ -68,14 +90,28 @@ export async function startBackupWorld(
     lockTable: { endpoint: locks.endpoint, tableName: locks.table.tableName },
     ...options.target,
   };
+  const checks = new OutsideReadChecks(sim, world.client, target);
   return {
     sim,
     vdiUuid: vdi.uuid,
     s3: world.client,
     bucket,
     target,
-    backup: (input = { vdiUuids: [vdi.uuid] }) => runLocalBackup(target, input),
-    restore: (input) => runLocalRestore(target, input),
+    async backup(input = { vdiUuids: [vdi.uuid] }) {
+      const before = sim.transfers().length;
+      const run = await runLocalBackup(target, input);
+      if (outsideReaders) await checks.storedPoints(sim.transfers().slice(before));
+      return run;
+    },
+    async restore(input) {
+      const before = sim.transfers().length;
+      const run = await runLocalRestore(target, input);
+      if (outsideReaders && run.result !== undefined) {
+        await checks.restoredStreams(run.result, sim.transfers().slice(before));
+      }
+      return run;
+    },
+    outsideChecks: checks,
     async vdiUuids() {
       const session = await XapiSession.login(
         { url: sim.url, ...(sim.caPem ? { tls: { caPem: sim.caPem } } : {}) },
@@ -98,6 +134,7 @@ export async function startBackupWorld(
       await sim.close();
       await locks.close();
       await deleteTestBucket(world.client, bucket);
+      if (recordings !== undefined) await rm(recordings, { recursive: true, force: true });
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
  * vitest globalSetup: makes sure the Swift all-in-one (S3 API on loopback) is running and hands its
  * coordinates to the tests as `inject('s3')`, and builds the stack's bundles (the code every local run
- * executes) once.
+ * executes) once. It first refuses to run without the outside readers (qemu-img, libvhdi).
  *
  * Each run takes a lease (its pid) on the shared Swift: the last run to finish stops a Swift that test
  * runs started, so CI ends clean, while concurrent runs keep theirs and a Swift started by hand
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
 import { bundledCode } from '../../world/local/synthesized-workflows.ts';
+import { requireOutsideTools } from './outside-tools.ts';
 
 /** How tests reach the S3 server: a path-style endpoint with static credentials. */
 export interface S3World {
@@ -45,6 +46,7 @@ async function swift(...args: string[]): Promise<string> {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  requireOutsideTools();
   const keep = process.env.VDI_VAULT_SWIFT_KEEP === '1';
   const lease = String(process.pid);
   // A no-op when Swift is already healthy.

@@ -1,11 +1,6 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { parseVhd, VHD_BLOCK_SIZE, type VhdSummary } from '../../lambdas/vhd/index.ts';
-import { readObject } from './s3.ts';
-import { qemuConvert } from './qemu-img.ts';
 
 export interface StoredVhd {
   readonly summary: VhdSummary;
@@ -22,18 +17,6 @@ export async function readStoredVhd(s3: S3Client, bucket: string, key: string): 
     const next = await parser.next();
     if (next.done) return { summary: next.value, blocks };
     blocks.set(next.value.index, Buffer.from(next.value.data));
-  }
-}
-
-/** Converts a stored VHD with qemu-img (an independent implementation) and returns the raw bytes it sees. */
-export async function qemuRawOfStoredVhd(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
-  const dir = await mkdtemp(join(tmpdir(), 'vdi-vault-qemu-'));
-  try {
-    await writeFile(join(dir, 'disk.vhd'), await readObject(s3, bucket, key));
-    await qemuConvert('vpc', 'raw', join(dir, 'disk.vhd'), join(dir, 'disk.raw'));
-    return await readFile(join(dir, 'disk.raw'));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 
