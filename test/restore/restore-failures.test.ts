@@ -99,9 +99,23 @@ describe('restore failures', () => {
 
   it('refuses a thick SR that cannot take VHD imports, saying so', async () => {
     const thick = world.sim.addSr({ nameLabel: 'LVM', type: 'lvm', shared: true, prezeroed: false });
+    const before = await world.vdiUuids();
+    const transfersBefore = world.sim.transfers().length;
     const run = await world.restore({ vdiUuid: world.vdiUuid, srUuid: thick.uuid });
     expect(run.status).toBe('FAILED');
     expect(run.cause).toMatch(/cannot take VHD imports \(thick-provisioned\)/);
+    // On the host: the import it tried was a VHD one into a VDI on the thick SR, refused before any block
+    // landed, and that VDI is gone again.
+    const imports = world.sim.transfers().slice(transfersBefore);
+    expect(imports.length).toBeGreaterThan(0);
+    for (const transfer of imports) {
+      expect(transfer).toMatchObject({ direction: 'import', format: 'vhd', outcome: 'failure', bytes: 0 });
+      expect(before, 'the import target is a VDI the restore made').not.toContain(transfer.vdiUuid);
+      expect(world.sim.vdiRecord(transfer.vdiUuid), 'the refused VDI is destroyed').toBeUndefined();
+    }
+    expect(await world.vdiUuids()).toEqual(before);
+    expect(world.sim.openTasks()).toEqual([]);
+    expect(world.sim.openSessions()).toEqual([]);
   });
 
   describe('bad input creates nothing on the host', () => {
