@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { parseSize } from '../world/xapi-simulator/cli-args.ts';
+import { DEFAULT_PARTS_IN_FLIGHT } from '../lambdas/runtime/defaults.ts';
 
 export const SECTIONS = ['export', 'peer', 'memory', 'restore', 'bundles', 'transitions'] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -26,7 +27,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --memory-large SIZE     second peak-RSS export (default 8GiB)
   --restore-size SIZE     disk behind the restore chain (default 512MiB)
   --restore-deltas N      deltas after the full (default 10)
-  --parts-in-flight N     S3 parts uploading at once, for ours and the sink limit (default 4)
+  --parts-in-flight N     S3 parts uploading at once, for ours and the sink limit (default ${DEFAULT_PARTS_IN_FLIGHT})
   --import-runs N         fresh processes per bundle import time, median reported (default 5)
   --skip LIST             comma-separated sections to skip: ${SECTIONS.join(',')}
 SIZE: bytes or 512MiB, 2GiB, ...`;
@@ -42,7 +43,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       'memory-large': { type: 'string', default: '8GiB' },
       'restore-size': { type: 'string', default: '512MiB' },
       'restore-deltas': { type: 'string', default: '10' },
-      'parts-in-flight': { type: 'string', default: '4' },
+      'parts-in-flight': { type: 'string', default: String(DEFAULT_PARTS_IN_FLIGHT) },
       'import-runs': { type: 'string', default: '5' },
       skip: { type: 'string', default: '' },
     },

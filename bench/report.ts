@@ -1,6 +1,6 @@
 import type { Machine } from './machine.ts';
 
-/** The JSON object `npm run bench -- --json` ends with (issue 9's fields, plus context). */
+/** What `npm run bench -- --json` ends with: docs/design.md § What the bench measures, plus context. */
 export interface BenchReport {
   machine: Machine;
   export: {

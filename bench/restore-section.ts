@@ -6,7 +6,7 @@ import { buildBackupChain, type BackupChain } from './restore-chain.ts';
 import { loadRestoreRunner, restoreOnce } from './restore.ts';
 import type { S3World } from './s3-world.ts';
 
-/** Layers in the restore whose transitions are counted (issue 9: "a 5-layer restore"). */
+/** Layers of the restore whose transitions are counted (docs/design.md § What the bench measures). */
 const TRANSITION_LAYERS = 5;
 
 /**

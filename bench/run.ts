@@ -1,7 +1,7 @@
 /**
- * `npm run bench [-- --json]`: issue 9's measurements in one run on loopback, against the XAPI simulator
- * and Swift's S3 API. Progress goes to stderr; stdout gets the table and, with --json, ends with one JSON
- * object (report.ts). Flags: args.ts (`npm run bench -- --help`).
+ * `npm run bench [-- --json]`: the measurements of docs/design.md § What the bench measures, in one run
+ * on loopback, against the XAPI simulator and Swift's S3 API. Progress goes to stderr; stdout gets the
+ * table and, with --json, ends with one JSON object (report.ts). Flags: args.ts (`npm run bench -- --help`).
  */
 import { createS3Client } from '../lambdas/s3/client.ts';
 import { parseBenchArgs, type BenchOptions } from './args.ts';

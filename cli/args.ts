@@ -1,4 +1,11 @@
 import { parseArgs } from 'node:util';
+import {
+  DEFAULT_CATALOG_PREFIX,
+  DEFAULT_LOCAL_POOL,
+  DEFAULT_STACK_NAME,
+  DEFAULT_STATE_DIR,
+  DEFAULT_XAPI_USER,
+} from '../lambdas/runtime/defaults.ts';
 import { UsageError } from './exit-codes.ts';
 
 /** One flag: what parseArgs needs, plus what `--help` shows. */
@@ -20,7 +27,7 @@ export const COMMON_FLAGS = {
   pool: {
     type: 'string',
     value: '<name>',
-    help: 'pool name (local default `local`; deployed default: the stack output DefaultPool)',
+    help: `pool name (local default \`${DEFAULT_LOCAL_POOL}\`; deployed default: the stack output DefaultPool)`,
   },
   bucket: {
     type: 'string',
@@ -30,12 +37,12 @@ export const COMMON_FLAGS = {
   prefix: {
     type: 'string',
     value: '<prefix>',
-    help: 'catalog key prefix (local default `backups`; deployed default: stack output CatalogPrefix)',
+    help: `catalog key prefix (local default \`${DEFAULT_CATALOG_PREFIX}\`; deployed default: stack output CatalogPrefix)`,
   },
   stack: {
     type: 'string',
     value: '<name>',
-    help: 'CloudFormation stack to read outputs from (default `VdiVault`)',
+    help: `CloudFormation stack to read outputs from (default \`${DEFAULT_STACK_NAME}\`)`,
   },
   region: { type: 'string', value: '<region>', help: 'AWS region (default: the SDK chain, AWS_REGION)' },
   's3-endpoint': { type: 'string', value: '<url>', help: 'S3-compatible endpoint (default: AWS S3)' },
@@ -47,7 +54,11 @@ export const COMMON_FLAGS = {
   's3-secret-key': { type: 'string', value: '<key>', help: 'S3 secret key (or VDI_VAULT_S3_SECRET_KEY)' },
   // Accepted by every command (used by backup, restore and watch) so that one alias or script serves all.
   'xapi-url': { type: 'string', value: '<url>', help: '--local: pool master URL, e.g. https://xcp-master' },
-  'xapi-user': { type: 'string', value: '<name>', help: '--local: XAPI user (default `root`)' },
+  'xapi-user': {
+    type: 'string',
+    value: '<name>',
+    help: `--local: XAPI user (default \`${DEFAULT_XAPI_USER}\`)`,
+  },
   'xapi-password': {
     type: 'string',
     value: '<password>',
@@ -57,7 +68,7 @@ export const COMMON_FLAGS = {
   'state-dir': {
     type: 'string',
     value: '<dir>',
-    help: '--local: where execution logs go (default `.vdi-vault/executions`)',
+    help: `--local: where execution logs go (default \`${DEFAULT_STATE_DIR}\`)`,
   },
 } as const satisfies Flags;
 

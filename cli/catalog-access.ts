@@ -1,9 +1,10 @@
+import { DEFAULT_CATALOG_PREFIX, DEFAULT_LOCAL_POOL } from '../lambdas/runtime/defaults.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { CatalogLocation } from '../lambdas/catalog/keys.ts';
 import { createS3Client } from '../lambdas/s3/client.ts';
 import { booleanFlag, stringFlag, type FlagValues } from './args.ts';
 import { StackOutputs, type AwsClients } from './deployed.ts';
-import { DEFAULT_LOCAL_POOL, DEFAULT_PREFIX, requireBucket, s3EndpointFromFlags } from './local.ts';
+import type { S3Endpoint } from '../lambdas/s3/client.ts';
 import { UsageError } from './exit-codes.ts';
 
 export interface CatalogAccess {
@@ -26,7 +27,7 @@ export async function catalogFromFlags(
   if (booleanFlag(values, 'local')) {
     return {
       s3,
-      location: { bucket: requireBucket(values), prefix: prefixFlag ?? DEFAULT_PREFIX },
+      location: { bucket: requireBucket(values), prefix: prefixFlag ?? DEFAULT_CATALOG_PREFIX },
       pool: stringFlag(values, 'pool') ?? DEFAULT_LOCAL_POOL,
     };
   }
@@ -37,4 +38,28 @@ export async function catalogFromFlags(
   const pool = stringFlag(values, 'pool') ?? (await stack.find('DefaultPool'));
   if (pool === undefined) throw new UsageError('give --pool (the stack exports no DefaultPool)');
   return { s3, location: { bucket, prefix }, pool };
+}
+
+/** The S3 endpoint from flags (or env); with no endpoint, the SDK's own AWS defaults. */
+export function s3EndpointFromFlags(values: FlagValues, env: NodeJS.ProcessEnv): S3Endpoint {
+  const endpoint = stringFlag(values, 's3-endpoint');
+  const region = stringFlag(values, 'region');
+  const accessKeyId = stringFlag(values, 's3-access-key') ?? env.VDI_VAULT_S3_ACCESS_KEY;
+  const secretAccessKey = stringFlag(values, 's3-secret-key') ?? env.VDI_VAULT_S3_SECRET_KEY;
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new UsageError(
+      'give both --s3-access-key and --s3-secret-key (or neither, for the SDK credential chain)',
+    );
+  }
+  return {
+    ...(endpoint !== undefined ? { endpoint } : {}),
+    ...(region !== undefined ? { region } : {}),
+    ...(accessKeyId !== undefined ? { credentials: { accessKeyId, secretAccessKey: secretAccessKey! } } : {}),
+  };
+}
+
+export function requireBucket(values: FlagValues): string {
+  const bucket = stringFlag(values, 'bucket');
+  if (bucket === undefined) throw new UsageError('--local needs --bucket');
+  return bucket;
 }

@@ -7,11 +7,10 @@ import {
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_STACK_NAME } from '../lambdas/runtime/defaults.ts';
 import { stringFlag, type FlagValues } from './args.ts';
 import type { ExecutionEvent, ExecutionOutcome, ExecutionStatus } from './execution-events.ts';
 import { UnavailableError, UsageError } from './exit-codes.ts';
-
-export const DEFAULT_STACK = 'VdiVault';
 
 /** The AWS clients a command uses, made on first use (tests hand in stubs at this edge). */
 export interface AwsClients {
@@ -37,7 +36,7 @@ export class StackOutputs {
 
   constructor(clients: AwsClients, values: FlagValues) {
     this.#clients = clients;
-    this.#stackName = stringFlag(values, 'stack') ?? DEFAULT_STACK;
+    this.#stackName = stringFlag(values, 'stack') ?? DEFAULT_STACK_NAME;
   }
 
   /** The output named `key` (or, for outputs a construct nests, the one whose key starts with it). */

@@ -1,3 +1,4 @@
+import { DEFAULT_STATE_DIR } from '../lambdas/runtime/defaults.ts';
 import { booleanFlag, rejectFlags, stringFlag, type FlagValues } from './args.ts';
 import {
   StackOutputs,
@@ -7,9 +8,8 @@ import {
   type AwsClients,
 } from './deployed.ts';
 import type { ExecutionEvent, ExecutionOutcome } from './execution-events.ts';
-import { DEFAULT_STATE_DIR, ExecutionRecorder, executionLogPath, newExecutionId } from './execution-log.ts';
+import { ExecutionRecorder, executionLogPath, newExecutionId } from './execution-log.ts';
 import { LiveDisplay } from './live-display.ts';
-import { describeLocalTarget, localTargetFromFlags } from './local.ts';
 import { note, type Output } from './output.ts';
 
 export interface CommandContext {
@@ -47,6 +47,8 @@ async function executeLocally(
   values: FlagValues,
   { output, env }: CommandContext,
 ): Promise<ExecutionOutcome> {
+  // The only way into the development world: loaded here, with --local only (see cli/local.ts).
+  const local = await import('./local.ts');
   const display = new LiveDisplay(output);
   const executionId = newExecutionId(kind);
   const logPath = executionLogPath(stringFlag(values, 'state-dir') ?? DEFAULT_STATE_DIR, executionId);
@@ -56,7 +58,7 @@ async function executeLocally(
     recorder.progress(event);
   };
   const target = {
-    ...localTargetFromFlags(values, env, input.pool),
+    ...local.localTargetFromFlags(values, env, input.pool),
     onExportProgress: (vdiUuid: string, bytes: number) => progress(`export ${vdiUuid}`, bytes),
     onImportProgress: (layer: string, bytes: number) => progress(`import ${layer}`, bytes),
   };
@@ -65,7 +67,7 @@ async function executeLocally(
     executionId,
     kind,
     input,
-    target: describeLocalTarget(target),
+    target: local.describeLocalTarget(target),
   });
   note(output, `execution ${executionId} (follow it with: vdi-vault watch --local ${executionId})`);
   const onEvent = (event: ExecutionEvent) => {
@@ -74,11 +76,8 @@ async function executeLocally(
   };
   let outcome: ExecutionOutcome;
   try {
-    // Loaded only now: the runner synthesizes the CDK app, which `list`, `verify` and `--help` don't need.
-    const run =
-      kind === 'backup'
-        ? await (await import('../world/local/local-backup.ts')).runLocalBackup(target, input, onEvent)
-        : await (await import('../world/local/local-restore.ts')).runLocalRestore(target, input, onEvent);
+    // The runner is loaded only now: it synthesizes the CDK app, which a usage error does not need.
+    const run = await local.runLocally(kind, target, input, onEvent);
     outcome = {
       executionId,
       status: run.status,
@@ -93,8 +92,6 @@ async function executeLocally(
       error: (error as Error).name,
       cause: (error as Error).message,
     };
-  } finally {
-    await (await import('../world/local/local-deployments.ts')).closeLocalDeployment(target);
   }
   display.close();
   recorder.finish(outcome);

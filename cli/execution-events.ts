@@ -1,4 +1,5 @@
-import type { WorkflowEvent } from '../world/local/run-workflow.ts';
+// A type only, erased at run time: this module never loads cli/local.ts (nor the local runner).
+import type { WorkflowEvent } from './local.ts';
 import type { Colour } from './output.ts';
 
 /**

@@ -30,7 +30,6 @@ export interface ExecutionLogResult extends Omit<ExecutionOutcome, 'executionId'
   readonly at: string;
 }
 
-export const DEFAULT_STATE_DIR = '.vdi-vault/executions';
 const PROGRESS_EVERY_MS = 250;
 const EXECUTION_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

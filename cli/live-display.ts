@@ -1,4 +1,4 @@
-import { formatBytes, formatRate } from '../world/local/progress.ts';
+import { formatBytes, formatRate } from './format.ts';
 import { describeEvent, isProgress, type ExecutionEvent } from './execution-events.ts';
 import type { Output } from './output.ts';
 

@@ -1,29 +1,28 @@
+/**
+ * The CLI's `--local` mode: the one module of the product that imports the development world (`world/`),
+ * because `--local` runs the stack on this machine through the local runner instead of in AWS. `execute.ts`
+ * loads it by dynamic import only when `--local` is given, so a deployed run, `list`, `verify` and
+ * `--help` never load the runner (nor the CDK app it synthesizes); the runner itself is loaded only once
+ * the flags are known good.
+ */
 import { readFileSync } from 'node:fs';
 import type { LocalTarget } from '../world/local/local-target.ts';
-import type { S3Endpoint } from '../lambdas/s3/client.ts';
+import {
+  DEFAULT_CATALOG_PREFIX,
+  DEFAULT_LOCAL_POOL,
+  DEFAULT_XAPI_USER,
+} from '../lambdas/runtime/defaults.ts';
 import { stringFlag, type FlagValues } from './args.ts';
+import { requireBucket, s3EndpointFromFlags } from './catalog-access.ts';
+import type { ExecutionEvent } from './execution-events.ts';
 import { UsageError } from './exit-codes.ts';
 
-export const DEFAULT_LOCAL_POOL = 'local';
-export const DEFAULT_PREFIX = 'backups';
-
-/** The S3 endpoint from flags (or env); with no endpoint, the SDK's own AWS defaults. */
-export function s3EndpointFromFlags(values: FlagValues, env: NodeJS.ProcessEnv): S3Endpoint {
-  const endpoint = stringFlag(values, 's3-endpoint');
-  const region = stringFlag(values, 'region');
-  const accessKeyId = stringFlag(values, 's3-access-key') ?? env.VDI_VAULT_S3_ACCESS_KEY;
-  const secretAccessKey = stringFlag(values, 's3-secret-key') ?? env.VDI_VAULT_S3_SECRET_KEY;
-  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
-    throw new UsageError(
-      'give both --s3-access-key and --s3-secret-key (or neither, for the SDK credential chain)',
-    );
-  }
-  return {
-    ...(endpoint !== undefined ? { endpoint } : {}),
-    ...(region !== undefined ? { region } : {}),
-    ...(accessKeyId !== undefined ? { credentials: { accessKeyId, secretAccessKey: secretAccessKey! } } : {}),
-  };
-}
+/**
+ * A step of an execution as the CLI shows it, local or deployed: the local runner's event, whose names are
+ * those of Step Functions' history (`StateEntered`, `StateFailed`…), onto which deployed.ts maps a
+ * deployed execution's history.
+ */
+export type { WorkflowEvent } from '../world/local/run-workflow.ts';
 
 /** What the local runner needs, from `--xapi-*`, `--s3-*`, `--bucket`, `--prefix` and `--pool`. */
 export function localTargetFromFlags(values: FlagValues, env: NodeJS.ProcessEnv, pool?: string): LocalTarget {
@@ -48,21 +47,15 @@ export function localTargetFromFlags(values: FlagValues, env: NodeJS.ProcessEnv,
   return {
     xapi: {
       url,
-      username: stringFlag(values, 'xapi-user') ?? 'root',
+      username: stringFlag(values, 'xapi-user') ?? DEFAULT_XAPI_USER,
       password,
       ...(caPem !== undefined ? { tls: { caPem } } : {}),
     },
     pool: pool ?? stringFlag(values, 'pool') ?? DEFAULT_LOCAL_POOL,
     s3: s3EndpointFromFlags(values, env),
     bucket: requireBucket(values),
-    prefix: stringFlag(values, 'prefix') ?? DEFAULT_PREFIX,
+    prefix: stringFlag(values, 'prefix') ?? DEFAULT_CATALOG_PREFIX,
   };
-}
-
-export function requireBucket(values: FlagValues): string {
-  const bucket = stringFlag(values, 'bucket');
-  if (bucket === undefined) throw new UsageError('--local needs --bucket');
-  return bucket;
 }
 
 /** Where a local run goes, for its execution log: no credentials. */
@@ -75,4 +68,20 @@ export function describeLocalTarget(target: LocalTarget) {
     bucket: target.bucket,
     prefix: target.prefix,
   };
+}
+
+/** Runs the synthesized workflow through the local runner, then closes the local deployment it started. */
+export async function runLocally(
+  kind: 'backup' | 'restore',
+  target: LocalTarget,
+  input: { readonly pool?: string },
+  onEvent: (event: ExecutionEvent) => void,
+) {
+  try {
+    return kind === 'backup'
+      ? await (await import('../world/local/local-backup.ts')).runLocalBackup(target, input, onEvent)
+      : await (await import('../world/local/local-restore.ts')).runLocalRestore(target, input, onEvent);
+  } finally {
+    await (await import('../world/local/local-deployments.ts')).closeLocalDeployment(target);
+  }
 }

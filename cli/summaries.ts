@@ -1,9 +1,9 @@
 import type { BackupOutcome, BackupSummary, RetentionReport } from '../lambdas/backup/state.ts';
 import type { RestoreResult } from '../lambdas/restore/state.ts';
-import { formatBytes } from '../world/local/progress.ts';
+import { formatBytes, formatDuration } from './format.ts';
 import { readableCause, type ExecutionOutcome } from './execution-events.ts';
 import { EXIT, type ExitCode } from './exit-codes.ts';
-import { formatDuration, formatTable, printJson, printLine, type Output } from './output.ts';
+import { formatTable, printJson, printLine, type Output } from './output.ts';
 
 /**
  * How an execution ended, for people (a table of what was done, or the cause of failure) or as the

@@ -2,6 +2,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { fileURLToPath } from 'node:url';
 import { loadConfigFile, parseConfig } from './config/config.ts';
+import { DEFAULT_STACK_NAME } from '../lambdas/runtime/defaults.ts';
 import { VdiVaultStack } from './vdi-vault-stack.ts';
 
 /**
@@ -21,7 +22,7 @@ export function buildApp(
   const config = inline
     ? parseConfig(typeof inline === 'string' ? JSON.parse(inline) : inline)
     : loadConfigFile(file);
-  const stack = new VdiVaultStack(app, 'VdiVault', { config });
+  const stack = new VdiVaultStack(app, DEFAULT_STACK_NAME, { config });
   if (options.nagChecks !== false) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stack };
 }

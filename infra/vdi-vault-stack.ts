@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 import type { VdiVaultConfig } from './config/config.ts';
+import { DEFAULT_BACKUP_CONCURRENCY } from '../lambdas/runtime/defaults.ts';
 import { VdiVault, type VaultNetworkProps, type VdiVaultProps } from './constructs/vdi-vault.ts';
 
 export interface VdiVaultStackProps extends StackProps {
@@ -52,7 +53,8 @@ function vaultProps(scope: Construct, config: VdiVaultConfig): VdiVaultProps {
   }));
   const jobs = config.jobs ?? [];
   const concurrency =
-    config.concurrency ?? Math.max(2, ...jobs.map((job) => job.concurrency ?? 0).filter((n) => n > 0));
+    config.concurrency ??
+    Math.max(DEFAULT_BACKUP_CONCURRENCY, ...jobs.map((job) => job.concurrency ?? 0).filter((n) => n > 0));
   const bucket = config.bucket ?? {};
   const notifications = config.notifications ?? {};
   return {

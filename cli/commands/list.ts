@@ -2,7 +2,7 @@ import { listManifests } from '../../lambdas/catalog/catalog.ts';
 import { chainOf } from '../../lambdas/catalog/manifest.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { UUID_PATTERN } from '../../lambdas/shared/input-error.ts';
-import { formatBytes } from '../../world/local/progress.ts';
+import { formatBytes } from '../format.ts';
 import { COMMON_FLAGS, helpText, parseCommandArgs, stringFlag } from '../args.ts';
 import { catalogFromFlags } from '../catalog-access.ts';
 import { EXIT, UsageError, type ExitCode } from '../exit-codes.ts';

@@ -7,7 +7,7 @@ import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { chooseRestorePoint, resolveChain } from '../../lambdas/restore/chain.ts';
 import { UUID_PATTERN } from '../../lambdas/shared/input-error.ts';
 import { createVhdValidator } from '../../lambdas/vhd/index.ts';
-import { formatBytes } from '../../world/local/progress.ts';
+import { formatBytes } from '../format.ts';
 import { booleanFlag, COMMON_FLAGS, helpText, parseCommandArgs, stringFlag } from '../args.ts';
 import { catalogFromFlags, type CatalogAccess } from '../catalog-access.ts';
 import { EXIT, UsageError, type ExitCode } from '../exit-codes.ts';

@@ -1,11 +1,7 @@
 import { booleanFlag, COMMON_FLAGS, helpText, parseCommandArgs, stringFlag } from '../args.ts';
 import type { ExecutionEvent, ExecutionOutcome } from '../execution-events.ts';
-import {
-  DEFAULT_STATE_DIR,
-  executionLogPath,
-  readExecutionLog,
-  type ExecutionLogHeader,
-} from '../execution-log.ts';
+import { DEFAULT_STATE_DIR } from '../../lambdas/runtime/defaults.ts';
+import { executionLogPath, readExecutionLog, type ExecutionLogHeader } from '../execution-log.ts';
 import { EXIT, UsageError, type ExitCode } from '../exit-codes.ts';
 import { watchDeployed, type CommandContext } from '../execute.ts';
 import { LiveDisplay } from '../live-display.ts';

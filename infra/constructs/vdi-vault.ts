@@ -12,6 +12,12 @@ import type * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import {
+  DEFAULT_BACKUP_CONCURRENCY,
+  DEFAULT_CATALOG_PREFIX,
+  DEFAULT_FARGATE_THRESHOLD_BYTES,
+  DEFAULT_NO_SUCCESSFUL_BACKUP_HOURS,
+} from '../../lambdas/runtime/defaults.ts';
 import { TRANSFER_MEMORY_MIB, transferSteps } from '../../lambdas/runtime/step-table.ts';
 import { acknowledgeFindings } from '../nag-acknowledgements.ts';
 import { BackupTriggers, type BackupJob } from './backup-triggers.ts';
@@ -131,7 +137,7 @@ export class VdiVault extends Construct {
       );
     }
     const stack = Stack.of(this);
-    this.prefix = props.prefix ?? 'backups';
+    this.prefix = props.prefix ?? DEFAULT_CATALOG_PREFIX;
 
     // Defaults first (construct context can only be set before any child exists); the step functions
     // created below read them. The security groups are filled in right after.
@@ -182,8 +188,8 @@ export class VdiVault extends Construct {
       VDI_VAULT_POOLS: poolsEnvironment(stack, props.pools),
       VDI_VAULT_DEFAULT_POOL: defaultPool,
       VDI_VAULT_LOCK_TABLE: this.lockTable.tableName,
-      VDI_VAULT_CONCURRENCY: String(props.concurrency ?? 2),
-      VDI_VAULT_FARGATE_THRESHOLD: String(props.fargateThresholdBytes ?? 32 * 1024 ** 3),
+      VDI_VAULT_CONCURRENCY: String(props.concurrency ?? DEFAULT_BACKUP_CONCURRENCY),
+      VDI_VAULT_FARGATE_THRESHOLD: String(props.fargateThresholdBytes ?? DEFAULT_FARGATE_THRESHOLD_BYTES),
       VDI_VAULT_TRANSFER_MEMORY_MB: String(props.exportMemorySize ?? TRANSFER_MEMORY_MIB),
       ...(uploadChecksum ? { VDI_VAULT_UPLOAD_CHECKSUM: uploadChecksum } : {}),
       ...(props.stallTimeout
@@ -248,7 +254,8 @@ export class VdiVault extends Construct {
     this.backupRequestRule = triggers.backupRequestRule;
 
     const noSuccessWindow =
-      props.noSuccessfulBackupWithin ?? (props.jobs?.length ? Duration.hours(26) : undefined);
+      props.noSuccessfulBackupWithin ??
+      (props.jobs?.length ? Duration.hours(DEFAULT_NO_SUCCESSFUL_BACKUP_HOURS) : undefined);
     const notifications = new VaultNotifications(this, 'Notifications', {
       key,
       backupStateMachine: this.backupStateMachine,

@@ -1,3 +1,4 @@
+import { DEFAULT_LOCK_TTL_SECONDS } from '../runtime/defaults.ts';
 import {
   ConditionalCheckFailedException,
   DeleteItemCommand,
@@ -16,8 +17,6 @@ export interface BackupLockTable {
    */
   readonly ttlSeconds?: number;
 }
-
-const DEFAULT_TTL_SECONDS = 25 * 3600;
 
 /** Another backup of the same VDI holds the lock. The name is what Step Functions reports. */
 export class BackupAlreadyRunningError extends Error {
@@ -40,7 +39,7 @@ export async function acquireBackupLock(
   now: Date,
 ): Promise<HeldLock> {
   const nowSeconds = Math.floor(now.getTime() / 1000);
-  const expiresAt = nowSeconds + (table.ttlSeconds ?? DEFAULT_TTL_SECONDS);
+  const expiresAt = nowSeconds + (table.ttlSeconds ?? DEFAULT_LOCK_TTL_SECONDS);
   try {
     await table.client.send(
       new PutItemCommand({

@@ -1,20 +1,7 @@
-import {
-  AbortMultipartUploadCommand,
-  CopyObjectCommand,
-  DeleteObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
-import { listManifests, commitManifest } from '../catalog/catalog.ts';
-import {
-  manifestKey,
-  newBackupId,
-  objectKey,
-  seriesName,
-  seriesPrefix,
-  type CatalogLocation,
-} from '../catalog/keys.ts';
+import { DEFAULT_BACKUP_CONCURRENCY, DEFAULT_PARTS_IN_FLIGHT } from '../runtime/defaults.ts';
+import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { abortUploads, commitManifest, listManifests, quarantineBrokenChain } from '../catalog/catalog.ts';
+import { newBackupId, objectKey, seriesName, seriesPrefix, type CatalogLocation } from '../catalog/keys.ts';
 import {
   applyRetention,
   noDeletions,
@@ -27,14 +14,13 @@ import { acquireBackupLock, releaseBackupLock, type BackupLockTable } from './ba
 import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
 import { chainOf, MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
 import { exportToS3, type ExportToS3Result } from '../export/export-to-s3.ts';
-import { DEFAULT_PARTS_IN_FLIGHT, partSizeFor, vhdExportUpperBound } from '../export/part-size.ts';
+import { partSizeFor, vhdExportUpperBound } from '../export/part-size.ts';
 import { expectedDeltaBytes, sizeExport, type TransferRouting } from '../transfer/routing.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { failureMessage } from '../shared/failure.ts';
 import { CleanupLog, required } from '../shared/cleanup-log.ts';
-import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import { isXapiError, XapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { parseBackupInput } from './input.ts';
 import { BACKUP_ID_TAG, isOurSnapshot, SERIES_TAG } from './snapshot-tags.ts';
@@ -57,7 +43,7 @@ export interface BackupDeps {
   readonly lock?: BackupLockTable;
   /** Which exports go to Fargate. Default: all run where the workflow first sends them (Lambda). */
   readonly routing?: TransferRouting;
-  /** VDIs of one execution backed up at once when the input sets none. Default 2. */
+  /** VDIs of one execution backed up at once when the input sets none. Default DEFAULT_BACKUP_CONCURRENCY. */
   readonly defaultConcurrency?: number;
 }
 
@@ -93,9 +79,7 @@ export function createBackupSteps(deps: BackupDeps) {
       : 0;
     const chain = last ? chainOf(manifests, last.backupId) : [];
     const chainProblem = last
-      ? await quarantineBrokenChain(deps.s3, deps.catalog.bucket, chain, (id) =>
-          manifestKey(deps.catalog, state.pool, state.vdiUuid, id),
-        )
+      ? await quarantineBrokenChain(deps.s3, deps.catalog, state.pool, state.vdiUuid, chain)
       : undefined;
     return withSession(state, async (session) => {
       const vdiRef = await session.getVdiByUuid(state.vdiUuid).catch((error: unknown) => {
@@ -245,7 +229,7 @@ export function createBackupSteps(deps: BackupDeps) {
         pool,
         mode: input.mode,
         retention: input.retention ?? null,
-        concurrency: input.concurrency ?? deps.defaultConcurrency ?? 2,
+        concurrency: input.concurrency ?? deps.defaultConcurrency ?? DEFAULT_BACKUP_CONCURRENCY,
         vdiUuids: input.vdiUuids,
         session: session.handle,
       };
@@ -487,73 +471,4 @@ function summaryCause(failed: readonly BackupOutcome[]): string {
     .map((outcome) => `VDI ${outcome.vdiUuid}: ${outcome.cause ?? outcome.error}`);
   const more = failed.length - named.length;
   return named.join('; ') + (more > 0 ? `; and ${more} more VDI(s) failed (see the outcomes)` : '');
-}
-
-/** Aborts every open multipart upload under a key prefix (a Lambda killed mid-export leaves one behind). */
-export async function abortUploads(s3: S3Client, bucket: string, prefix: string): Promise<number> {
-  let aborted = 0;
-  let keyMarker: string | undefined;
-  let uploadIdMarker: string | undefined;
-  do {
-    const page = await s3.send(
-      new ListMultipartUploadsCommand({
-        Bucket: bucket,
-        Prefix: prefix,
-        KeyMarker: keyMarker,
-        UploadIdMarker: uploadIdMarker,
-      }),
-    );
-    for (const upload of page.Uploads ?? []) {
-      if (!upload.Key?.startsWith(prefix) || !upload.UploadId) continue;
-      await s3.send(
-        new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }),
-      );
-      aborted++;
-    }
-    keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
-    uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
-  } while (keyMarker);
-  return aborted;
-}
-
-/**
- * Checks the newest backup's chain (newest first): every object must be there with its recorded size.
- * Layers that can't be restored any more (a missing object, and everything built on it) have their
- * manifests moved aside to `<id>.json.broken`, so the catalog only lists restorable points; the reason is
- * returned and the next backup is a full.
- */
-async function quarantineBrokenChain(
-  s3: S3Client,
-  bucket: string,
-  chain: readonly Manifest[],
-  manifestKeyOf: (backupId: string) => string,
-): Promise<string | undefined> {
-  let broken = -1;
-  let reason: string | undefined;
-  const intact = await mapConcurrently(chain, CATALOG_READS_IN_FLIGHT, async (manifest) => {
-    const head = await s3
-      .send(new HeadObjectCommand({ Bucket: bucket, Key: manifest.objectKey }))
-      .catch(() => undefined);
-    return head?.ContentLength === manifest.bytes;
-  });
-  // The newest broken layer decides: everything from the full up to it depended on it.
-  for (let i = chain.length - 1; i >= 0 && broken < 0; i--) {
-    if (!intact[i]) {
-      const manifest = chain[i]!;
-      broken = i;
-      reason = `object ${manifest.objectKey} of backup ${manifest.backupId} is missing or has the wrong size`;
-    }
-  }
-  if (broken < 0 && chain.at(-1)?.kind !== 'full') {
-    broken = chain.length - 1;
-    reason = `backup ${chain.at(-1)?.backupId ?? '?'} has no full under it in the catalog`;
-  }
-  for (const manifest of chain.slice(0, broken + 1)) {
-    const key = manifestKeyOf(manifest.backupId);
-    await s3.send(
-      new CopyObjectCommand({ Bucket: bucket, Key: `${key}.broken`, CopySource: `${bucket}/${key}` }),
-    );
-    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
-  }
-  return reason && `${reason}; moved aside ${broken + 1} manifest(s) that depended on it (*.json.broken)`;
 }

@@ -1,7 +1,11 @@
 import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import {
+  AbortMultipartUploadCommand,
+  CopyObjectCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -71,4 +75,75 @@ export async function commitManifest(
     }),
   );
   return key;
+}
+
+/** Aborts every open multipart upload under a key prefix (a Lambda killed mid-export leaves one behind). */
+export async function abortUploads(s3: S3Client, bucket: string, prefix: string): Promise<number> {
+  let aborted = 0;
+  let keyMarker: string | undefined;
+  let uploadIdMarker: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListMultipartUploadsCommand({
+        Bucket: bucket,
+        Prefix: prefix,
+        KeyMarker: keyMarker,
+        UploadIdMarker: uploadIdMarker,
+      }),
+    );
+    for (const upload of page.Uploads ?? []) {
+      if (!upload.Key?.startsWith(prefix) || !upload.UploadId) continue;
+      await s3.send(
+        new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }),
+      );
+      aborted++;
+    }
+    keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+    uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+  } while (keyMarker);
+  return aborted;
+}
+
+/**
+ * Checks the newest backup's chain (newest first): every object must be there with its recorded size.
+ * Layers that can't be restored any more (a missing object, and everything built on it) have their
+ * manifests moved aside to `<id>.json.broken`, so the catalog only lists restorable points; the reason is
+ * returned and the next backup is a full.
+ */
+export async function quarantineBrokenChain(
+  s3: S3Client,
+  location: CatalogLocation,
+  pool: string,
+  vdiUuid: string,
+  chain: readonly Manifest[],
+): Promise<string | undefined> {
+  const bucket = location.bucket;
+  let broken = -1;
+  let reason: string | undefined;
+  const intact = await mapConcurrently(chain, CATALOG_READS_IN_FLIGHT, async (manifest) => {
+    const head = await s3
+      .send(new HeadObjectCommand({ Bucket: bucket, Key: manifest.objectKey }))
+      .catch(() => undefined);
+    return head?.ContentLength === manifest.bytes;
+  });
+  // The newest broken layer decides: everything from the full up to it depended on it.
+  for (let i = chain.length - 1; i >= 0 && broken < 0; i--) {
+    if (!intact[i]) {
+      const manifest = chain[i]!;
+      broken = i;
+      reason = `object ${manifest.objectKey} of backup ${manifest.backupId} is missing or has the wrong size`;
+    }
+  }
+  if (broken < 0 && chain.at(-1)?.kind !== 'full') {
+    broken = chain.length - 1;
+    reason = `backup ${chain.at(-1)?.backupId ?? '?'} has no full under it in the catalog`;
+  }
+  for (const manifest of chain.slice(0, broken + 1)) {
+    const key = manifestKey(location, pool, vdiUuid, manifest.backupId);
+    await s3.send(
+      new CopyObjectCommand({ Bucket: bucket, Key: `${key}.broken`, CopySource: `${bucket}/${key}` }),
+    );
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  }
+  return reason && `${reason}; moved aside ${broken + 1} manifest(s) that depended on it (*.json.broken)`;
 }

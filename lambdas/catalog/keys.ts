@@ -1,4 +1,7 @@
-/** Where a VDI's backups live: `<prefix>/<pool>/<vdi-uuid>/<backup-id>.{vhd,json}` (DESIGN.md §5). */
+/**
+ * Where a VDI's backups live: `<prefix>/<pool>/<vdi-uuid>/<backup-id>.{vhd,json}` (docs/design.md § The
+ * catalog in S3).
+ */
 export interface CatalogLocation {
   readonly bucket: string;
   /** Key prefix without trailing slash; may be empty. */

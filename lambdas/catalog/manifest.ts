@@ -1,4 +1,7 @@
-/** A committed backup: the manifest's presence in S3 is what makes a backup exist (DESIGN.md §5). */
+/**
+ * A committed backup: the manifest's presence in S3 is what makes a backup exist (docs/design.md § The
+ * catalog in S3).
+ */
 export interface Manifest {
   readonly formatVersion: 1;
   readonly backupId: string;

@@ -1,3 +1,4 @@
+import { DEFAULT_EXPORT_TASK_TIMEOUT_MS, DEFAULT_PARTS_IN_FLIGHT } from '../runtime/defaults.ts';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
@@ -6,7 +7,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { silentLog, type Log } from '../shared/log.ts';
 import { createVhdValidator, type VhdDiskType } from '../vhd/index.ts';
 import { openExport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
-import { DEFAULT_PARTS_IN_FLIGHT, partSizeFor, S3_MAX_PARTS, vhdExportUpperBound } from './part-size.ts';
+import { partSizeFor, S3_MAX_PARTS, vhdExportUpperBound } from './part-size.ts';
 
 export interface ExportToS3Options {
   readonly session: XapiSession;
@@ -22,8 +23,9 @@ export interface ExportToS3Options {
   /** The VDI's virtual size: bounds the export's size and so chooses the part size. */
   readonly virtualSize: number;
   /**
-   * Default: from the virtual size (DESIGN.md §3), so that any export of the disk fits. Plan gives a
-   * smaller one for a delta (`sizeExport`): an export that outgrows it fails before part 10,001.
+   * Default: from the virtual size (docs/design.md § S3 multipart uploads), so that any export of the disk
+   * fits. Plan gives a smaller one for a delta (`sizeExport`): an export that outgrows it fails before part
+   * 10,001.
    */
   readonly partSize?: number;
   /** S3's 10,000; lower only to see the limit in a test without sending 10,000 parts. */
@@ -112,7 +114,7 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
     // The body ended and validated: only a successful task lets the upload complete.
     flush(callback) {
       options.session
-        .awaitTask(options.taskRef, options.taskTimeoutMs ?? 60_000)
+        .awaitTask(options.taskRef, options.taskTimeoutMs ?? DEFAULT_EXPORT_TASK_TIMEOUT_MS)
         .then((task) => callback(task.status === 'success' ? null : taskFailure(task, 'export')))
         .catch((error: Error) => callback(error));
     },

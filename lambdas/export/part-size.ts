@@ -7,13 +7,10 @@ export const S3_MAX_PARTS = 10_000;
 export const S3_MIN_PART_SIZE = 5 * MiB;
 export const S3_MAX_PART_SIZE = 5 * 1024 * MiB;
 
-/** 16 MiB parts measured faster than 8 MiB against a loopback S3 (DESIGN.md §3). */
+/** 16 MiB parts measured faster than 8 MiB against a loopback S3: docs/design.md § S3 multipart uploads. */
 export const PREFERRED_MIN_PART_SIZE = 16 * MiB;
 /** Leave 10 % of S3's part budget as headroom for the export's framing and our estimate. */
 const PLANNED_PARTS = 9_000;
-
-/** Parts uploading at once when the configuration sets none. */
-export const DEFAULT_PARTS_IN_FLIGHT = 4;
 
 /**
  * Peak memory of one export, as `EXPORT_FIXED_OVERHEAD_BYTES + (partsInFlight + 4) × partSize`. Measured

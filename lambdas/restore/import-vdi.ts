@@ -1,3 +1,4 @@
+import { DEFAULT_IMPORT_TASK_TIMEOUT_MS } from '../runtime/defaults.ts';
 import type { Readable } from 'node:stream';
 import { putImport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
 
@@ -31,7 +32,7 @@ export async function importIntoVdi(session: XapiSession, options: ImportOptions
     sendError = error;
   }
   const task = await session
-    .awaitTask(options.taskRef, sendError ? 5_000 : (options.taskTimeoutMs ?? 600_000))
+    .awaitTask(options.taskRef, sendError ? 5_000 : (options.taskTimeoutMs ?? DEFAULT_IMPORT_TASK_TIMEOUT_MS))
     .catch((error: unknown) => (sendError ? undefined : Promise.reject(error)));
   if (task && task.status !== 'success') {
     const failure = explainImportFailure(taskFailure(task, 'import'));

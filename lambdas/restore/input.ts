@@ -4,6 +4,10 @@ import {
   rejectUnknownFields,
   UUID_PATTERN,
 } from '../shared/input-error.ts';
+import { DEFAULT_RESTORE_STRATEGY } from '../runtime/defaults.ts';
+
+// Also named here, beside the strategies it picks from.
+export { DEFAULT_RESTORE_STRATEGY };
 
 export type RestoreStrategy = 'replay' | 'merge';
 
@@ -21,8 +25,6 @@ export interface RestoreRequest {
   /** Default: the deployment's default pool. */
   readonly pool?: string;
 }
-
-export const DEFAULT_RESTORE_STRATEGY: RestoreStrategy = 'replay';
 
 const EXAMPLE =
   '{"vdiUuid":"<source VDI uuid>","restorePoint":"latest","srUuid":"<target SR uuid>","strategy":"merge"}';

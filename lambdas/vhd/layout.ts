@@ -14,7 +14,10 @@ export function bitmapByteLength(blockSize: number): number {
   return Math.ceil(blockSize / SECTOR_SIZE / 8 / SECTOR_SIZE) * SECTOR_SIZE;
 }
 
-/** Total bytes of the VHD the writer will emit: 2560 + B + 2,097,664 × K (DESIGN.md). */
+/**
+ * Total bytes of the VHD the writer will emit: 2560 + B + 2,097,664 × K (docs/design.md § VHD as the host
+ * writes it).
+ */
 export function vhdByteLength(virtualSize: number, presentBlocks: number): number {
   if (!Number.isSafeInteger(virtualSize) || virtualSize < 0 || virtualSize % SECTOR_SIZE !== 0) {
     throw new RangeError(`virtual size must be a non-negative multiple of ${SECTOR_SIZE}: ${virtualSize}`);

@@ -1,3 +1,4 @@
+import { DEFAULT_EXPORT_TASK_TIMEOUT_MS, DEFAULT_XAPI_CALL_TIMEOUT_MS } from '../runtime/defaults.ts';
 import type { Agent } from './undici-parts.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import { isXapiError, XapiError } from './errors.ts';
@@ -27,7 +28,6 @@ export interface XapiSessionHandle {
   readonly sessionRef: Ref;
 }
 
-const DEFAULT_TIMEOUT_MS = 30_000;
 const ORIGINATOR = 'vdi-vault';
 
 /** A logged-in XAPI session with typed calls for what vdi-vault uses. */
@@ -49,7 +49,7 @@ export class XapiSession {
   /** Logs in, following `HOST_IS_SLAVE` to the master (at most twice). */
   static async login(options: XapiConnectionOptions, credentials: XapiCredentials): Promise<XapiSession> {
     const log = options.log ?? silentLog;
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_XAPI_CALL_TIMEOUT_MS;
     const agent = createXapiAgent(options.tls ?? {}, log);
     let url = options.url;
     try {
@@ -84,7 +84,7 @@ export class XapiSession {
       handle.masterUrl,
       handle.sessionRef,
       agent,
-      options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      options.timeoutMs ?? DEFAULT_XAPI_CALL_TIMEOUT_MS,
       log,
     );
   }
@@ -165,7 +165,7 @@ export class XapiSession {
   }
 
   /** Polls until the task leaves `pending`. Raises if it does not within `timeoutMs`. */
-  async awaitTask(ref: Ref, timeoutMs = 60_000, pollMs = 100): Promise<TaskRecord> {
+  async awaitTask(ref: Ref, timeoutMs = DEFAULT_EXPORT_TASK_TIMEOUT_MS, pollMs = 100): Promise<TaskRecord> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const task = await this.getTaskRecord(ref);

@@ -1,3 +1,4 @@
+import { DEFAULT_STALL_TIMEOUT_MS } from '../runtime/defaults.ts';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { request } from './undici-parts.ts';
@@ -39,7 +40,7 @@ export async function openExport(
     task_id: exportRequest.taskRef,
     ...(exportRequest.baseRef ? { base: exportRequest.baseRef } : {}),
   });
-  const stall = exportRequest.stallTimeoutMs ?? 60_000;
+  const stall = exportRequest.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
   const response = await requestFollowingRedirects(session.agent, url, { method: 'GET' }, stall);
   return { body: response.body, host: new URL(response.url).host };
 }
@@ -63,7 +64,7 @@ export async function putImport(
   importRequest: ImportRequest,
 ): Promise<{ host: string }> {
   const query = { vdi: importRequest.vdiRef, format: importRequest.format };
-  const stall = importRequest.stallTimeoutMs ?? 60_000;
+  const stall = importRequest.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
   const target = await resolveImportTarget(session, transferUrl(session, '/import_raw_vdi', query), stall);
   const url = new URL(target);
   url.searchParams.set('task_id', importRequest.taskRef);

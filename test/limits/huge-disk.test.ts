@@ -6,12 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackupPlan, BackupSummary } from '../../lambdas/backup/state.ts';
-import {
-  DEFAULT_PARTS_IN_FLIGHT,
-  exportMemoryBytes,
-  partSizeFor,
-  vhdExportUpperBound,
-} from '../../lambdas/export/part-size.ts';
+import { exportMemoryBytes, partSizeFor, vhdExportUpperBound } from '../../lambdas/export/part-size.ts';
+import { DEFAULT_PARTS_IN_FLIGHT } from '../../lambdas/runtime/defaults.ts';
 import { vhdByteLength } from '../../lambdas/vhd/index.ts';
 import { STEP_ENV } from '../../infra/constructs/step-function.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';

@@ -31,7 +31,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { abortUploads } from '../../lambdas/backup/steps.ts';
+import { abortUploads } from '../../lambdas/catalog/catalog.ts';
 import { createS3Client } from '../../lambdas/s3/client.ts';
 import { startEmbeddedS3 } from '../../world/embedded-s3.ts';
 import type { EmbeddedS3 } from '../../world/embedded-s3.ts';

@@ -1,3 +1,8 @@
+import { formatBytes, formatRate } from '../../cli/format.ts';
+
+// The demo formats its own lines with these too; they are the product's (the CLI's), not the runner's.
+export { formatBytes, formatRate };
+
 /** A one-line transfer progress display for people: bytes, rate, elapsed. Silent when not on a TTY. */
 export class TransferProgress {
   readonly #stream: NodeJS.WriteStream;
@@ -31,19 +36,4 @@ export class TransferProgress {
     const bar = Array.from({ length: width }, (_, i) => (i === position ? '#' : '.')).join('');
     return `${this.#label} [${bar}] ${formatBytes(this.#bytes)}  ${formatRate(this.#bytes, seconds)}  ${seconds.toFixed(1)} s`;
   }
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
-
-export function formatRate(bytes: number, seconds: number): string {
-  return `${(bytes / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s`;
 }
