@@ -15,6 +15,35 @@ async function backupRecording(world: BackupWorld, hashes: Map<string, string>) 
   return manifest;
 }
 
+/**
+ * Runs a restore that must succeed and counts what it moved where the bytes flow: the S3 GetObject body
+ * bytes of `.vhd` objects at the deployment's gateway, and the import body bytes at the simulator.
+ */
+async function restoreCounted(world: BackupWorld, input: Record<string, unknown>) {
+  const { gateway } = await world.deployment();
+  const callsBefore = gateway.calls.length;
+  const transfersBefore = world.sim.transfers().length;
+  const run = await world.restore(input);
+  expect(run.status, run.cause).toBe('SUCCEEDED');
+  const reads = gateway.calls
+    .slice(callsBefore)
+    .filter((call) => call.action === 's3:GetObject' && call.allowed && call.resource.endsWith('.vhd'));
+  // The imports that carried a layer (a redirect probe is a transfer too, with no body).
+  const imports = world.sim
+    .transfers()
+    .slice(transfersBefore)
+    .filter((transfer) => transfer.direction === 'import' && transfer.outcome === 'success');
+  return {
+    run,
+    s3Bytes: reads.reduce((sum, call) => sum + (call.bytesOut ?? 0), 0),
+    s3Requests: reads.length,
+    objectsRead: [
+      ...new Set(reads.map((call) => call.resource.split(':::')[1]!.split('/').slice(1).join('/'))),
+    ].sort(),
+    importBytes: imports.reduce((sum, transfer) => sum + transfer.bytes, 0),
+  };
+}
+
 describe('restore workflow (synthesized state machine, simulator, Swift)', () => {
   let world: BackupWorld;
   const hashes = new Map<string, string>();
@@ -66,11 +95,33 @@ describe('restore workflow (synthesized state machine, simulator, Swift)', () =>
       world.sim.writeDisk(world.vdiUuid, 2 * VHD_BLOCK_SIZE, randomBytes(VHD_BLOCK_SIZE * 2));
       await backupRecording(world, hashes);
     }
+    const chain = await world.manifests();
+    expect(chain.map((m) => m.kind)).toEqual(['full', 'delta', 'delta', 'delta']);
+    // The blocks the chain holds, as the host has them: the newest snapshot's allocated blocks (every delta
+    // rewrote blocks 2 and 3, which the full already held).
+    const blocks = world.sim.allocatedBlocks(chain.at(-1)!.snapshotUuid).length;
+    const stored = chain.reduce((sum, m) => sum + m.bytes, 0);
     const srUuid = world.sim.srs.shared.uuid;
-    const replay = await world.restore({ vdiUuid: world.vdiUuid, srUuid, strategy: 'replay' });
-    const merge = await world.restore({ vdiUuid: world.vdiUuid, srUuid, strategy: 'merge' });
-    expect(merge.result!.bytesMoved).toBeLessThan(replay.result!.bytesMoved);
-    expect(world.sim.diskSha256(merge.result!.vdiUuid)).toBe(world.sim.diskSha256(replay.result!.vdiUuid));
+    const replay = await restoreCounted(world, { vdiUuid: world.vdiUuid, srUuid, strategy: 'replay' });
+    const merge = await restoreCounted(world, { vdiUuid: world.vdiUuid, srUuid, strategy: 'merge' });
+    // Replay reads each object once, whole, and imports each layer as stored.
+    expect(replay.objectsRead).toEqual(chain.map((m) => m.objectKey).sort());
+    expect(replay.s3Bytes).toBe(stored);
+    expect(replay.importBytes).toBe(stored);
+    // Merge reads and imports each block the chain holds once (2 MiB of data and its 512-byte bitmap), plus
+    // each layer's metadata: less than one block more than that, so no block moves twice.
+    const once = blocks * (VHD_BLOCK_SIZE + 512);
+    for (const bytes of [merge.s3Bytes, merge.importBytes]) {
+      expect(bytes).toBeGreaterThanOrEqual(blocks * VHD_BLOCK_SIZE);
+      expect(bytes).toBeLessThan(once + VHD_BLOCK_SIZE);
+    }
+    // Replay moved every block of every layer: the blocks the deltas rewrote again, each time.
+    const rewrites = chain.reduce((sum, m) => sum + m.presentBlocks, 0) - blocks;
+    expect(rewrites).toBeGreaterThanOrEqual(5);
+    expect(replay.importBytes - merge.importBytes).toBeGreaterThanOrEqual(rewrites * VHD_BLOCK_SIZE);
+    expect(merge.run.result!.bytesMoved).toBeLessThan(replay.run.result!.bytesMoved);
+    expect(world.sim.diskSha256(merge.run.result!.vdiUuid)).toBe(hashes.get(chain.at(-1)!.backupId));
+    expect(world.sim.diskSha256(replay.run.result!.vdiUuid)).toBe(hashes.get(chain.at(-1)!.backupId));
   });
 
   it('restores an ISO time to the newest point at or before it', async () => {
@@ -100,6 +151,8 @@ describe('restore workflow (synthesized state machine, simulator, Swift)', () =>
         strategy,
       });
       expect(run.status, run.cause).toBe('SUCCEEDED');
+      // On the member's local SR: only the member serves its import (the master answers with a redirect).
+      expect(world.sim.vdiRecord(run.result!.vdiUuid)!.SR).toBe(world.sim.srs.memberLocal.ref);
       expect(world.sim.diskSha256(run.result!.vdiUuid)).toBe([...hashes.values()][0]);
     }
   });
