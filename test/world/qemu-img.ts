@@ -35,3 +35,9 @@ export async function qemuVirtualSize(path: string, format?: string): Promise<nu
   ]);
   return (JSON.parse(stdout) as { 'virtual-size': number })['virtual-size'];
 }
+
+/** `qemu-img check`: resolves with its report when the image is clean, rejects (with the report) otherwise. */
+export async function qemuCheck(path: string, format: string): Promise<string> {
+  const { stdout } = await run('qemu-img', ['check', '-f', format, path]);
+  return stdout;
+}
