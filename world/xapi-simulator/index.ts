@@ -7,15 +7,29 @@
  *                                    (its RPC writes fail RBAC_PERMISSION_DENIED, its transfers get 403)
  *   sim.caPem                        the self-signed certificate to trust (undefined without tls)
  *   sim.srs                          { shared, masterLocal, memberLocal }: { uuid, ref } each
- *   sim.addSr({ nameLabel?, type?, shared?, onMember?, prezeroed? })                    → { uuid, ref }
+ *   sim.addSr({ nameLabel?, type?, shared?, onMember?, prezeroed?, preferredImageFormats? })    → { uuid, ref }
+ *       preferredImageFormats: the PBD's device-config:preferred-image-formats, e.g. ['qcow2']: a VDI made
+ *       on the SR without an image-format (addVdi or VDI.create) takes the first.
  *   sim.addVdi({ virtualSize, nameLabel?, nameDescription?, onMember?, srUuid?, populate?, seed?,
- *                otherConfig?, tags? })                                            → { uuid, ref, srUuid }
+ *                otherConfig?, tags?, imageFormat? })                              → { uuid, ref, srUuid }
+ *       imageFormat: 'vhd' | 'qcow2' | 'raw', in sm_config["image-format"]; default the SR's preference, or
+ *       qcow2 over 2040 GiB (MAX_VHD_SIZE) as XCP-ng creates them; up to 16,381 GiB on a real host (MAX_QCOW2_SIZE).
+ *       VDI.create takes it from sm_config["image-format"] the same way; snapshots inherit it.
  *       populate: 'none' (default) | 'scattered' (about a third of the blocks, some half-filled, plus the
  *       first and last) | 'generated' (every block). Both generate content from (seed, block) on demand,
  *       so a huge disk costs no memory; writes store real bytes. onMember: on the member's local SR, so
  *       the master answers its transfers with 302 to the member.
  *   sim.writeDisk(uuid, offset, bytes) / readDisk(uuid, offset, length) / diskSha256(uuid)
  *   sim.allocatedBlocks(uuid)        ascending indexes of allocated 2 MiB blocks
+ *   sim.allocatedClusters(uuid)      ascending indexes of the 64 KiB clusters a qcow2 image of the VDI has
+ *                                    allocated (written at least once; a pattern block: its filled part)
+ *   sim.xapiVersion / setXapiVersion(v)  host.software_version.xapi (option `xapiVersion`, default
+ *                                    DEFAULT_XAPI_VERSION 26.1.3). Below 25.27.0 `format=qcow2` is unknown
+ *                                    (HTTP/1.0 404, task INTERNAL_ERROR ["Unknown format qcow2"]); from 26.0
+ *                                    a qcow2-backed VDI's qcow2 export takes allocation from its metadata
+ *                                    ("map": allocated clusters go even when zero, a delta the clusters
+ *                                    written since the base), else "scan" (all-zero clusters skipped, a
+ *                                    delta the clusters whose bytes differ). docs/design.md § QCOW2 stream
  *   sim.snapshotVdi(uuid)            VDI.snapshot behind the client's back       → { uuid, ref }
  *   sim.snapshotsOf(uuid)            VDI records (each with `ref`) of the VDI's snapshots
  *   sim.vdiRecord(uuid)              the VDI's record (with `ref`), or undefined once destroyed
@@ -44,7 +58,15 @@
  * - VDI.create rounds virtual_size up to 2 MiB as VHD-based SRs do; addVdi keeps any multiple of 512.
  * - An import VHD bigger than the VDI fails the task with VDI_TOO_LARGE [vdi, vdi size] before any write.
  * - Malformed import bodies fail the task with VDI_IO_ERROR ["Device I/O errors", "<parser code>: ..."].
- * - A missing Content-Length on import: task failed, plain 400.
+ * - A missing Content-Length on import: task failed, plain 400 (vhd, raw). A qcow2 import needs none, but
+ *   without one Node frames an empty body, where the real host reads to the close.
+ * - qcow2 transfers (qcow2-host.ts): the export is the host exporter's layout byte for byte; the import
+ *   is qcow-stream-tool's reader, and its errors name the OCaml exception the tool would print (the texts
+ *   of its header refusals are the simulator's own). The truncated-body success (cut after the header,
+ *   before the data clusters) holds for any cut in the tables. Clusters are written whole, so a last
+ *   cluster that straddles the end of a VDI whose size is no multiple of 64 KiB fails with ENOSPC, as a
+ *   pwrite past a block device's end does (VDIs that VDI.create makes are 2 MiB multiples).
+ * - VDI.create rounds every format's size up to 2 MiB.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
@@ -52,14 +74,18 @@ import type { Fault, FaultHandle } from './faults.ts';
 import { startHostServer } from './host-server.ts';
 import { addVdiToPool, destroyVdi, snapshotVdi } from './methods-vdi.ts';
 import { newRef, PoolState } from './pool.ts';
-import type { HostState, SrState, VdiState } from './pool.ts';
+import type { HostState, ImageFormat, SrState, VdiState } from './pool.ts';
 import { taskRecord, vdiRecord } from './records.ts';
 import { toJsonValue } from './rpc-values.ts';
-import { BLOCK_SIZE, mixSeed, SparseDisk } from './sparse-disk.ts';
+import { BLOCK_SIZE, CLUSTER_SIZE, CLUSTERS_PER_BLOCK, mixSeed, SparseDisk } from './sparse-disk.ts';
+import { MAX_VHD_SIZE, newVdiImageFormat } from './image-format.ts';
 import { selfSignedCertificate } from './tls.ts';
 
 export type { Fault, FaultHandle, TransferFault } from './faults.ts';
 export { MAX_VHD_EXPORT_SIZE } from './transfer-export.ts';
+export { MAX_QCOW2_SIZE, MAX_VHD_SIZE } from './image-format.ts';
+export { DEFAULT_XAPI_VERSION } from './pool.ts';
+export type { ImageFormat } from './pool.ts';
 export { BLOCK_SIZE } from './sparse-disk.ts';
 
 export interface XapiSimulatorOptions {
@@ -81,6 +107,8 @@ export interface XapiSimulatorOptions {
   recordTransfersIn?: string;
   /** Where the servers log (default: nowhere). */
   log?: (line: string) => void;
+  /** host.software_version.xapi; decides qcow2 support and its allocation mode. Default DEFAULT_XAPI_VERSION. */
+  xapiVersion?: string;
 }
 
 export interface AddSrOptions {
@@ -93,6 +121,8 @@ export interface AddSrOptions {
   /** Default true. False models a thick-provisioned SR that refuses vhd imports. */
   prezeroed?: boolean;
   physicalSize?: number;
+  /** `device-config:preferred-image-formats`: new VDIs without an image format take the first. */
+  preferredImageFormats?: ImageFormat[];
 }
 
 export interface AddVdiOptions {
@@ -109,6 +139,8 @@ export interface AddVdiOptions {
   seed?: number;
   otherConfig?: Record<string, string>;
   tags?: string[];
+  /** Default: the SR's preferred format, or qcow2 over 2040 GiB, else vhd. */
+  imageFormat?: ImageFormat;
 }
 
 export interface SimRef {
@@ -121,7 +153,7 @@ export type SimRecord = Record<string, unknown> & { ref: string; uuid: string };
 export interface SimTransfer {
   readonly direction: 'export' | 'import';
   readonly vdiUuid: string;
-  readonly format: 'vhd' | 'raw';
+  readonly format: 'vhd' | 'raw' | 'qcow2';
   readonly baseUuid: string | undefined;
   readonly bytes: number;
   readonly outcome: 'running' | 'success' | 'failure';
@@ -156,6 +188,9 @@ export interface XapiSimulator {
   readDisk(vdiUuid: string, offset: number, length: number): Uint8Array;
   diskSha256(vdiUuid: string): string;
   allocatedBlocks(vdiUuid: string): number[];
+  allocatedClusters(vdiUuid: string): number[];
+  readonly xapiVersion: string;
+  setXapiVersion(version: string): void;
   snapshotVdi(vdiUuid: string): SimRef;
   snapshotsOf(vdiUuid: string): SimRecord[];
   vdiRecord(vdiUuid: string): SimRecord | undefined;
@@ -188,6 +223,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     options.readerStallTimeoutMs ?? 10_000,
   );
   pool.recordTransfersIn = options.recordTransfersIn;
+  if (options.xapiVersion !== undefined) pool.xapiVersion = options.xapiVersion;
   const tls = options.tls === true ? await selfSignedCertificate() : undefined;
   const scheme = tls === undefined ? 'http' : 'https';
 
@@ -221,6 +257,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
       physicalSize: srOptions.physicalSize ?? 4 * 1024 ** 4,
       prezeroed: srOptions.prezeroed ?? true,
       otherConfig: {},
+      preferredImageFormats: [...(srOptions.preferredImageFormats ?? [])],
     };
     pool.srs.set(sr.ref, sr);
     return sr;
@@ -245,6 +282,11 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
         : vdiOptions.onMember === true
           ? memberLocalSr
           : sharedSr;
+    const imageFormat = newVdiImageFormat(sr, virtualSize, vdiOptions.imageFormat);
+    // The host makes no VHD over 2040 GiB; bigger sizes of the other formats are left to the test.
+    if (imageFormat === 'vhd' && virtualSize > MAX_VHD_SIZE) {
+      throw new RangeError(`a vhd VDI holds at most ${MAX_VHD_SIZE} bytes, got ${virtualSize}`);
+    }
     const disk = new SparseDisk(virtualSize);
     const seed = vdiOptions.seed ?? ++seedCounter;
     populate(disk, vdiOptions.populate ?? 'none', seed);
@@ -256,6 +298,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
       otherConfig: vdiOptions.otherConfig ?? {},
       tags: vdiOptions.tags ?? [],
       disk,
+      imageFormat,
     });
     return { uuid: vdi.uuid, ref: vdi.ref, srUuid: sr.uuid };
   };
@@ -278,6 +321,13 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     readDisk: (uuid, offset, length) => vdiByUuid(uuid).disk.read(offset, length),
     diskSha256: (uuid) => vdiByUuid(uuid).disk.sha256(),
     allocatedBlocks: (uuid) => vdiByUuid(uuid).disk.allocatedIndexes(),
+    allocatedClusters: (uuid) => allocatedClusters(vdiByUuid(uuid).disk),
+    get xapiVersion() {
+      return pool.xapiVersion;
+    },
+    setXapiVersion: (version) => {
+      pool.xapiVersion = version;
+    },
     snapshotVdi: (uuid) => {
       const snapshot = snapshotVdi(pool, vdiByUuid(uuid));
       return { uuid: snapshot.uuid, ref: snapshot.ref };
@@ -326,6 +376,19 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
       }
     },
   };
+}
+
+function allocatedClusters(disk: SparseDisk): number[] {
+  const clusters: number[] = [];
+  const last = Math.ceil(disk.virtualSize / CLUSTER_SIZE);
+  for (const index of disk.allocatedIndexes()) {
+    const versions = disk.clusterVersions(index)!;
+    for (let c = 0; c < CLUSTERS_PER_BLOCK; c++) {
+      const cluster = index * CLUSTERS_PER_BLOCK + c;
+      if (versions[c] !== 0 && cluster < last) clusters.push(cluster);
+    }
+  }
+  return clusters;
 }
 
 /** Fills a disk with generated blocks: deterministic from the seed, stored as patterns (no memory). */

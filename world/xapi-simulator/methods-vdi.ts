@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { boolArg, intArg, method, stringArg, stringListArg, stringMapArg } from './method-table.ts';
 import type { MethodTable } from './method-table.ts';
+import { isImageFormat, maxVdiSize, newVdiImageFormat } from './image-format.ts';
 import { newRef, NULL_REF } from './pool.ts';
-import type { PoolState, SrState, VdiState } from './pool.ts';
+import type { ImageFormat, PoolState, SrState, VdiState } from './pool.ts';
 import { vdiRecord } from './records.ts';
 import { fieldGetters } from './methods-getters.ts';
 import { BLOCK_SIZE, SparseDisk } from './sparse-disk.ts';
@@ -35,9 +36,12 @@ export interface NewVdi {
   tags?: string[];
   disk?: SparseDisk;
   snapshotOf?: VdiState;
+  /** Default: what the SR gives a disk of this size (image-format.ts); shown in sm_config["image-format"]. */
+  imageFormat?: ImageFormat;
 }
 
 export function addVdiToPool(pool: PoolState, spec: NewVdi): VdiState {
+  const imageFormat = newVdiImageFormat(spec.sr, spec.virtualSize, spec.imageFormat);
   const vdi: VdiState = {
     uuid: randomUUID(),
     ref: newRef(),
@@ -48,7 +52,7 @@ export function addVdiToPool(pool: PoolState, spec: NewVdi): VdiState {
     sharable: spec.sharable ?? false,
     readOnly: spec.readOnly ?? false,
     otherConfig: { ...spec.otherConfig },
-    smConfig: { ...spec.smConfig },
+    smConfig: { ...spec.smConfig, 'image-format': imageFormat },
     xenstoreData: {},
     tags: [...(spec.tags ?? [])],
     isASnapshot: spec.snapshotOf !== undefined,
@@ -56,6 +60,7 @@ export function addVdiToPool(pool: PoolState, spec: NewVdi): VdiState {
     snapshots: [],
     snapshotTime: spec.snapshotOf !== undefined ? new Date() : undefined,
     disk: spec.disk ?? new SparseDisk(spec.virtualSize),
+    imageFormat,
     activeTransfers: 0,
   };
   pool.vdis.set(vdi.ref, vdi);
@@ -78,6 +83,7 @@ export function snapshotVdi(pool: PoolState, source: VdiState): VdiState {
     tags: source.tags,
     disk: source.disk.clone(),
     snapshotOf: source,
+    imageFormat: source.imageFormat,
   });
 }
 
@@ -91,8 +97,6 @@ function roundToBlocks(size: number): number {
   return Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE;
 }
 
-const MAX_VHD_VDI_SIZE = 2 * 1024 ** 4 - 8 * 1024 ** 3; // SM's 2 TiB minus metadata for VHD SRs (2040 GiB)
-
 function createFromRecord(pool: PoolState, value: unknown): VdiState {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new XapiError('FIELD_TYPE_ERROR', ['args']);
@@ -105,7 +109,14 @@ function createFromRecord(pool: PoolState, value: unknown): VdiState {
   const sr = pool.sr(record.SR);
   const virtualSize = intArg(record.virtual_size, 'virtual_size');
   if (virtualSize < 0) throw new XapiError('FIELD_TYPE_ERROR', ['virtual_size']);
-  if (virtualSize > MAX_VHD_VDI_SIZE) {
+  const smConfig = record.sm_config === undefined ? {} : stringMapArg(record.sm_config, 'sm_config');
+  // sm_config["image-format"] asks SM for a format; without it the SR's preference, qcow2 over 2040 GiB.
+  const asked = smConfig['image-format'];
+  if (asked !== undefined && !isImageFormat(asked)) {
+    throw new XapiError('SR_BACKEND_FAILURE', ['', `Unsupported image format: ${asked}`, '']);
+  }
+  const imageFormat = newVdiImageFormat(sr, virtualSize, asked);
+  if (virtualSize > maxVdiSize(imageFormat)) {
     throw new XapiError('SR_BACKEND_FAILURE_79', ['', `VDI Invalid size: ${virtualSize}`, '']);
   }
   const type = stringArg([record.type], 0, 'type');
@@ -122,8 +133,9 @@ function createFromRecord(pool: PoolState, value: unknown): VdiState {
     sharable: boolArg(record.sharable, 'sharable'),
     readOnly: boolArg(record.read_only, 'read_only'),
     otherConfig: stringMapArg(record.other_config, 'other_config'),
-    smConfig: record.sm_config === undefined ? {} : stringMapArg(record.sm_config, 'sm_config'),
+    smConfig,
     tags: record.tags === undefined ? [] : stringListArg(record.tags, 'tags'),
+    imageFormat,
   });
 }
 

@@ -4,6 +4,19 @@ import { SparseDisk } from './sparse-disk.ts';
 import { XapiError } from './xapi-error.ts';
 
 export const NULL_REF = 'OpaqueRef:NULL';
+/** A current XCP-ng 8.3 host: qcow2 transfers, allocation of qcow2-backed VDIs read from their metadata. */
+export const DEFAULT_XAPI_VERSION = '26.1.3';
+
+/** Whether a dotted xapi version is at least `wanted` (`25.27.0`, `26.0`). */
+export function xapiAtLeast(version: string, wanted: string): boolean {
+  const have = version.split('.').map((part) => Number.parseInt(part, 10) || 0);
+  const need = wanted.split('.').map((part) => Number.parseInt(part, 10) || 0);
+  for (let i = 0; i < Math.max(have.length, need.length); i++) {
+    const difference = (have[i] ?? 0) - (need[i] ?? 0);
+    if (difference !== 0) return difference > 0;
+  }
+  return true;
+}
 
 export function newRef(): string {
   return `OpaqueRef:${randomUUID()}`;
@@ -34,7 +47,14 @@ export interface SrState {
   /** False models thick-provisioned SRs, which cannot take vhd imports ("prezeroed"). */
   readonly prezeroed: boolean;
   otherConfig: Record<string, string>;
+  /** The PBD's `device-config:preferred-image-formats`: a new VDI takes the first (default: vhd). */
+  readonly preferredImageFormats: readonly ImageFormat[];
 }
+
+/** What backs a VDI on the SR, shown in `sm_config["image-format"]` (docs/design.md § QCOW2 stream). */
+export type ImageFormat = 'vhd' | 'qcow2' | 'raw';
+/** The transfer formats a host may speak (`qcow2` from xapi 25.27.0). */
+export type TransferFormat = 'vhd' | 'raw' | 'qcow2';
 
 export interface VdiState {
   readonly uuid: string;
@@ -54,6 +74,7 @@ export interface VdiState {
   readonly snapshots: string[];
   readonly snapshotTime: Date | undefined;
   readonly disk: SparseDisk;
+  readonly imageFormat: ImageFormat;
   /** Transfers currently holding the VDI (the real host attaches it: VDI.destroy says VDI_IN_USE). */
   activeTransfers: number;
 }
@@ -91,7 +112,7 @@ export interface SessionState {
 export interface TransferRecord {
   readonly direction: 'export' | 'import';
   readonly vdiUuid: string;
-  readonly format: 'vhd' | 'raw';
+  readonly format: TransferFormat;
   /** The `base` of a delta export. */
   readonly baseUuid: string | undefined;
   /** Body bytes written to (export) or read from (import) the connection. */
@@ -153,6 +174,8 @@ export class PoolState {
   readonly faults = new FaultRegistry();
   /** How long an export may stay blocked on a reader that does not read before it dies (VDI_IO_ERROR). */
   readerStallTimeoutMs: number;
+  /** The hosts' xapi version (host.software_version.xapi): `format=qcow2` needs 25.27.0, "map" mode 26.0. */
+  xapiVersion = DEFAULT_XAPI_VERSION;
 
   constructor(users: UserAccount[], readerStallTimeoutMs: number) {
     this.users = users;

@@ -116,7 +116,7 @@ export function hostRecord(pool: PoolState, host: HostState): XapiRecord {
     software_version: {
       product_brand: 'XCP-ng',
       product_version: '8.3.0',
-      xapi: '24.19',
+      xapi: pool.xapiVersion,
       xen: '4.17.5',
       platform_name: 'XCP',
       hostname: host.nameLabel,

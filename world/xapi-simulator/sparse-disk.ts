@@ -2,6 +2,11 @@ import { createHash } from 'node:crypto';
 
 export const BLOCK_SIZE = 2 * 1024 * 1024;
 const SECTOR = 512;
+/** A qcow2 image's cluster (64 KiB): the granularity at which a qcow2-backed VDI allocates. */
+export const CLUSTER_SIZE = 64 * 1024;
+export const CLUSTERS_PER_BLOCK = BLOCK_SIZE / CLUSTER_SIZE;
+/** Every cluster of a block: bit c is cluster c. */
+export const ALL_CLUSTERS = 0xffffffff;
 
 /**
  * One 2 MiB block version. Blocks are immutable and shared by identity between a VDI and its snapshots
@@ -13,6 +18,12 @@ export interface Block {
   readonly id: number;
   readonly data?: Uint8Array;
   readonly pattern?: BlockPattern;
+  /**
+   * Per 64 KiB cluster, the id of the block version whose write last touched it (0: never written): what a
+   * qcow2 image's metadata calls allocated, and, compared with a base's, which clusters a write changed.
+   * Absent: every cluster belongs to this version (the filled part of a pattern block).
+   */
+  readonly clusters?: Uint32Array;
 }
 
 export interface BlockPattern {
@@ -25,6 +36,22 @@ let nextBlockId = 1;
 
 function newBlock(content: { data?: Uint8Array; pattern?: BlockPattern }): Block {
   return { id: nextBlockId++, ...content };
+}
+
+/** The block's per-cluster versions (see Block.clusters); a fresh array. */
+function clusterVersions(block: Block): Uint32Array {
+  if (block.clusters !== undefined) return new Uint32Array(block.clusters);
+  const versions = new Uint32Array(CLUSTERS_PER_BLOCK);
+  const used = block.pattern === undefined ? BLOCK_SIZE : block.pattern.filled;
+  versions.fill(block.id, 0, Math.min(CLUSTERS_PER_BLOCK, Math.ceil(used / CLUSTER_SIZE)));
+  return versions;
+}
+
+/** The clusters a byte range [from, to) of a block touches, as a mask. */
+export function clusterMask(from: number, to: number): number {
+  let mask = 0;
+  for (let c = Math.floor(from / CLUSTER_SIZE); c * CLUSTER_SIZE < to; c++) mask |= 1 << c;
+  return mask;
 }
 
 /** A sparse virtual disk: absent blocks read as zeros. */
@@ -67,12 +94,25 @@ export class SparseDisk {
     this.#blocks.set(index, newBlock({ pattern }));
   }
 
-  /** Replaces a whole block with the given 2 MiB (taken, not copied). */
-  putBlock(index: number, data: Uint8Array): void {
+  /**
+   * Replaces a whole block with the given 2 MiB (taken, not copied). `touched` says which 64 KiB clusters
+   * the write covered (default all): only those count as written by it (Block.clusters).
+   */
+  putBlock(index: number, data: Uint8Array, touched = ALL_CLUSTERS): void {
     this.#checkIndex(index);
     if (data.length !== BLOCK_SIZE)
       throw new RangeError(`a block is ${BLOCK_SIZE} bytes, got ${data.length}`);
-    this.#blocks.set(index, newBlock({ data }));
+    const previous = this.#blocks.get(index);
+    const block = newBlock({ data });
+    const versions = previous === undefined ? new Uint32Array(CLUSTERS_PER_BLOCK) : clusterVersions(previous);
+    for (let c = 0; c < CLUSTERS_PER_BLOCK; c++) if ((touched & (1 << c)) !== 0) versions[c] = block.id;
+    this.#blocks.set(index, { ...block, clusters: versions });
+  }
+
+  /** Per 64 KiB cluster of the block, the version that last wrote it (0: never): undefined for a hole. */
+  clusterVersions(index: number): Uint32Array | undefined {
+    const block = this.#blocks.get(index);
+    return block === undefined ? undefined : clusterVersions(block);
   }
 
   /** Writes bytes at a byte offset, copy-on-write per touched block. */
@@ -90,7 +130,7 @@ export class SparseDisk {
       const length = Math.min(BLOCK_SIZE - within, bytes.length - done);
       const data = this.readBlock(index);
       data.set(bytes.subarray(done, done + length), within);
-      this.putBlock(index, data);
+      this.putBlock(index, data, clusterMask(within, within + length));
       done += length;
     }
   }
@@ -121,8 +161,12 @@ export class SparseDisk {
     if (runs.length === 0) return;
     // One copy-on-write per block, however many runs the bitmap has.
     const merged = this.readBlock(vhdBlockIndex);
-    for (const [from, to] of runs) merged.set(data.subarray(from * SECTOR, to * SECTOR), from * SECTOR);
-    this.putBlock(vhdBlockIndex, merged);
+    let touched = 0;
+    for (const [from, to] of runs) {
+      merged.set(data.subarray(from * SECTOR, to * SECTOR), from * SECTOR);
+      touched |= clusterMask(from * SECTOR, to * SECTOR);
+    }
+    this.putBlock(vhdBlockIndex, merged, touched);
   }
 
   read(offset: number, length: number): Uint8Array {

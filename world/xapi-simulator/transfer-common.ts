@@ -1,15 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ByteFaultPlan } from './byte-faults.ts';
-import type { HostState, PoolState, SessionState, TaskState, VdiState } from './pool.ts';
-import { failTask } from './pool.ts';
+import type { HostState, PoolState, SessionState, TaskState, TransferFormat, VdiState } from './pool.ts';
+import { failTask, xapiAtLeast } from './pool.ts';
 import { XapiError } from './xapi-error.ts';
 
 /** What a transfer handler has once it has decided to answer 200 (everything before that is done here). */
 export interface TransferStart {
   readonly vdi: VdiState;
   readonly task: TaskState;
-  readonly format: 'vhd' | 'raw';
+  readonly format: TransferFormat;
   readonly query: URLSearchParams;
   readonly socket: Socket;
   readonly faults: ByteFaultPlan;
@@ -21,7 +21,8 @@ export interface TransferStart {
 /**
  * The shared front half of both transfers, in xapi's order: credentials (401/403), the vdi parameter (a
  * plain 500 that leaves the caller's task alone), the SR's host (302 to the host that sees it), the task,
- * then the format (unknown: task failed and 404). Returns undefined when a response has been sent.
+ * then the format (unknown: task failed and `HTTP/1.0 404`; qcow2 only from xapi 25.27.0). Returns
+ * undefined when a response has been sent.
  */
 export function startTransfer(
   pool: PoolState,
@@ -48,7 +49,15 @@ export function startTransfer(
   let vdi: VdiState;
   try {
     const vdiParam = query.get('vdi');
-    if (vdiParam === null || vdiParam === '') throw new Error('Missing vdi query parameter');
+    if (vdiParam === null || vdiParam === '') {
+      if (direction === 'import' && query.get('format') === 'qcow2' && qcow2Supported(pool)) {
+        // The qcow2 import path checks its parameters first: a bad request, not an internal error.
+        endSession();
+        sendPlain(res, 400, 'Bad Request: missing vdi');
+        return undefined;
+      }
+      throw new Error('Missing vdi query parameter');
+    }
     vdi = pool.vdiByRefOrUuid(vdiParam);
   } catch (error) {
     endSession();
@@ -106,14 +115,23 @@ export function startTransfer(
   };
 
   const format = query.get('format') ?? 'raw';
-  if (format !== 'vhd' && format !== 'raw') {
+  if (format !== 'vhd' && format !== 'raw' && !(format === 'qcow2' && qcow2Supported(pool))) {
     failTask(task, ['INTERNAL_ERROR', `Unknown format ${format}`]);
     cleanup();
-    sendPlain(res, 404, 'Not Found');
+    // xapi answers an unknown format with its HTTP/1.0 "404 missing" head and closes.
+    req.resume();
+    req.socket.end(
+      'HTTP/1.0 404 Not Found\r\nConnection: close\r\nCache-Control: no-cache, no-store\r\n\r\n',
+    );
     return undefined;
   }
 
   return { vdi, task, format, query, socket: req.socket, faults, session, cleanup };
+}
+
+/** `format=qcow2` on export_raw_vdi and import_raw_vdi came with xapi 25.27.0. */
+export function qcow2Supported(pool: PoolState): boolean {
+  return xapiAtLeast(pool.xapiVersion, '25.27.0');
 }
 
 interface AuthResult {
@@ -191,14 +209,27 @@ export function okHead(task: TaskState, extra: Record<string, string> = {}): str
   return `${lines.join('\r\n')}\r\n\r\n`;
 }
 
-/** The whole error response xapi writes into a body whose 200 has already gone. */
-export function errorResponseInBody(errorInfo: readonly string[]): string {
+/**
+ * The whole error response xapi writes into a body whose 200 has already gone. `reason` is the status
+ * text: vhd-tool's failures read `Internal Server Error`, the qcow2 tools' `Internal Error`.
+ */
+export function errorResponseInBody(errorInfo: readonly string[], reason = 'Internal Server Error'): string {
   const body = `<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred. ${errorInfo
     .map((part) => part.replace(/[<>&]/g, ''))
     .join(' ')}</body></html>`;
   return (
-    'HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nCache-Control: no-cache\r\n' +
+    `HTTP/1.1 500 ${reason}\r\nConnection: close\r\nCache-Control: no-cache\r\n` +
     `Content-Type: text/html\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
+}
+
+/** What a failed qcow2 import leaves on the socket after its 200: a 400 response, then the 500 page. */
+export function qcow2ImportFailureResponses(errorInfo: readonly string[]): string {
+  const body = '<html><body><h1>HTTP 400 bad request</h1>The HTTP request was malformed.</body></html>';
+  return (
+    'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nCache-Control: no-cache\r\n' +
+    `Content-Type: text/html\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}` +
+    errorResponseInBody(errorInfo, 'Internal Error')
   );
 }
 

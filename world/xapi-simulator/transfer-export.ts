@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { InjectedDrop, InjectedHttp500 } from './byte-faults.ts';
+import { MAX_VHD_SIZE, selectExportClusters } from './image-format.ts';
 import type { HostState, PoolState, TransferRecord, VdiState } from './pool.ts';
-import { completeTask, failTask } from './pool.ts';
+import { completeTask, failTask, xapiAtLeast } from './pool.ts';
+import { hostQcow2Export } from './qcow2-host.ts';
 import type { SparseDisk } from './sparse-disk.ts';
 import { BLOCK_SIZE } from './sparse-disk.ts';
 import {
@@ -19,14 +21,19 @@ import type { HostParentFile } from './vhd-host.ts';
 import { asXapiError, XapiError } from './xapi-error.ts';
 
 /** xapi's Constants.max_vhd_size: VHD exports of bigger disks fail with VDI_TOO_LARGE. */
-export const MAX_VHD_EXPORT_SIZE = 2040 * 1024 ** 3;
+export const MAX_VHD_EXPORT_SIZE = MAX_VHD_SIZE;
 
 /**
- * `GET /export_raw_vdi?vdi=&format=vhd|raw[&base=][&task_id=]`. After the checks in startTransfer the
+ * `GET /export_raw_vdi?vdi=&format=vhd|raw|qcow2[&base=][&task_id=]`. After the checks in startTransfer the
  * socket is taken over: the 200 head goes out first, then the body with neither Content-Length nor
  * chunking, ended by closing the connection once the task is finished. Errors after the 200 fail the
  * task and append a whole HTTP 500 response to the body, as xapi's HTTP server does.
  * (A real host also ends any transfer after 24 hours; the simulator does not.)
+ *
+ * qcow2 (docs/design.md § QCOW2 stream): the exporter's layout (qcow2-host.ts), clusters chosen in "map"
+ * mode for a qcow2-backed VDI on xapi 26.0+ and in "scan" mode otherwise (image-format.ts); the task's
+ * progress is never updated, and a failure's page reads `HTTP/1.1 500 Internal Error`. A vhd export of a
+ * VDI that is not VHD-backed reads the device as raw (every block present) and cannot be a delta.
  */
 export async function handleExport(
   pool: PoolState,
@@ -41,7 +48,13 @@ export async function handleExport(
   const { signal } = abort;
   vdi.activeTransfers += 1;
   task.cancel = () => abort.abort();
-  const contentType = format === 'vhd' ? 'application/vhd' : 'application/octet-stream';
+  const head: Record<string, string> =
+    format === 'qcow2'
+      ? { 'content-type': 'application/x-qemu-disk' }
+      : {
+          'Content-Type': format === 'vhd' ? 'application/vhd' : 'application/octet-stream',
+          'Content-Disposition': `attachment; filename="${vdi.uuid}.${format}"`,
+        };
   const record: { -readonly [K in keyof TransferRecord]: TransferRecord[K] } = {
     direction: 'export',
     vdiUuid: vdi.uuid,
@@ -53,15 +66,7 @@ export async function handleExport(
   pool.transfers.push(record);
   let position = 0;
   try {
-    await writeToSocket(
-      socket,
-      okHead(task, {
-        'Content-Type': contentType,
-        'Content-Disposition': `attachment; filename="${vdi.uuid}.${format}"`,
-      }),
-      pool.readerStallTimeoutMs,
-      signal,
-    );
+    await writeToSocket(socket, okHead(task, head), pool.readerStallTimeoutMs, signal);
     const virtualSize = vdi.disk.virtualSize;
     if (format === 'vhd' && virtualSize > MAX_VHD_EXPORT_SIZE) {
       throw new XapiError('VDI_TOO_LARGE', [vdi.ref, MAX_VHD_EXPORT_SIZE]);
@@ -71,9 +76,16 @@ export async function handleExport(
     const baseParam = query.get('base');
     const base = baseParam === null || baseParam === '' ? undefined : pool.vdiByRefOrUuid(baseParam);
     record.baseUuid = base?.uuid;
+    if (format === 'vhd' && base !== undefined && (vdi.imageFormat !== 'vhd' || base.imageFormat !== 'vhd')) {
+      throw new XapiError('INTERNAL_ERROR', ['Failure("Cannot compute differences on non-VHD images")']);
+    }
     if (pool.recordTransfersIn !== undefined) record.exportedDisk = disk;
     const body =
-      format === 'vhd' ? vhdBody(disk, base) : { byteLength: virtualSize, chunks: rawStream(disk) };
+      format === 'vhd'
+        ? vhdBody(disk, base, vdi.imageFormat !== 'vhd')
+        : format === 'qcow2'
+          ? qcow2Body(disk, base, vdi.imageFormat === 'qcow2' && xapiAtLeast(pool.xapiVersion, '26.0'))
+          : { byteLength: virtualSize, chunks: rawStream(disk) };
 
     for await (const chunk of body.chunks) {
       for (const slice of faults.slices(chunk, position)) {
@@ -82,7 +94,7 @@ export async function handleExport(
         await writeToSocket(socket, slice, pool.readerStallTimeoutMs, signal);
         position += slice.length;
         record.bytes = position;
-        task.progress = Math.min(0.99, position / body.byteLength);
+        if (format !== 'qcow2') task.progress = Math.min(0.99, position / body.byteLength);
         await faults.throttle(slice.length, signal);
       }
     }
@@ -93,7 +105,7 @@ export async function handleExport(
     else completeTask(task, '');
     socket.end();
   } catch (error) {
-    finishWithError(error, task, socket);
+    finishWithError(error, task, socket, format === 'qcow2' ? 'Internal Error' : undefined);
   } finally {
     record.outcome = task.status === 'success' ? 'success' : 'failure';
     vdi.activeTransfers -= 1;
@@ -106,6 +118,7 @@ export function finishWithError(
   error: unknown,
   task: Parameters<typeof failTask>[0],
   socket: IncomingMessage['socket'],
+  reason?: string,
 ): void {
   if (error instanceof InjectedDrop) {
     failTask(task, [error.code, 'Device I/O errors']);
@@ -131,7 +144,7 @@ export function finishWithError(
         ? [error.code, 'injected failure']
         : asXapiError(error).description;
   failTask(task, errorInfo);
-  if (!socket.destroyed && socket.writable) socket.end(errorResponseInBody(errorInfo));
+  if (!socket.destroyed && socket.writable) socket.end(errorResponseInBody(errorInfo, reason));
   else socket.destroy();
 }
 
@@ -146,17 +159,40 @@ function resetConnection(socket: IncomingMessage['socket']): void {
   socket.destroy();
 }
 
-/** The host's vhd export of the disk: a full, or with a base the delta naming the base's host file as parent. */
+/**
+ * The host's vhd export of the disk: a full, or with a base the delta naming the base's host file as
+ * parent. `wholeDevice`: the VDI is not VHD-backed, so the device is read as raw and every block is present.
+ */
 function vhdBody(
   disk: SparseDisk,
   base: VdiState | undefined,
+  wholeDevice: boolean,
 ): { byteLength: number; chunks: Iterable<Uint8Array> } {
   const source = {
     virtualSize: disk.virtualSize,
-    blockIndexes: base === undefined ? disk.allocatedIndexes() : disk.changedSince(base.disk),
+    blockIndexes: wholeDevice
+      ? Array.from({ length: disk.blockCount }, (_, index) => index)
+      : base === undefined
+        ? disk.allocatedIndexes()
+        : disk.changedSince(base.disk),
     readBlock: (index: number) => disk.readBlock(index),
   };
   return hostVhdExport(source, base === undefined ? undefined : hostParentFile(base));
+}
+
+/** The exporter's qcow2 of the disk (a delta is a standalone image of the clusters that changed). */
+function qcow2Body(
+  disk: SparseDisk,
+  base: VdiState | undefined,
+  mapMode: boolean,
+): { byteLength: number; chunks: Iterable<Uint8Array> } {
+  const { blocks, masks } = selectExportClusters(disk, base?.disk, mapMode ? 'map' : 'scan');
+  return hostQcow2Export({
+    virtualSize: disk.virtualSize,
+    groups: blocks,
+    masks,
+    readGroup: (index) => disk.readBlock(index),
+  });
 }
 
 /** Each VDI's VHD file on the host has its own unique id, unrelated to the VDI's uuid. */

@@ -1,13 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostState, PoolState, TransferRecord } from './pool.ts';
 import { completeTask, failTask } from './pool.ts';
+import { HostQcow2Error, HostQcow2Import } from './qcow2-host.ts';
 import type { SparseDisk } from './sparse-disk.ts';
-import { BLOCK_SIZE } from './sparse-disk.ts';
+import { BLOCK_SIZE, CLUSTER_SIZE, clusterMask } from './sparse-disk.ts';
 import {
   okHead,
   PeerGone,
+  qcow2ImportFailureResponses,
   sendPlain,
   startTransfer,
   TransferCancelled,
@@ -23,6 +26,13 @@ import { XapiError } from './xapi-error.ts';
  * forward only and each block writes just the sectors its bitmap marks; raw writes Content-Length bytes
  * from offset 0. On success the task's result is the VDI ref, XML-RPC encoded as xapi stores task results
  * (`<value>OpaqueRef:…</value>`).
+ *
+ * `format=qcow2` (docs/design.md § QCOW2 stream) is qcow-stream-tool's: the `chunked` query parameter is
+ * refused (404) like any Transfer-Encoding, Content-Length is not needed (without one Node reads an empty
+ * body, where the real host would read to the close), the body is parsed forward only (qcow2-host.ts),
+ * each allocated cluster is written whole and nothing else, with no size check: a cluster past the VDI's
+ * end fails with ENOSPC after everything before it was written. A failure leaves a 400 response and a
+ * 500 page on the socket and the task VDI_IO_ERROR ["qcow-stream-tool: internal error, uncaught exception: …"].
  */
 export async function handleImport(
   pool: PoolState,
@@ -41,15 +51,21 @@ export async function handleImport(
     sendPlain(res, 404, 'Not Found');
     return;
   }
+  if (format === 'qcow2' && start.query.has('chunked')) {
+    failTask(task, ['INTERNAL_ERROR', 'Cannot import a qcow2 using chunked encoding']);
+    start.cleanup();
+    sendPlain(res, 404, 'Not Found');
+    return;
+  }
   const lengthHeader = req.headers['content-length'];
-  if (lengthHeader === undefined) {
+  if (lengthHeader === undefined && format !== 'qcow2') {
     // The trailing VHD footer is found from the length, so the host cannot do without it.
     failTask(task, ['INTERNAL_ERROR', 'Content-Length required']);
     start.cleanup();
     sendPlain(res, 400, 'Bad Request: Content-Length required');
     return;
   }
-  const contentLength = Number(lengthHeader);
+  const contentLength = Number(lengthHeader ?? 0);
 
   const abort = new AbortController();
   const { signal } = abort;
@@ -70,6 +86,7 @@ export async function handleImport(
     body = openSync(record.bodyPath, 'w');
   }
   let position = 0;
+  let qcow2: Qcow2Sink | undefined;
   try {
     await writeToSocket(
       socket,
@@ -80,7 +97,9 @@ export async function handleImport(
     const sink =
       format === 'vhd'
         ? new VhdSink(vdi.disk, vdi.ref, contentLength)
-        : new RawSink(vdi.disk, vdi.ref, contentLength);
+        : format === 'qcow2'
+          ? (qcow2 = new Qcow2Sink(vdi.disk))
+          : new RawSink(vdi.disk, vdi.ref, contentLength);
     if (format === 'vhd' && !vdi.sr.prezeroed) {
       throw new XapiError('VDI_IO_ERROR', ['Device I/O errors', 'vhd import needs a prezeroed SR']);
     }
@@ -104,7 +123,8 @@ export async function handleImport(
     } finally {
       socket.off('close', onClose);
     }
-    if (position !== contentLength) throw new PeerGone();
+    // qcow-stream-tool reads what arrives: a short body is its end of file, not a lost client.
+    if (position !== contentLength && format !== 'qcow2') throw new PeerGone();
     sink.end();
     if (faults.failAfterBody !== undefined)
       failTask(task, [faults.failAfterBody.code, ...faults.failAfterBody.params]);
@@ -112,13 +132,31 @@ export async function handleImport(
     socket.end();
   } catch (error) {
     const reason = isAbortedRequest(error) ? new PeerGone() : error;
-    finishWithError(reason instanceof HostVhdError ? asIoError(reason) : reason, task, socket);
+    if (qcow2 !== undefined && reason instanceof PeerGone) {
+      // A cut connection is the tool's end of file: cut before the data, it exits 0 having written nothing.
+      try {
+        qcow2.end();
+        completeTask(task, `<value>${vdi.ref}</value>`);
+        socket.destroy();
+      } catch (endError) {
+        failQcow2Import(task, socket, (endError as HostQcow2Error).exception);
+      }
+    } else if (qcow2 !== undefined && reason instanceof HostQcow2Error) {
+      failQcow2Import(task, socket, reason.exception);
+    } else finishWithError(reason instanceof HostVhdError ? asIoError(reason) : reason, task, socket);
   } finally {
     if (body !== undefined) closeSync(body);
     record.outcome = task.status === 'success' ? 'success' : 'failure';
     vdi.activeTransfers -= 1;
     start.cleanup();
   }
+}
+
+function failQcow2Import(task: Parameters<typeof failTask>[0], socket: Socket, exception: string): void {
+  const errorInfo = ['VDI_IO_ERROR', `qcow-stream-tool: internal error, uncaught exception: ${exception}`];
+  failTask(task, errorInfo);
+  if (!socket.destroyed && socket.writable) socket.end(qcow2ImportFailureResponses(errorInfo));
+  else socket.destroy();
 }
 
 function isAbortedRequest(error: unknown): boolean {
@@ -161,6 +199,61 @@ class VhdSink {
 
   end(): void {
     this.#reader.end();
+  }
+}
+
+/**
+ * qcow-stream-tool writing to the attached device: each data cluster whole at its guest offset (clusters
+ * of one 2 MiB block are gathered, so a block is copied once), nothing else; past the device's end the
+ * write fails with ENOSPC once the part inside is written.
+ */
+class Qcow2Sink {
+  readonly #disk: SparseDisk;
+  readonly #reader: HostQcow2Import;
+  #pending: { index: number; data: Uint8Array; touched: number } | undefined;
+
+  constructor(disk: SparseDisk) {
+    this.#disk = disk;
+    this.#reader = new HostQcow2Import((offset, bytes) => this.#cluster(offset, bytes));
+  }
+
+  write(bytes: Uint8Array): void {
+    try {
+      this.#reader.write(bytes);
+    } finally {
+      this.#flush();
+    }
+  }
+
+  end(): void {
+    this.#reader.end();
+    this.#flush();
+  }
+
+  #cluster(offset: number, bytes: Uint8Array): void {
+    const size = this.#disk.virtualSize;
+    const fits = Math.max(0, Math.min(bytes.length, size - offset));
+    const within = offset % BLOCK_SIZE;
+    if (fits === bytes.length && bytes.length === CLUSTER_SIZE && within % CLUSTER_SIZE === 0) {
+      const index = Math.floor(offset / BLOCK_SIZE);
+      if (this.#pending?.index !== index) {
+        this.#flush();
+        this.#pending = { index, data: this.#disk.readBlock(index), touched: 0 };
+      }
+      this.#pending.data.set(bytes, within);
+      this.#pending.touched |= clusterMask(within, within + CLUSTER_SIZE);
+      return;
+    }
+    this.#flush();
+    if (fits > 0) this.#disk.write(offset, bytes.subarray(0, fits));
+    if (fits < bytes.length) throw new HostQcow2Error('Unix.Unix_error(Unix.ENOSPC, "pwrite", "")');
+  }
+
+  #flush(): void {
+    const pending = this.#pending;
+    if (pending === undefined) return;
+    this.#pending = undefined;
+    this.#disk.putBlock(pending.index, pending.data, pending.touched);
   }
 }
 
