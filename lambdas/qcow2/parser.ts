@@ -21,6 +21,8 @@ type Region = 'header' | 'refcount table' | 'refcount block' | 'L1 table' | 'L2 
 const NO_DATA = new Uint8Array(0);
 /** Bytes after the end collected to tell an appended HTTP error page from other trailing bytes. */
 const TAIL_LIMIT = 256;
+/** Last bytes kept to find a page appended after a partial image (xapi's pages are a few hundred bytes). */
+const WINDOW = 4096;
 const MAGIC = Buffer.alloc(4);
 MAGIC.writeUInt32BE(QCOW2_MAGIC);
 
@@ -47,8 +49,9 @@ export class Qcow2StreamParser {
   #dataIndexes: Iterator<number> | undefined;
   #dataIndex = -1;
   #tail: Uint8Array = NO_DATA;
-  /** The last two chunks, searched for an HTTP error page when the stream breaks off or runs long. */
-  #recent: { readonly bytes: Uint8Array; readonly start: number }[] = [];
+  /** The last bytes seen and where they start, searched for an HTTP error page when the stream breaks off or runs long. */
+  #window: Uint8Array = NO_DATA;
+  #windowStart = 0;
   #summary: Qcow2Summary | undefined;
 
   constructor(options: Qcow2StreamParserOptions = {}) {
@@ -70,7 +73,7 @@ export class Qcow2StreamParser {
     if (this.#failure !== undefined) throw this.#failure;
     const completed: Qcow2Cluster[] = [];
     try {
-      this.#recent = [...this.#recent.slice(-1), { bytes: chunk, start: this.#bytesRead }];
+      this.#remember(chunk);
       this.#consume(chunk, completed);
     } catch (error) {
       this.#failure = error;
@@ -228,13 +231,20 @@ export class Qcow2StreamParser {
     );
   }
 
-  /** An HTTP status line in the last chunks: the host appended its error page where the data broke off. */
+  #remember(chunk: Uint8Array): void {
+    const end = this.#windowStart + this.#window.length + chunk.length;
+    const kept = Math.min(WINDOW, this.#window.length + chunk.length);
+    const window = new Uint8Array(kept);
+    const fromChunk = Math.min(kept, chunk.length);
+    window.set(this.#window.subarray(this.#window.length - (kept - fromChunk)));
+    window.set(chunk.subarray(chunk.length - fromChunk), kept - fromChunk);
+    this.#window = window;
+    this.#windowStart = end - kept;
+  }
+
+  /** An HTTP status line in the last bytes: the host appended its error page where the data broke off. */
   #recentPage(): Error | undefined {
-    for (const { bytes, start } of this.#recent) {
-      const page = statusLineIn(bytes, start);
-      if (page !== undefined) return page;
-    }
-    return undefined;
+    return statusLineIn(this.#window, this.#windowStart);
   }
 
   #describe(): string {

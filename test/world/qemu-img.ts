@@ -41,3 +41,9 @@ export async function qemuCheck(path: string, format: string): Promise<string> {
   const { stdout } = await run('qemu-img', ['check', '-f', format, path]);
   return stdout;
 }
+
+/** Runs qemu-img with these arguments (for what the helpers above do not cover); resolves with its stdout. */
+export async function qemuImg(...args: string[]): Promise<string> {
+  const { stdout } = await run('qemu-img', args);
+  return stdout;
+}
