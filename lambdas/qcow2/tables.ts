@@ -65,8 +65,9 @@ export class Qcow2TableCheck {
       if (this.#refcountBlocks < 0 && value === 0) this.#refcountBlocks = entry;
       const expected = this.#refcountBlocks < 0 ? (1 + rt + entry) * CLUSTER_SIZE : 0;
       if (value !== expected) {
+        const found = value < 0 ? `0x${view.readBigUInt64BE(i * 8).toString(16)}` : value;
         throw new Qcow2RefcountError(
-          `refcount table entry ${entry} is ${value}, the host writes ${expected}`,
+          `refcount table entry ${entry} is ${found}, the host writes ${expected}`,
           start + i * 8,
         );
       }

@@ -14,7 +14,7 @@ import {
 } from '../../lambdas/qcow2/index.ts';
 import { chunksOf } from '../vhd/disks.ts';
 import { qemuCheck, qemuConvert, qemuImg } from '../world/qemu-img.ts';
-import { imageOf, makeDisk, qcow2Bytes } from './disks.ts';
+import { imageOf, makeDisk, parseChunks, qcow2Bytes } from './disks.ts';
 import type { TestDisk } from './disks.ts';
 
 const MiB = 1024 * 1024;
@@ -104,6 +104,35 @@ describe('qemu-img reads what the writer emits', () => {
       await expectRawFileOf(rawPath, disk);
     });
   }
+  it('qemu-img maps a sparse 5 TiB disk (an L1 table of two clusters) where the parser does', async () => {
+    const perL1Cluster = 8192 * 8192; // guest clusters one L1 cluster covers (4 TiB)
+    const size = 5 * 1024 * GiB;
+    const disk = makeDisk(size, [0, perL1Cluster - 1, perL1Cluster, size / CLUSTER_SIZE - 1], 5);
+    const bytes = await qcow2Bytes(disk);
+    expect(bytes.readUInt32BE(36)).toBe(10240); // l1_size: two L1 clusters
+    const path = join(dir, 'large.qcow2');
+    await writeFile(path, bytes);
+    expect(await qemuCheck(path, 'qcow2')).toMatch(/No errors were found on the image/);
+    const extents = JSON.parse(await qemuImg('map', '--output=json', '-f', 'qcow2', path)) as {
+      start: number;
+      length: number;
+      data: boolean;
+      offset?: number;
+    }[];
+    const mapped = extents
+      .filter((extent) => extent.data)
+      .flatMap(({ start, length, offset }) =>
+        Array.from({ length: length / CLUSTER_SIZE }, (_, i) => [
+          start / CLUSTER_SIZE + i,
+          offset! + i * CLUSTER_SIZE,
+        ]),
+      );
+    const parsed = parseChunks(chunksOf(bytes, [65_536])).clusters;
+    expect(mapped).toEqual(parsed.map((cluster) => [cluster.index, cluster.fileOffset]));
+    for (const cluster of parsed) {
+      expect(Buffer.from(cluster.data).equals(disk.clusters.get(cluster.index)!)).toBe(true);
+    }
+  });
 });
 
 describe('images qemu-img writes', () => {
