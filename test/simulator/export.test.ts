@@ -152,7 +152,7 @@ describe('export bodies', () => {
   });
 
   it('refuses vhd exports of disks over 2040 GiB with VDI_TOO_LARGE after the 200', async () => {
-    const vdi = sim.addVdi({ virtualSize: 2041 * 1024 * 1024 * MiB });
+    const vdi = sim.addVdi({ virtualSize: 2041 * 1024 * MiB });
     const task = await newTask();
     const response = await rawHttp(sim.url, {
       method: 'GET',

@@ -1,55 +1,121 @@
-// Outside readers: implementations of VHD that are not ours, so that what we store and what we send is
-// checked by someone else's reading of the format. qemu-img (Debian qemu-utils) reads fulls and merged
-// streams; it has no differencing support, so chains go through libvhdi (Debian python3-libvhdi, run with
-// Debian's own /usr/bin/python3, where the package installs its module).
+// Outside readers: implementations of VHD and QCOW2 that are not ours, so that what we store and what we
+// send is checked by someone else's reading of the format. qemu-img (Debian qemu-utils) checks and reads
+// QCOW2 images and chains and VHD fulls and merged streams; it has no differencing VHD support, so VHD
+// chains go through libvhdi (Debian python3-libvhdi, run with Debian's own /usr/bin/python3, where the
+// package installs its module).
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { qemuConvert } from './qemu-img.ts';
+import type { SimDiskContent } from '../../world/xapi-simulator/index.ts';
+import { qemuCheck, qemuImg, qemuVirtualSize } from './qemu-img.ts';
 
 const run = promisify(execFile);
 const LIBVHDI_SCRIPT = fileURLToPath(new URL('./libvhdi-read.py', import.meta.url));
 export const DEBIAN_PYTHON = '/usr/bin/python3';
 
-/** The disk as an outside reader sees it: its length and the sha256 of its bytes. */
-export interface OutsideRead {
-  readonly reader: 'qemu-img' | 'libvhdi';
-  readonly size: number;
-  readonly sha256: string;
+export type ImageFormat = 'vhd' | 'qcow2';
+export type OutsideReader = 'qemu-img' | 'libvhdi';
+
+/** What a file holds, by its first bytes: a VHD starts with its footer copy, a QCOW2 with its header. */
+export async function imageFormatOf(path: string): Promise<ImageFormat> {
+  const head = await readAt(path, 0, 8);
+  if (head.toString('latin1') === 'conectix') return 'vhd';
+  if (head.subarray(0, 4).equals(Buffer.from('QFI\xfb', 'latin1'))) return 'qcow2';
+  throw new Error(`${path}: neither a VHD nor a QCOW2 image (starts ${head.toString('hex')})`);
 }
 
 /**
- * Reads a VHD chain, oldest (the full) first. One file: qemu-img converts it to raw. More: libvhdi opens
- * the chain from copies whose parent ids are made to name the file before (see `linkToParent`).
+ * Reads an image chain (oldest, the full, first; every file of one format) with an outside reader and
+ * returns which reader and whether it sees exactly `content`: same virtual size, same bytes.
+ * - QCOW2: `qemu-img check` on every layer; a delta is a standalone image whose unallocated clusters mean
+ *   "unchanged", so copies are chained with `qemu-img rebase -u` (the backing file is set, nothing else
+ *   changes) and `qemu-img compare` reads the newest against the content written as a sparse raw file.
+ * - VHD, one file: `qemu-img compare -f vpc` the same way. VHD chain: libvhdi reads it from copies whose
+ *   parent ids name the file before (`linkToParent`), and its sha256 must be the content's.
  */
-export async function readVhdChainOutside(files: readonly string[]): Promise<OutsideRead> {
-  if (files.length === 0) throw new Error('readVhdChainOutside: no files');
+export async function readChainOutside(
+  files: readonly string[],
+  content: SimDiskContent,
+): Promise<{ reader: OutsideReader; same: boolean; why?: string }> {
+  if (files.length === 0) throw new Error('readChainOutside: no files');
+  const formats = new Set(await Promise.all(files.map(imageFormatOf)));
+  if (formats.size !== 1) throw new Error(`readChainOutside: a chain of mixed formats ${[...formats]}`);
+  const format = [...formats][0]!;
   const dir = await mkdtemp(join(tmpdir(), 'vdi-vault-outside-'));
   try {
-    if (files.length === 1) {
-      const raw = join(dir, 'disk.raw');
-      await qemuConvert('vpc', 'raw', files[0]!, raw);
-      return { reader: 'qemu-img', size: (await stat(raw)).size, sha256: await sha256OfFile(raw) };
+    if (format === 'vhd' && files.length > 1) {
+      const read = await readVhdChainWithLibvhdi(files, dir);
+      if (read.mediaSize !== content.virtualSize) {
+        return { reader: 'libvhdi', same: false, why: `${read.mediaSize} bytes, not ${content.virtualSize}` };
+      }
+      return { reader: 'libvhdi', same: read.sha256 === content.sha256() };
     }
-    const linked: string[] = [files[0]!];
-    for (const [index, file] of files.entries()) {
-      if (index === 0) continue;
-      const copy = join(dir, `layer-${index}.vhd`);
-      await copyFile(file, copy);
-      await linkToParent(copy, linked[index - 1]!);
-      linked.push(copy);
+    let newest = files[0]!;
+    if (format === 'qcow2') {
+      for (const file of files) await qemuCheck(file, 'qcow2');
+      for (const [index, file] of files.entries()) {
+        if (index === 0) continue;
+        const copy = join(dir, `layer-${index}.qcow2`);
+        await copyFile(file, copy);
+        await qemuImg('rebase', '-u', '-f', 'qcow2', '-F', 'qcow2', '-b', resolve(newest), copy);
+        newest = copy;
+      }
     }
-    const { stdout } = await run(DEBIAN_PYTHON, [LIBVHDI_SCRIPT, ...linked], { maxBuffer: 1 << 20 });
-    const read = JSON.parse(stdout) as { mediaSize: number; sha256: string };
-    return { reader: 'libvhdi', size: read.mediaSize, sha256: read.sha256 };
+    const qemuFormat = format === 'vhd' ? 'vpc' : 'qcow2';
+    const size = await qemuVirtualSize(newest, qemuFormat);
+    if (size !== content.virtualSize) {
+      return { reader: 'qemu-img', same: false, why: `${size} bytes, not ${content.virtualSize}` };
+    }
+    const raw = join(dir, 'content.raw');
+    await writeSparseRaw(raw, content);
+    const compared = await run('qemu-img', ['compare', '-f', qemuFormat, '-F', 'raw', newest, raw]).then(
+      () => ({ same: true }),
+      (error: { code?: number; stdout?: string; stderr?: string }) => {
+        if (error.code === 1) return { same: false, why: error.stdout?.trim() };
+        throw new Error(`qemu-img compare failed: ${error.stderr ?? String(error)}`);
+      },
+    );
+    return { reader: 'qemu-img', ...compared };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The content as a raw file of its virtual size, with holes where the host holds no block. */
+async function writeSparseRaw(path: string, content: SimDiskContent): Promise<void> {
+  const file = await open(path, 'w');
+  try {
+    await file.truncate(content.virtualSize);
+    for (const index of content.allocatedBlocks()) {
+      const block = content.readBlock(index);
+      const position = index * block.length;
+      const length = Math.min(block.length, content.virtualSize - position);
+      await file.write(block, 0, length, position);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+async function readVhdChainWithLibvhdi(
+  files: readonly string[],
+  dir: string,
+): Promise<{ mediaSize: number; sha256: string }> {
+  const linked: string[] = [files[0]!];
+  for (const [index, file] of files.entries()) {
+    if (index === 0) continue;
+    const copy = join(dir, `layer-${index}.vhd`);
+    await copyFile(file, copy);
+    await linkToParent(copy, linked[index - 1]!);
+    linked.push(copy);
+  }
+  const { stdout } = await run(DEBIAN_PYTHON, [LIBVHDI_SCRIPT, ...linked], { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout) as { mediaSize: number; sha256: string };
 }
 
 /**

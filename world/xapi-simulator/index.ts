@@ -45,8 +45,10 @@
  *                                    own session), at }, undefined while open
  *   sim.transfers()                  every export and import the hosts served, oldest first: { direction, vdiUuid,
  *                                    format, baseUuid, bytes (counted on the wire), outcome, bodyPath?,
- *                                    exportedSha256?() }; with `recordTransfersIn: dir`, an export keeps the
- *                                    content it read (exportedSha256) and an import's body is saved (bodyPath)
+ *                                    exportedSha256?(), exportedContent? }; with `recordTransfersIn: dir`, an
+ *                                    export keeps the content it read and an import's body is saved (bodyPath)
+ *   sim.diskContent(uuid)            a copy of the VDI's content: { virtualSize, allocatedBlocks(), readBlock(),
+ *                                    sha256() }
  *   sim.setHostDown(role, down)      a host that is down resets every connection (a redirect to it fails)
  *   sim.injectFault(fault)           → { remove(), fired }; sim.clearFaults(). Fault shapes: faults.ts
  *   sim.setReaderStallTimeout(ms)    how long an export tolerates a reader that does not read (VDI_IO_ERROR)
@@ -161,6 +163,16 @@ export interface SimTransfer {
   readonly bodyPath?: string;
   /** sha256 of the raw content the export read, virtual size bytes (recording on). */
   readonly exportedSha256?: () => string;
+  /** The content the export read, block by block (recording on). */
+  readonly exportedContent?: SimDiskContent;
+}
+
+/** A disk's content as the host holds it: BLOCK_SIZE blocks, absent ones read as zeros. */
+export interface SimDiskContent {
+  readonly virtualSize: number;
+  allocatedBlocks(): number[];
+  readBlock(index: number): Uint8Array;
+  sha256(): string;
 }
 
 export interface SimSessionHistoryEntry {
@@ -202,6 +214,8 @@ export interface XapiSimulator {
   sessionCounts(): { logins: number; logouts: number; expired: number };
   sessionHistory(): SimSessionHistoryEntry[];
   transfers(): SimTransfer[];
+  /** The VDI's content now (a copy: later writes do not show). */
+  diskContent(vdiUuid: string): SimDiskContent;
   setHostDown(role: 'master' | 'member', down: boolean): void;
   injectFault(fault: Fault): FaultHandle;
   clearFaults(): void;
@@ -356,10 +370,13 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     expiredSessions: () => pool.expiredSessions.map((session) => ({ ...session })),
     sessionCounts: () => ({ ...pool.sessionCounts, expired: pool.expiredSessions.length }),
     sessionHistory: () => [...pool.sessionHistory.values()].map((entry) => ({ ...entry })),
+    diskContent: (uuid) => diskContent(vdiByUuid(uuid).disk.clone()),
     transfers: () =>
       pool.transfers.map(({ exportedDisk, ...record }) => ({
         ...record,
-        ...(exportedDisk === undefined ? {} : { exportedSha256: () => exportedDisk.sha256() }),
+        ...(exportedDisk === undefined
+          ? {}
+          : { exportedSha256: () => exportedDisk.sha256(), exportedContent: diskContent(exportedDisk) }),
       })),
     setHostDown: (role, down) => {
       for (const host of pool.hosts) if (host.role === role) host.down = down;
@@ -389,6 +406,15 @@ function allocatedClusters(disk: SparseDisk): number[] {
     }
   }
   return clusters;
+}
+
+function diskContent(disk: SparseDisk): SimDiskContent {
+  return {
+    virtualSize: disk.virtualSize,
+    allocatedBlocks: () => disk.allocatedIndexes(),
+    readBlock: (index) => disk.readBlock(index),
+    sha256: () => disk.sha256(),
+  };
 }
 
 /** Fills a disk with generated blocks: deterministic from the seed, stored as patterns (no memory). */
