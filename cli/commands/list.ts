@@ -1,5 +1,5 @@
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
-import { chainOf } from '../../lambdas/catalog/manifest.ts';
+import { chainOf, formatOf, type ImageFormat } from '../../lambdas/catalog/manifest.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { UUID_PATTERN } from '../../lambdas/shared/input-error.ts';
 import { formatBytes } from '../format.ts';
@@ -25,6 +25,9 @@ export interface RestorePointRow {
   readonly endedAt: string;
   readonly bytes: number;
   readonly virtualSize: number;
+  /** The object's image format (vhd for manifests written before qcow2 support). */
+  readonly format: ImageFormat;
+  /** Present 2 MiB blocks of a vhd point, present 64 KiB clusters of a qcow2 one. */
   readonly presentBlocks: number;
   readonly sha256: string;
   readonly snapshotUuid: string;
@@ -72,7 +75,11 @@ export async function listCommand(args: readonly string[], context: CommandConte
     { title: 'KIND', value: (row) => row.kind },
     { title: 'TAKEN', value: (row) => row.startedAt },
     { title: 'SIZE', value: (row) => formatBytes(row.bytes), align: 'right' },
-    { title: 'BLOCKS', value: (row) => String(row.presentBlocks), align: 'right' },
+    {
+      title: 'BLOCKS',
+      value: (row) => `${row.presentBlocks}${row.format === 'qcow2' ? ' qcow2 clusters' : ''}`,
+      align: 'right',
+    },
     { title: 'RESTORE READS', value: (row) => formatBytes(row.chainBytes), align: 'right' },
     {
       title: 'CHAIN',
@@ -107,6 +114,7 @@ export function restorePoints(manifests: readonly Manifest[]): RestorePointRow[]
       endedAt: manifest.endedAt,
       bytes: manifest.bytes,
       virtualSize: manifest.virtualSize,
+      format: formatOf(manifest),
       presentBlocks: manifest.presentBlocks,
       sha256: manifest.sha256,
       snapshotUuid: manifest.snapshotUuid,

@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
-import type { Manifest } from '../../lambdas/catalog/manifest.ts';
+import { formatOf, type ImageFormat, type Manifest } from '../../lambdas/catalog/manifest.ts';
+import { createQcow2Validator } from '../../lambdas/qcow2/index.ts';
 import { chooseRestorePoint, resolveChain } from '../../lambdas/restore/chain.ts';
 import { UUID_PATTERN } from '../../lambdas/shared/input-error.ts';
 import { createVhdValidator } from '../../lambdas/vhd/index.ts';
@@ -28,14 +29,15 @@ const FLAGS = {
 } as const;
 const USAGE = 'vdi-vault verify <vdi-uuid> [--restore-point <point> | --all] [--local …] [--json]';
 const DESCRIPTION =
-  "Re-reads a restore point's chain from S3, validates each VHD and compares its size and sha256 with its manifest.";
+  "Re-reads a restore point's chain from S3, validates each image (VHD or qcow2) and compares its size and sha256 with its manifest.";
 
 export interface LayerVerification {
   readonly backupId: string;
   readonly kind: 'full' | 'delta';
   readonly objectKey: string;
+  readonly format: ImageFormat;
   readonly ok: boolean;
-  /** What differs from the manifest, or why the object is not a valid VHD. Empty when ok. */
+  /** What differs from the manifest, or why the object is not a valid image. Empty when ok. */
   readonly problems: readonly string[];
   readonly expected: { readonly bytes: number; readonly sha256: string };
   readonly actual: { readonly bytes: number; readonly sha256: string | null };
@@ -44,6 +46,8 @@ export interface LayerVerification {
     readonly presentBlocks: number;
     readonly virtualSize: number;
   } | null;
+  /** A qcow2 layer's image as read (`vhd` is null then). */
+  readonly qcow2: { readonly presentClusters: number; readonly virtualSize: number } | null;
 }
 
 export async function verifyCommand(args: readonly string[], context: CommandContext): Promise<ExitCode> {
@@ -98,8 +102,13 @@ export async function verifyCommand(args: readonly string[], context: CommandCon
       { title: 'SIZE', value: (layer) => formatBytes(layer.actual.bytes), align: 'right' },
       { title: 'SHA256', value: (layer) => (layer.actual.sha256 ?? '-').slice(0, 16) },
       {
-        title: 'VHD',
-        value: (layer) => (layer.vhd ? `${layer.vhd.diskType}, ${layer.vhd.presentBlocks} blocks` : '-'),
+        title: 'IMAGE',
+        value: (layer) =>
+          layer.vhd
+            ? `vhd ${layer.vhd.diskType}, ${layer.vhd.presentBlocks} blocks`
+            : layer.qcow2
+              ? `qcow2, ${layer.qcow2.presentClusters} clusters`
+              : '-',
       },
       { title: 'RESULT', value: (layer) => (layer.ok ? green('ok') : red(layer.problems.join('; '))) },
     ])) {
@@ -161,7 +170,10 @@ async function layersToVerify(
   }
 }
 
-/** Streams one object through the VHD validator and sha256, and compares what it saw with the manifest. */
+/**
+ * Streams one object through its format's validator (VHD or qcow2) and sha256, and compares what it saw
+ * with the manifest.
+ */
 export async function verifyLayer(
   s3: S3Client,
   bucket: string,
@@ -170,7 +182,11 @@ export async function verifyLayer(
 ): Promise<LayerVerification> {
   const problems: string[] = [];
   const hash = createHash('sha256');
-  const validator = createVhdValidator();
+  const format = formatOf(manifest);
+  const vhdValidator = format === 'vhd' ? createVhdValidator() : undefined;
+  const qcow2Validator =
+    format === 'qcow2' ? createQcow2Validator({ virtualSize: manifest.virtualSize }) : undefined;
+  const validator = vhdValidator ?? qcow2Validator!;
   let bytes = 0;
   let sha256: string | null = null;
   try {
@@ -195,10 +211,16 @@ export async function verifyLayer(
         ? 'object missing from S3'
         : name.startsWith('Vhd') || name === 'HttpErrorInBody'
           ? `not a valid VHD: ${message}`
-          : `unreadable: ${name}: ${message}`,
+          : name.startsWith('Qcow2')
+            ? `not a valid qcow2: ${message}`
+            : `unreadable: ${name}: ${message}`,
     );
   }
-  const summary = validator.summary;
+  const summary = vhdValidator?.summary;
+  const qcow2Summary = qcow2Validator?.summary;
+  if (qcow2Summary && qcow2Summary.presentClusters !== manifest.presentBlocks) {
+    problems.push(`${qcow2Summary.presentClusters} clusters, the manifest records ${manifest.presentBlocks}`);
+  }
   if (sha256 !== null) {
     if (bytes !== manifest.bytes) problems.push(`${bytes} bytes, the manifest records ${manifest.bytes}`);
     if (sha256 !== manifest.sha256) problems.push('sha256 differs from the manifest');
@@ -218,12 +240,16 @@ export async function verifyLayer(
     backupId: manifest.backupId,
     kind: manifest.kind,
     objectKey: manifest.objectKey,
+    format,
     ok: problems.length === 0,
     problems,
     expected: { bytes: manifest.bytes, sha256: manifest.sha256 },
     actual: { bytes, sha256 },
     vhd: summary
       ? { diskType: summary.diskType, presentBlocks: summary.presentBlocks, virtualSize: summary.virtualSize }
+      : null,
+    qcow2: qcow2Summary
+      ? { presentClusters: qcow2Summary.presentClusters, virtualSize: qcow2Summary.virtualSize }
       : null,
   };
 }

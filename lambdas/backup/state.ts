@@ -3,6 +3,7 @@ import type { XapiSessionHandle } from '../xapi/index.ts';
 import type { RetentionPolicy } from '../catalog/retention.ts';
 import type { BackupMode } from './input.ts';
 import type { TransferRoute } from '../transfer/routing.ts';
+import type { ImageFormat } from '../catalog/manifest.ts';
 
 /** The state each VDI's iteration carries from step to step (only ids and sizes: payloads stay small). */
 export interface BackupItemState {
@@ -30,6 +31,8 @@ export interface BackupItemState {
 export interface BackupPlan {
   readonly backupId: string;
   readonly kind: 'full' | 'delta';
+  /** The image format the export travels and is stored in (`imageFormatOf`). */
+  readonly format: ImageFormat;
   readonly fullReason?: string;
   readonly vdiRef: string;
   readonly vdiNameLabel: string;

@@ -12,9 +12,10 @@ import {
 import { randomUUID } from 'node:crypto';
 import { acquireBackupLock, releaseBackupLock, type BackupLockTable } from './backup-lock.ts';
 import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
-import { chainOf, MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
+import { chainOf, formatOf, MANIFEST_FORMAT_VERSION, type Manifest } from '../catalog/manifest.ts';
 import { exportToS3, type ExportToS3Result } from '../export/export-to-s3.ts';
-import { partSizeFor, vhdExportUpperBound } from '../export/part-size.ts';
+import { exportUpperBound, partSizeFor } from '../export/part-size.ts';
+import { checkQcow2Support, imageFormatOf } from './image-format.ts';
 import { expectedDeltaBytes, sizeExport, type TransferRouting } from '../transfer/routing.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { silentLog, type Log } from '../shared/log.ts';
@@ -99,6 +100,10 @@ export function createBackupSteps(deps: BackupDeps) {
           'back up the VDI itself, not a snapshot',
         ]);
       }
+      const { format, reason: formatReason } = imageFormatOf(vdi);
+      // Before anything changes on the host: an old pool can't send this VDI at all.
+      if (format === 'qcow2')
+        checkQcow2Support(await session.getMasterXapiVersion(), state.vdiUuid, formatReason);
 
       let staleSnapshotsRemoved = 0;
       let base: { ref: string; uuid: string } | undefined;
@@ -118,6 +123,8 @@ export function createBackupSteps(deps: BackupDeps) {
       if (state.mode === 'full') fullReason = 'mode full';
       else if (!last) fullReason = 'first backup';
       else if (chainProblem) fullReason = `chain broken: ${chainProblem}`;
+      else if (formatOf(last) !== format)
+        fullReason = `image format changed from ${formatOf(last)} to ${format} (${formatReason})`;
       else if (!base)
         fullReason = `base gone: snapshot ${last.snapshotUuid} of backup ${last.backupId} is no longer on the host`;
       else if (last.virtualSize !== vdi.virtual_size)
@@ -135,7 +142,7 @@ export function createBackupSteps(deps: BackupDeps) {
       const expectedBytes = kind === 'full' ? vdi.physical_utilisation : expectedDeltaBytes(recentDeltas);
       const sizing = sizeExport(deps.routing, {
         kind,
-        upperBoundBytes: vhdExportUpperBound(vdi.virtual_size),
+        upperBoundBytes: exportUpperBound(format, vdi.virtual_size),
         expectedBytes,
         partsInFlight: deps.exportTuning?.partsInFlight ?? DEFAULT_PARTS_IN_FLIGHT,
       });
@@ -143,6 +150,7 @@ export function createBackupSteps(deps: BackupDeps) {
         vdiUuid: state.vdiUuid,
         backupId,
         kind,
+        format,
         route: sizing.route,
         reason: sizing.routeReason,
         partSize: sizing.partSize,
@@ -151,12 +159,13 @@ export function createBackupSteps(deps: BackupDeps) {
       return {
         backupId,
         kind,
+        format,
         ...(fullReason !== undefined ? { fullReason } : {}),
         vdiRef,
         // A label is free text of any length: the plan (which a Fargate task's overrides carry) keeps 512.
         vdiNameLabel: vdi.name_label.slice(0, 512),
         virtualSize: vdi.virtual_size,
-        objectKey: objectKey(deps.catalog, state.pool, state.vdiUuid, backupId),
+        objectKey: objectKey(deps.catalog, state.pool, state.vdiUuid, backupId, format),
         ...(kind === 'delta' && last && base
           ? { parentBackupId: last.backupId, baseSnapshotRef: base.ref, baseSnapshotUuid: base.uuid }
           : {}),
@@ -289,6 +298,7 @@ export function createBackupSteps(deps: BackupDeps) {
           ...(plan.baseSnapshotRef ? { baseRef: plan.baseSnapshotRef } : {}),
           taskRef: task.ref,
           virtualSize: plan.virtualSize,
+          format: plan.format,
           // The Fargate retry's task brings parts sized for the whole disk; otherwise Plan's size.
           partSize: task.partSize ?? plan.partSize,
           ...deps.exportTuning,
@@ -318,7 +328,7 @@ export function createBackupSteps(deps: BackupDeps) {
             `vdi-vault export ${plan.backupId} (Fargate)`,
             `retry of a timed-out export`,
           ),
-          partSize: partSizeFor(vhdExportUpperBound(plan.virtualSize)),
+          partSize: partSizeFor(exportUpperBound(plan.format, plan.virtualSize)),
         };
       });
     },
@@ -328,10 +338,17 @@ export function createBackupSteps(deps: BackupDeps) {
       const plan = required(state.plan, 'plan');
       const snapshot = required(state.snapshot, 'snapshot');
       const exported = required(state.export, 'export');
+      if (exported.format !== plan.format) {
+        throw new XapiError('export', 'UNEXPECTED_IMAGE_FORMAT', [
+          exported.format,
+          `expected ${plan.format}`,
+        ]);
+      }
+      // A vhd says whether it is a full or a delta; a qcow2 export is a standalone image either way.
       const expectedType = plan.kind === 'full' ? 'dynamic' : 'differencing';
-      if (exported.diskType !== expectedType) {
+      if (exported.format === 'vhd' && exported.diskType !== expectedType) {
         throw new XapiError('export', 'UNEXPECTED_DISK_TYPE', [
-          exported.diskType,
+          String(exported.diskType),
           `expected ${expectedType}`,
         ]);
       }
@@ -349,6 +366,7 @@ export function createBackupSteps(deps: BackupDeps) {
         bytes: exported.bytes,
         sha256: exported.sha256,
         presentBlocks: exported.presentBlocks,
+        format: plan.format,
         startedAt: plan.startedAt,
         endedAt: exported.endedAt,
         host: exported.host,

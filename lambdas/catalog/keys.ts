@@ -1,5 +1,10 @@
+import type { ImageFormat } from './manifest.ts';
+
+/** The extensions of backup objects, one per image format: `<backup-id>.vhd`, `<backup-id>.qcow2`. */
+export const OBJECT_EXTENSIONS: readonly string[] = ['.vhd', '.qcow2'];
+
 /**
- * Where a VDI's backups live: `<prefix>/<pool>/<vdi-uuid>/<backup-id>.{vhd,json}` (docs/design.md § The
+ * Where a VDI's backups live: `<prefix>/<pool>/<vdi-uuid>/<backup-id>.{vhd,qcow2,json}` (docs/design.md § The
  * catalog in S3).
  */
 export interface CatalogLocation {
@@ -17,8 +22,9 @@ export function objectKey(
   pool: string,
   vdiUuid: string,
   backupId: string,
+  format: ImageFormat = 'vhd',
 ): string {
-  return `${seriesPrefix(location, pool, vdiUuid)}${backupId}.vhd`;
+  return `${seriesPrefix(location, pool, vdiUuid)}${backupId}.${format}`;
 }
 
 export function manifestKey(

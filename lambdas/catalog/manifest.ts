@@ -17,7 +17,13 @@ export interface Manifest {
   readonly objectKey: string;
   readonly bytes: number;
   readonly sha256: string;
+  /**
+   * What the export carried: for a vhd layer its present 2 MiB blocks, for a qcow2 layer its present
+   * 64 KiB clusters.
+   */
   readonly presentBlocks: number;
+  /** The object's image format; absent in catalogs written before qcow2 support, meaning vhd. */
+  readonly format?: ImageFormat;
   readonly startedAt: string;
   readonly endedAt: string;
   /** The host that served the export. */
@@ -27,6 +33,14 @@ export interface Manifest {
 }
 
 export const MANIFEST_FORMAT_VERSION = 1;
+
+/** The disk image formats a backup layer may be stored in (`format` of the host's transfers). */
+export type ImageFormat = 'vhd' | 'qcow2';
+
+/** A layer's image format: a manifest without the field predates qcow2 support and is vhd. */
+export function formatOf(manifest: Pick<Manifest, 'format'>): ImageFormat {
+  return manifest.format ?? 'vhd';
+}
 
 /** Checks a manifest read back from S3; a manifest we can't trust is refused, not guessed at. */
 export function parseManifest(text: string, key: string): Manifest {
@@ -47,6 +61,9 @@ export function parseManifest(text: string, key: string): Manifest {
     problems.push('delta without parentBackupId');
   for (const field of ['virtualSize', 'bytes', 'presentBlocks'] as const) {
     if (!Number.isSafeInteger(m[field]) || (m[field] as number) < 0) problems.push(`${field} not a size`);
+  }
+  if (m.format !== undefined && m.format !== 'vhd' && m.format !== 'qcow2') {
+    problems.push(`format ${String(m.format)}`);
   }
   if (problems.length) throw new CatalogError(`manifest ${key} is invalid: ${problems.join(', ')}`);
   return m as Manifest;

@@ -1,7 +1,7 @@
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { listSeriesKeys } from './catalog.ts';
 import type { CatalogLocation } from './keys.ts';
-import { manifestKey, seriesPrefix } from './keys.ts';
+import { manifestKey, OBJECT_EXTENSIONS, seriesPrefix } from './keys.ts';
 import { chainOf, type Manifest } from './manifest.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 
@@ -87,7 +87,7 @@ export async function applyRetention(
   return tally;
 }
 
-/** `.vhd` objects without a manifest, from backups before `olderThan` (never a run still in flight). */
+/** Backup objects (`.vhd`, `.qcow2`) without a manifest, from backups before `olderThan` (never a run still in flight). */
 async function orphanObjects(
   s3: S3Client,
   catalog: CatalogLocation,
@@ -98,8 +98,9 @@ async function orphanObjects(
   const prefix = seriesPrefix(catalog, pool, vdiUuid);
   const keys = new Set(await listSeriesKeys(s3, catalog, pool, vdiUuid));
   return [...keys].filter((key) => {
-    if (!key.endsWith('.vhd')) return false;
-    const backupId = key.slice(prefix.length, -'.vhd'.length);
+    const extension = OBJECT_EXTENSIONS.find((candidate) => key.endsWith(candidate));
+    if (extension === undefined) return false;
+    const backupId = key.slice(prefix.length, -extension.length);
     return backupId < olderThan && !keys.has(`${prefix}${backupId}.json`);
   });
 }

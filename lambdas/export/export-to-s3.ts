@@ -5,9 +5,11 @@ import { Transform } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { silentLog, type Log } from '../shared/log.ts';
+import type { ImageFormat } from '../catalog/manifest.ts';
+import { createQcow2Validator } from '../qcow2/index.ts';
 import { createVhdValidator, type VhdDiskType } from '../vhd/index.ts';
 import { openExport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
-import { partSizeFor, S3_MAX_PARTS, vhdExportUpperBound } from './part-size.ts';
+import { exportUpperBound, partSizeFor, S3_MAX_PARTS } from './part-size.ts';
 
 export interface ExportToS3Options {
   readonly session: XapiSession;
@@ -20,8 +22,13 @@ export interface ExportToS3Options {
   readonly baseRef?: Ref;
   /** A task we created; the transfer's outcome is read from it. */
   readonly taskRef: Ref;
-  /** The VDI's virtual size: bounds the export's size and so chooses the part size. */
+  /**
+   * The VDI's virtual size: bounds the export's size and so chooses the part size; a qcow2 export must
+   * declare exactly this size.
+   */
   readonly virtualSize: number;
+  /** The export's image format. Default vhd. */
+  readonly format?: ImageFormat;
   /**
    * Default: from the virtual size (docs/design.md § S3 multipart uploads), so that any export of the disk
    * fits. Plan gives a smaller one for a delta (`sizeExport`): an export that outgrows it fails before part
@@ -48,9 +55,12 @@ export interface ExportToS3Options {
 export interface ExportToS3Result {
   readonly bytes: number;
   readonly sha256: string;
+  readonly format: ImageFormat;
+  /** Present 2 MiB blocks of a vhd export, present 64 KiB clusters of a qcow2 one. */
   readonly presentBlocks: number;
   readonly virtualSize: number;
-  readonly diskType: VhdDiskType;
+  /** A vhd export's disk type (a qcow2 export is a standalone image, full or delta alike). */
+  readonly diskType?: VhdDiskType;
   readonly partSize: number;
   /** The host that served the export (after any redirect). */
   readonly host: string;
@@ -64,7 +74,7 @@ export class PartLimitError extends Error {
 }
 
 /**
- * Streams `GET /export_raw_vdi?format=vhd` through the VHD validator and sha256 into an S3 multipart
+ * Streams `GET /export_raw_vdi?format=vhd|qcow2` through the format's validator and sha256 into an S3 multipart
  * upload. The upload completes only after the body validated and the task reported `success`; any other
  * outcome aborts it, so no object or part is left behind. Memory: about parts in flight + 4 part buffers
  * (`exportMemoryBytes`).
@@ -72,7 +82,8 @@ export class PartLimitError extends Error {
 export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3Result> {
   const log = options.log ?? silentLog;
   const startedAt = new Date().toISOString();
-  const upperBound = vhdExportUpperBound(options.virtualSize);
+  const format = options.format ?? 'vhd';
+  const upperBound = exportUpperBound(format, options.virtualSize);
   const partSize = options.partSize ?? partSizeFor(upperBound);
   // lib-storage keeps one part size for the whole upload: what passes this can't be stored.
   const maxParts = Math.min(options.maxParts ?? S3_MAX_PARTS, S3_MAX_PARTS);
@@ -81,13 +92,14 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
   const opened = await openExport(options.session, {
     vdiRef: options.vdiRef,
     taskRef: options.taskRef,
-    format: 'vhd',
+    format,
     ...(options.baseRef ? { baseRef: options.baseRef } : {}),
     ...(options.stallTimeoutMs ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
   });
-  log.info('export started', { host: opened.host, key: options.key, partSize });
+  log.info('export started', { host: opened.host, key: options.key, format, partSize });
 
-  const validator = createVhdValidator();
+  const validator =
+    format === 'qcow2' ? createQcow2Validator({ virtualSize: options.virtualSize }) : createVhdValidator();
   const hash = createHash('sha256');
   let bytes = 0;
   const gate = new Transform({
@@ -152,13 +164,15 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
     throw firstError;
   }
   const summary = validator.summary;
-  if (!summary) throw new Error('internal: the VHD validator finished without a summary');
+  if (!summary) throw new Error(`internal: the ${format} validator finished without a summary`);
   const result: ExportToS3Result = {
     bytes,
     sha256: hash.digest('hex'),
-    presentBlocks: summary.presentBlocks,
+    format,
+    ...('diskType' in summary
+      ? { presentBlocks: summary.presentBlocks, diskType: summary.diskType }
+      : { presentBlocks: summary.presentClusters }),
     virtualSize: summary.virtualSize,
-    diskType: summary.diskType,
     partSize,
     host: opened.host,
     startedAt,

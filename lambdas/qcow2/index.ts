@@ -26,3 +26,5 @@ export { readQcow2ClusterMap } from './cluster-map.ts';
 export type { Qcow2ClusterMap } from './cluster-map.ts';
 export { mergeQcow2Layers } from './merge.ts';
 export type { MergedClusterSource, Qcow2ChainLayer } from './merge.ts';
+export { createQcow2Validator, Qcow2Validator } from './validator.ts';
+export { readQcow2VirtualSize } from './image-size.ts';

@@ -3,14 +3,15 @@ import { listManifests } from '../catalog/catalog.ts';
 import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import { chainOf } from '../catalog/manifest.ts';
 import type { CatalogLocation } from '../catalog/keys.ts';
-import { CatalogError, type Manifest } from '../catalog/manifest.ts';
+import { CatalogError, formatOf, type ImageFormat, type Manifest } from '../catalog/manifest.ts';
 import { InputValidationError } from '../shared/input-error.ts';
 import { backupIdTime, isBackupId } from './input.ts';
 
-/** One stored VHD to apply, oldest (the full) first. */
+/** One stored image (vhd or qcow2) to apply, oldest (the full) first. */
 export interface RestoreLayer {
   readonly backupId: string;
   readonly kind: 'full' | 'delta';
+  readonly format: ImageFormat;
   readonly objectKey: string;
   readonly bytes: number;
   readonly sha256: string;
@@ -20,6 +21,8 @@ export interface RestoreChain {
   readonly backupId: string;
   readonly virtualSize: number;
   readonly vdiNameLabel: string;
+  /** Every layer's: a change of format starts a new chain with a full. */
+  readonly format: ImageFormat;
   readonly layers: readonly RestoreLayer[];
 }
 
@@ -85,6 +88,11 @@ export async function resolveChain(
     );
   }
   for (const layer of layers) {
+    if (formatOf(layer) !== formatOf(chosen)) {
+      throw new CatalogError(
+        `broken chain: backup ${layer.backupId} is ${formatOf(layer)}, ${chosen.backupId} is ${formatOf(chosen)}`,
+      );
+    }
     if (layer.virtualSize !== chosen.virtualSize) {
       throw new CatalogError(
         `broken chain: backup ${layer.backupId} has virtual size ${layer.virtualSize}, ${chosen.backupId} has ${chosen.virtualSize}`,
@@ -113,9 +121,11 @@ export async function resolveChain(
     backupId: chosen.backupId,
     virtualSize: chosen.virtualSize,
     vdiNameLabel: chosen.vdiNameLabel,
+    format: formatOf(chosen),
     layers: layers.map((m) => ({
       backupId: m.backupId,
       kind: m.kind,
+      format: formatOf(m),
       objectKey: m.objectKey,
       bytes: m.bytes,
       sha256: m.sha256,

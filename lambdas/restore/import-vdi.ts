@@ -1,5 +1,6 @@
 import { DEFAULT_IMPORT_TASK_TIMEOUT_MS } from '../runtime/defaults.ts';
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import type { ImageFormat } from '../catalog/manifest.ts';
 import { putImport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
 
 export interface ImportOptions {
@@ -7,29 +8,56 @@ export interface ImportOptions {
   /** A task of ours, created and destroyed by the caller (which can log in again to destroy it). */
   readonly taskRef: Ref;
   readonly body: Readable;
+  /** The body's image format. Default vhd. */
+  readonly format?: ImageFormat;
   /** Exact byte count of `body`. */
   readonly contentLength: number;
   /** How long the host may take to finish the task once the body is sent. Default 10 minutes. */
   readonly taskTimeoutMs?: number;
 }
 
+/** The host answered before it read the whole body: whatever its task says, the VDI may lack data. */
+export class ImportIncompleteError extends Error {
+  override readonly name = 'ImportIncompleteError';
+}
+
 /**
- * `PUT /import_raw_vdi?format=vhd` under a task of ours: the HTTP status says nothing, the task does. A
- * failure names the host's code (and, when the stream broke, both).
+ * `PUT /import_raw_vdi?format=vhd|qcow2` under a task of ours: the HTTP status says nothing, the task does,
+ * and only once every byte was sent (the qcow2 importer reports success for a body cut before its L2
+ * tables, having written nothing). A failure names the host's code (and, when the stream broke, both).
  */
 export async function importIntoVdi(session: XapiSession, options: ImportOptions): Promise<{ host: string }> {
   let sent: { host: string } | undefined;
   let sendError: unknown;
+  let sentBytes = 0;
+  const counted = pipeline(
+    options.body,
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        sentBytes += chunk.length;
+        callback(null, chunk);
+      },
+    }),
+    () => undefined,
+  );
   try {
     sent = await putImport(session, {
       vdiRef: options.vdiRef,
       taskRef: options.taskRef,
-      format: 'vhd',
-      body: options.body,
+      format: options.format ?? 'vhd',
+      body: counted,
       contentLength: options.contentLength,
     });
+    if (sentBytes !== options.contentLength) {
+      throw new ImportIncompleteError(
+        `import: the host answered after ${sentBytes} of the image's ${options.contentLength} bytes; ` +
+          `its task's outcome is not trusted for a partly sent image`,
+      );
+    }
   } catch (error) {
     sendError = error;
+  } finally {
+    counted.destroy();
   }
   const task = await session
     .awaitTask(options.taskRef, sendError ? 5_000 : (options.taskTimeoutMs ?? DEFAULT_IMPORT_TASK_TIMEOUT_MS))

@@ -7,6 +7,7 @@ import {
   type VhdBlockMap,
 } from '../vhd/index.ts';
 import { CatalogError } from '../catalog/manifest.ts';
+import { mergeQcow2Layers, readQcow2ClusterMap, type MergedClusterSource } from '../qcow2/index.ts';
 import type { RestoreLayer } from './chain.ts';
 
 interface LayerMap {
@@ -78,4 +79,23 @@ export async function mergedBlockSource(
       return data;
     },
   };
+}
+
+/**
+ * One qcow2 image made of a chain: each layer's cluster map read by ranged GETs of its tables (checked
+ * against the chain's virtual size), then each present cluster from the newest layer holding it, zeros
+ * included (docs/design.md § QCOW2 stream). Memory: one bit per cluster per layer, and one read-ahead run.
+ */
+export async function mergedClusterSource(
+  s3: S3Client,
+  bucket: string,
+  layers: readonly RestoreLayer[],
+  virtualSize: number,
+): Promise<MergedClusterSource> {
+  const chain = [];
+  for (const layer of layers) {
+    const read = (start: number, length: number) => readRange(s3, bucket, layer.objectKey, start, length);
+    chain.push({ map: await readQcow2ClusterMap(read, layer.bytes, { virtualSize }), read });
+  }
+  return mergeQcow2Layers(chain);
 }

@@ -1,6 +1,7 @@
 import type { XapiSessionHandle } from '../xapi/index.ts';
 import type { RestoreRequest } from './input.ts';
 import type { TransferRoute } from '../transfer/routing.ts';
+import type { ImageFormat } from '../catalog/manifest.ts';
 
 /**
  * The resolved chain as the workflow carries it: ids and counts only. The layers' details (keys, sizes,
@@ -11,6 +12,8 @@ export interface ChainInState {
   readonly backupId: string;
   readonly virtualSize: number;
   readonly vdiNameLabel: string;
+  /** The chain's image format: the new VDI's `sm_config["image-format"]` and every import's. */
+  readonly format: ImageFormat;
   readonly srRef: string;
   readonly chainKey: string;
   readonly layerCount: number;

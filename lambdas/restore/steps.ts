@@ -9,6 +9,8 @@ import { InputValidationError } from '../shared/input-error.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { writeVhd } from '../vhd/index.ts';
+import { readQcow2VirtualSize, writeQcow2 } from '../qcow2/index.ts';
+import type { ImageFormat } from '../catalog/manifest.ts';
 import { isXapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { withPoolSession, type SessionState } from '../shared/pool-session.ts';
 import {
@@ -22,7 +24,7 @@ import { routeFor, type TransferRouting } from '../transfer/routing.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { importIntoVdi } from './import-vdi.ts';
 import { parseRestoreRequest } from './input.ts';
-import { mergedBlockSource } from './merged-source.ts';
+import { mergedBlockSource, mergedClusterSource, readRange } from './merged-source.ts';
 import type {
   ChainInState,
   ImportedLayer,
@@ -63,13 +65,14 @@ export function createRestoreSteps(deps: RestoreDeps) {
     state: SessionState,
     label: string,
     vdiRef: string,
+    format: ImageFormat,
     body: Readable,
     contentLength: number,
   ): Promise<{ host: string }> {
     const taskRef = await withSession(state, (session) => session.createTask(label, 'vdi-vault restore'));
     try {
       return await withSession(state, (session) =>
-        importIntoVdi(session, { vdiRef, taskRef, body, contentLength }),
+        importIntoVdi(session, { vdiRef, taskRef, format, body, contentLength }),
       );
     } finally {
       body.destroy();
@@ -79,8 +82,32 @@ export function createRestoreSteps(deps: RestoreDeps) {
     }
   }
 
+  /**
+   * The host's qcow2 importer writes whatever the image holds without comparing sizes (clusters past the
+   * VDI's end fail midway, after earlier ones were written): refuse an image larger than the VDI first.
+   */
+  async function checkQcow2Fits(state: SessionState, vdiRef: string, imageSize: number, what: string) {
+    const vdiSize = await withSession(
+      state,
+      async (session) => (await session.getVdiRecord(vdiRef)).virtual_size,
+    );
+    if (imageSize > vdiSize) {
+      throw new CatalogError(
+        `${what} is a qcow2 image of ${imageSize} bytes, larger than the VDI it would be imported into (${vdiSize} bytes): not sending it`,
+      );
+    }
+  }
+
   /** One layer, streamed from S3 into the VDI; its sha256 must match the manifest's. */
   async function importOneLayer(item: ReplayItem, layer: RestoreLayer): Promise<ImportedLayer> {
+    const format = layer.format;
+    if (format === 'qcow2') {
+      const imageSize = await readQcow2VirtualSize(
+        (start, length) => readRange(deps.s3, deps.catalog.bucket, layer.objectKey, start, length),
+        layer.bytes,
+      );
+      await checkQcow2Fits(item, item.vdi.ref, imageSize, `the object ${layer.objectKey}`);
+    }
     const object = await deps.s3.send(
       new GetObjectCommand({ Bucket: deps.catalog.bucket, Key: layer.objectKey }),
     );
@@ -108,6 +135,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
       item,
       `vdi-vault restore ${item.restorePoint}: ${layer.backupId}`,
       item.vdi.ref,
+      format,
       body,
       layer.bytes,
     );
@@ -174,6 +202,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
         backupId: chain.backupId,
         virtualSize: chain.virtualSize,
         vdiNameLabel: chain.vdiNameLabel,
+        format: chain.format,
         srRef,
         chainKey,
         layerCount: chain.layers.length,
@@ -204,6 +233,8 @@ export function createRestoreSteps(deps: RestoreDeps) {
           type: 'user',
           sharable: false,
           read_only: false,
+          // The host makes a VDI of the format it is asked for (the SR's preference otherwise).
+          sm_config: { 'image-format': chain.format },
           other_config: {
             [RESTORED_FROM_TAG]: `${state.pool}/${state.request.vdiUuid}/${chain.backupId}`,
             [RESTORE_STATE_TAG]: 'in-progress',
@@ -247,12 +278,28 @@ export function createRestoreSteps(deps: RestoreDeps) {
       return imported;
     },
 
-    /** Merge: one VHD holding each block from the newest layer that has it, in a single PUT. */
+    /**
+     * Merge: one image holding each block (vhd) or cluster (qcow2) from the newest layer that has it, in a
+     * single PUT.
+     */
     async importMerged(state: RestoreState): Promise<ImportedLayer[]> {
       const vdi = required(state.vdi, 'vdi');
       const chain = await readChainDocument(deps.s3, deps.catalog, required(state.chain, 'chain').chainKey);
-      const source = await mergedBlockSource(deps.s3, deps.catalog.bucket, chain.layers);
-      const merged = writeVhd(source, { diskType: 'dynamic' });
+      let merged: { readonly byteLength: number; readonly stream: AsyncIterable<Uint8Array> };
+      if (chain.format === 'qcow2') {
+        const source = await mergedClusterSource(
+          deps.s3,
+          deps.catalog.bucket,
+          chain.layers,
+          chain.virtualSize,
+        );
+        await checkQcow2Fits(state, vdi.ref, source.virtualSize, `the merged chain of ${chain.backupId}`);
+        merged = writeQcow2(source);
+      } else {
+        merged = writeVhd(await mergedBlockSource(deps.s3, deps.catalog.bucket, chain.layers), {
+          diskType: 'dynamic',
+        });
+      }
       const body = Readable.from(
         countBytes(merged.stream, (bytes) => deps.onImportProgress?.('merged', bytes)),
         { objectMode: false },
@@ -261,6 +308,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
         state,
         `vdi-vault restore ${chain.backupId} (merged ${chain.layers.length} layers)`,
         vdi.ref,
+        chain.format,
         body,
         merged.byteLength,
       );

@@ -39,7 +39,7 @@ export const DELTA_HEADROOM = 2;
 
 export interface ExportSizingInput {
   readonly kind: 'full' | 'delta';
-  /** The most the export can send: every block of the disk present (`vhdExportUpperBound`). */
+  /** The most the export can send: every block or cluster of the disk present, metadata included (`exportUpperBound`). */
   readonly upperBoundBytes: number;
   /** What Plan expects it to send: a full's physical utilisation, a delta's `expectedDeltaBytes`. */
   readonly expectedBytes: number;

@@ -122,6 +122,14 @@ export class XapiSession {
   removeFromVdiOtherConfig(ref: Ref, key: string): Promise<void> {
     return this.call('VDI.remove_from_other_config', ref, key);
   }
+  /** `software_version.xapi` of the pool master (e.g. `25.27.0`): which transfer formats the pool knows. */
+  async getMasterXapiVersion(): Promise<string | undefined> {
+    const [poolRef] = await this.call<Ref[]>('pool.get_all');
+    if (poolRef === undefined) return undefined;
+    const master = await this.call<Ref>('pool.get_master', poolRef);
+    const version = await this.call<Record<string, string>>('host.get_software_version', master);
+    return version.xapi;
+  }
   getSrByUuid(uuid: string): Promise<Ref> {
     return this.call('SR.get_by_uuid', uuid);
   }

@@ -7,7 +7,8 @@ import { describeNetworkError } from './json-rpc.ts';
 import type { Ref } from './records.ts';
 import type { XapiSession } from './session.ts';
 
-export type TransferFormat = 'vhd' | 'raw';
+/** `qcow2` needs xapi 25.27.0 or later on the pool (`format=qcow2` is unknown before). */
+export type TransferFormat = 'vhd' | 'qcow2' | 'raw';
 
 export interface ExportRequest {
   readonly vdiRef: Ref;
