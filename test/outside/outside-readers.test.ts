@@ -8,6 +8,7 @@ import { startXapiSimulator, type XapiSimulator } from '../../world/xapi-simulat
 import { readChainOutside } from '../world/outside-readers.ts';
 
 const MiB = 1024 * 1024;
+const GiB = 1024 ** 3;
 const TiB = 1024 ** 4;
 
 describe('outside readers of the host images', () => {
@@ -33,6 +34,7 @@ describe('outside readers of the host images', () => {
 
   it.each([
     { format: 'vhd', virtualSize: 64 * MiB, readers: ['qemu-img', 'libvhdi'] },
+    { format: 'vhd', virtualSize: 2040 * GiB, readers: ['qemu-img', 'libvhdi'] },
     { format: 'qcow2', virtualSize: 64 * MiB, readers: ['qemu-img', 'qemu-img'] },
     { format: 'qcow2', virtualSize: 3 * TiB, readers: ['qemu-img', 'qemu-img'] },
   ] as const)(

@@ -1,7 +1,11 @@
 """Reads a VHD chain through libvhdi (Debian python3-libvhdi), an implementation that is not ours.
 
-usage: /usr/bin/python3 libvhdi-read.py FULL [DELTA ...]   (oldest first; each delta's parent is the file
-before it). Prints {"mediaSize": N, "sha256": "..."} of the newest file's disk as libvhdi reads it.
+usage: /usr/bin/python3 libvhdi-read.py BLOCK_SIZE BLOCKS FULL [DELTA ...]
+  oldest first (each delta's parent is the file before it); BLOCKS is a comma-separated list of block
+  indexes (empty for none). Prints {"mediaSize": N, "blocks": {"<index>": "<sha256>", ...}}: the sha256
+  of each listed block of the newest file's disk as libvhdi reads it (the last block cut at the media
+  size). Reading only the listed blocks keeps a 2 TiB sparse disk cheap; the caller lists every block
+  any layer holds or the host holds.
 """
 import hashlib
 import json
@@ -9,10 +13,10 @@ import sys
 
 import pyvhdi
 
-CHUNK = 4 * 1024 * 1024
-
+block_size = int(sys.argv[1])
+indexes = [int(index) for index in sys.argv[2].split(",") if index != ""]
 files = []
-for path in sys.argv[1:]:
+for path in sys.argv[3:]:
     vhd = pyvhdi.file()
     vhd.open(path)
     files.append(vhd)
@@ -22,13 +26,14 @@ for parent, child in zip(files, files[1:]):
 
 newest = files[-1]
 size = newest.get_media_size()
-digest = hashlib.sha256()
-offset = 0
-while offset < size:
-    length = min(CHUNK, size - offset)
+blocks = {}
+for index in indexes:
+    offset = index * block_size
+    length = min(block_size, size - offset)
+    if length <= 0:
+        sys.exit(f"block {index} lies past the media size {size}")
     data = newest.read_buffer_at_offset(length, offset)
     if len(data) != length:
         sys.exit(f"libvhdi returned {len(data)} bytes at offset {offset}, expected {length}")
-    digest.update(data)
-    offset += length
-print(json.dumps({"mediaSize": size, "sha256": digest.hexdigest()}))
+    blocks[str(index)] = hashlib.sha256(data).hexdigest()
+print(json.dumps({"mediaSize": size, "blocks": blocks}))

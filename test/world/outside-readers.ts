@@ -36,7 +36,7 @@ export async function imageFormatOf(path: string): Promise<ImageFormat> {
  *   "unchanged", so copies are chained with `qemu-img rebase -u` (the backing file is set, nothing else
  *   changes) and `qemu-img compare` reads the newest against the content written as a sparse raw file.
  * - VHD, one file: `qemu-img compare -f vpc` the same way. VHD chain: libvhdi reads it from copies whose
- *   parent ids name the file before (`linkToParent`), and its sha256 must be the content's.
+ *   parent ids name the file before (`linkToParent`), block by block (`compareVhdChainWithLibvhdi`).
  */
 export async function readChainOutside(
   files: readonly string[],
@@ -48,13 +48,7 @@ export async function readChainOutside(
   const format = [...formats][0]!;
   const dir = await mkdtemp(join(tmpdir(), 'vdi-vault-outside-'));
   try {
-    if (format === 'vhd' && files.length > 1) {
-      const read = await readVhdChainWithLibvhdi(files, dir);
-      if (read.mediaSize !== content.virtualSize) {
-        return { reader: 'libvhdi', same: false, why: `${read.mediaSize} bytes, not ${content.virtualSize}` };
-      }
-      return { reader: 'libvhdi', same: read.sha256 === content.sha256() };
-    }
+    if (format === 'vhd' && files.length > 1) return await compareVhdChainWithLibvhdi(files, content, dir);
     let newest = files[0]!;
     if (format === 'qcow2') {
       for (const file of files) await qemuCheck(file, 'qcow2');
@@ -102,10 +96,15 @@ async function writeSparseRaw(path: string, content: SimDiskContent): Promise<vo
   }
 }
 
-async function readVhdChainWithLibvhdi(
+/**
+ * libvhdi reads, block by block, every 2 MiB block that any layer's BAT lists or the host holds (the rest
+ * is absent everywhere, zeros on both sides), and each must hash as the host's block does.
+ */
+async function compareVhdChainWithLibvhdi(
   files: readonly string[],
+  content: SimDiskContent,
   dir: string,
-): Promise<{ mediaSize: number; sha256: string }> {
+): Promise<{ reader: OutsideReader; same: boolean; why?: string }> {
   const linked: string[] = [files[0]!];
   for (const [index, file] of files.entries()) {
     if (index === 0) continue;
@@ -114,8 +113,45 @@ async function readVhdChainWithLibvhdi(
     await linkToParent(copy, linked[index - 1]!);
     linked.push(copy);
   }
-  const { stdout } = await run(DEBIAN_PYTHON, [LIBVHDI_SCRIPT, ...linked], { maxBuffer: 1 << 20 });
-  return JSON.parse(stdout) as { mediaSize: number; sha256: string };
+  const blocks = new Set(content.allocatedBlocks());
+  for (const file of files) for (const index of await batPresentBlocks(file)) blocks.add(index);
+  const indexes = [...blocks].sort((a, b) => a - b);
+  const { stdout } = await run(
+    DEBIAN_PYTHON,
+    [LIBVHDI_SCRIPT, String(HOST_BLOCK_SIZE), indexes.join(','), ...linked],
+    { maxBuffer: 64 << 20 },
+  );
+  const read = JSON.parse(stdout) as { mediaSize: number; blocks: Record<string, string> };
+  if (read.mediaSize !== content.virtualSize) {
+    return { reader: 'libvhdi', same: false, why: `${read.mediaSize} bytes, not ${content.virtualSize}` };
+  }
+  for (const index of indexes) {
+    const block = content.readBlock(index);
+    const length = Math.min(block.length, content.virtualSize - index * block.length);
+    const expected = createHash('sha256').update(block.subarray(0, length)).digest('hex');
+    if (read.blocks[String(index)] !== expected) {
+      return { reader: 'libvhdi', same: false, why: `block ${index} differs` };
+    }
+  }
+  return { reader: 'libvhdi', same: true };
+}
+
+/** The host's VHDs have 2 MiB blocks (the simulator's SparseDisk blocks are the same size). */
+const HOST_BLOCK_SIZE = 2 * 1024 * 1024;
+
+/** Indexes of the blocks a VHD's BAT lists (footer copy at 0 → dynamic header → table offset and size). */
+async function batPresentBlocks(path: string): Promise<number[]> {
+  const footer = await readAt(path, 0, 512);
+  const header = await readAt(path, Number(footer.readBigUInt64BE(16)), 1024);
+  const tableOffset = Number(header.readBigUInt64BE(16));
+  const entries = header.readUInt32BE(28);
+  if (header.readUInt32BE(32) !== HOST_BLOCK_SIZE) throw new Error(`${path}: blocks are not 2 MiB`);
+  const bat = await readAt(path, tableOffset, entries * 4);
+  const present: number[] = [];
+  for (let index = 0; index < entries; index++) {
+    if (bat.readUInt32BE(index * 4) !== 0xffffffff) present.push(index);
+  }
+  return present;
 }
 
 /**
