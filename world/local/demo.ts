@@ -9,6 +9,7 @@
  *                             "restores":[{"strategy","vdiUuid","bytes","seconds","sha256Match"},…]}
  *   npm start -- --vdi-size 1GiB
  */
+import { DEFAULT_CATALOG_PREFIX } from '../../lambdas/runtime/defaults.ts';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
       pool: 'demo',
       s3,
       bucket,
-      prefix: 'backups',
+      prefix: DEFAULT_CATALOG_PREFIX,
       onExportProgress: (_vdi, bytes) => progress?.update(bytes),
     };
     target = local;
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
 
     const manifests = await listManifests(
       createS3Client(s3),
-      { bucket, prefix: 'backups' },
+      { bucket, prefix: DEFAULT_CATALOG_PREFIX },
       'demo',
       vdi.uuid,
     );

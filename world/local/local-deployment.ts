@@ -6,6 +6,7 @@
  * runs"). Only endpoints differ from AWS: S3 (Swift or the embedded server), DynamoDB (dynalite), Secrets
  * Manager (a loopback server holding the pool credentials), the pool (the simulator).
  */
+import { DEFAULT_CATALOG_PREFIX } from '../../lambdas/runtime/defaults.ts';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,7 +54,7 @@ export function localConfig(target: LocalTarget): unknown {
   const pool = target.pool ?? 'local';
   return {
     pools: [{ name: pool, url: PLACEHOLDER_POOL_URL, secret: `vdi-vault/${pool}` }],
-    prefix: target.prefix ?? 'backups',
+    prefix: target.prefix ?? DEFAULT_CATALOG_PREFIX,
     ...(target.routing?.fargateThresholdBytes !== undefined
       ? { fargateThresholdGiB: target.routing.fargateThresholdBytes / GiB }
       : {}),

@@ -1,5 +1,6 @@
 /**
- * XAPI simulator: a real HTTP/HTTPS server on loopback standing in for a two-host Xen pool (DESIGN.md §2).
+ * XAPI simulator: a real HTTP/HTTPS server on loopback standing in for a two-host Xen pool
+ * (docs/design.md § XAPI: calls, sessions and tasks, and § XAPI: disk transfers over HTTP).
  *
  *   const sim = await startXapiSimulator({ tls: true });
  *   sim.url / sim.memberUrl          master / member base URLs (`http(s)://127.0.0.1:<port>`)

@@ -3,10 +3,10 @@
  * `export_raw_vdi?format=vhd`) and the import reader (what it does with `import_raw_vdi?format=vhd`).
  *
  * This is the independent oracle ON PURPOSE, not duplication to merge with `lambdas/vhd`. It was written
- * for the simulator from the VHD specification and the host's behaviour (DESIGN.md §2), and shares no code
- * with the product's codec: a bug shared by our writer and our parser (BAT, bitmap polarity, differencing
- * semantics) can only show when the other side of the wire is somebody else's code. Keep it that way: no
- * import from `lambdas/`, and no import of this file from the product.
+ * for the simulator from the VHD specification and the host's behaviour (docs/design.md § VHD as the host
+ * writes it), and shares no code with the product's codec: a bug shared by our writer and our parser
+ * (BAT, bitmap polarity, differencing semantics) can only show when the other side of the wire is somebody
+ * else's code. Keep it that way: no import from `lambdas/`, and no import of this file from the product.
  *
  * Host facts reproduced (mirage/ocaml-vhd `Vhd_input.vhd`, as used by vhd-tool):
  * - export layout: footer copy · dynamic header at 512 · one zero sector at 1536 · BAT at 2048 (all ones
