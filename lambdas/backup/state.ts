@@ -68,6 +68,8 @@ export interface BackupOutcome {
   readonly status: 'succeeded' | 'failed';
   readonly backupId?: string;
   readonly kind?: 'full' | 'delta';
+  /** The image format the point is stored in. */
+  readonly format?: ImageFormat;
   readonly fullReason?: string;
   readonly bytes?: number;
   readonly sha256?: string;

@@ -393,6 +393,7 @@ export function createBackupSteps(deps: BackupDeps) {
         status: 'succeeded',
         backupId: plan.backupId,
         kind: plan.kind,
+        format: plan.format,
         ...(plan.fullReason !== undefined ? { fullReason: plan.fullReason } : {}),
         bytes: exported.bytes,
         sha256: exported.sha256,

@@ -68,6 +68,8 @@ export interface RestoreResult {
   readonly sourceVdiUuid: string;
   readonly restorePoint: string;
   readonly strategy: 'replay' | 'merge';
+  /** The image format of the chain, and of what was sent to the host. */
+  readonly format: ImageFormat;
   readonly layersApplied: readonly string[];
   readonly bytesMoved: number;
   readonly durationMs: number;

@@ -341,6 +341,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
         sourceVdiUuid: state.request.vdiUuid,
         restorePoint: chain.backupId,
         strategy: state.request.strategy,
+        format: chain.format,
         layersApplied: chain.layers.map((layer) => layer.backupId),
         bytesMoved: imported.reduce((sum, layer) => sum + layer.bytes, 0),
         durationMs: now().getTime() - Date.parse(state.startedAt),

@@ -56,6 +56,7 @@ describe('qcow2 VDIs through the backup and restore workflows', () => {
         const run = await w.restore({ vdiUuid: w.vdiUuid, restorePoint: point.backupId, srUuid, strategy });
         expect(run.status, run.cause).toBe('SUCCEEDED');
         const restored = run.result!.vdiUuid;
+        expect(run.result!.format).toBe('qcow2');
         expect(w.sim.diskSha256(restored)).toBe(hashes.get(point.backupId));
         expect((w.sim.vdiRecord(restored)!.sm_config as Record<string, string>)['image-format']).toBe(
           'qcow2',
