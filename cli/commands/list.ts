@@ -25,8 +25,8 @@ export interface RestorePointRow {
   readonly endedAt: string;
   readonly bytes: number;
   readonly virtualSize: number;
-  /** The object's image format (vhd for manifests written before qcow2 support). */
-  readonly format: ImageFormat;
+  /** `qcow2` for a qcow2 point; absent for vhd, as in the manifests. */
+  readonly format?: ImageFormat;
   /** Present 2 MiB blocks of a vhd point, present 64 KiB clusters of a qcow2 one. */
   readonly presentBlocks: number;
   readonly sha256: string;
@@ -114,7 +114,7 @@ export function restorePoints(manifests: readonly Manifest[]): RestorePointRow[]
       endedAt: manifest.endedAt,
       bytes: manifest.bytes,
       virtualSize: manifest.virtualSize,
-      format: formatOf(manifest),
+      ...(formatOf(manifest) === 'qcow2' ? { format: 'qcow2' as const } : {}),
       presentBlocks: manifest.presentBlocks,
       sha256: manifest.sha256,
       snapshotUuid: manifest.snapshotUuid,
