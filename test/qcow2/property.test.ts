@@ -218,7 +218,7 @@ describe('corruption of the host layout', () => {
           expect(error).toMatchObject({ offset: END, statusCode: status });
         },
       ),
-      { numRuns: 200 },
+      { numRuns: 50 },
     );
   });
 });
