@@ -1,5 +1,5 @@
 import { DEFAULT_IMPORT_TASK_TIMEOUT_MS } from '../runtime/defaults.ts';
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ImageFormat } from '../catalog/manifest.ts';
 import { putImport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
 
@@ -30,22 +30,20 @@ export async function importIntoVdi(session: XapiSession, options: ImportOptions
   let sent: { host: string } | undefined;
   let sendError: unknown;
   let sentBytes = 0;
-  const counted = pipeline(
-    options.body,
-    new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        sentBytes += chunk.length;
-        callback(null, chunk);
-      },
-    }),
-    () => undefined,
-  );
+  // Counted as the host pulls it. A generator touches the body only once the PUT reads it, so a PUT refused
+  // before its body (an expired session, a redirect probe) leaves the body whole for the retry.
+  async function* counted(): AsyncGenerator<Buffer> {
+    for await (const chunk of options.body as AsyncIterable<Buffer>) {
+      sentBytes += chunk.length;
+      yield chunk;
+    }
+  }
   try {
     sent = await putImport(session, {
       vdiRef: options.vdiRef,
       taskRef: options.taskRef,
       format: options.format ?? 'vhd',
-      body: counted,
+      body: Readable.from(counted(), { objectMode: false }),
       contentLength: options.contentLength,
     });
     if (sentBytes !== options.contentLength) {
@@ -56,8 +54,6 @@ export async function importIntoVdi(session: XapiSession, options: ImportOptions
     }
   } catch (error) {
     sendError = error;
-  } finally {
-    counted.destroy();
   }
   const task = await session
     .awaitTask(options.taskRef, sendError ? 5_000 : (options.taskTimeoutMs ?? DEFAULT_IMPORT_TASK_TIMEOUT_MS))

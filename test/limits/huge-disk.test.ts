@@ -89,14 +89,24 @@ describe('a delta of a 2 TiB disk', () => {
     expect(await world.openUploads()).toEqual([]);
   });
 
-  it('a disk of exactly 2 TiB is refused by the host (VDI_TOO_LARGE) and the run leaves nothing', async () => {
-    const vdi = world.sim.addVdi({ virtualSize: 2 * TiB, populate: 'none', nameLabel: 'too big' });
+  it('a disk of exactly 2 TiB, past what VHD can hold, is backed up as qcow2 and leaves only its base', async () => {
+    const vdi = world.sim.addVdi({ virtualSize: 2 * TiB, populate: 'none', nameLabel: 'too big for vhd' });
     world.sim.writeDisk(vdi.uuid, 0, Buffer.alloc(MiB, 7));
+    const before = world.sim.transfers().length;
     const run = await world.backup({ vdiUuids: [vdi.uuid] });
-    expect(run.status).toBe('FAILED');
-    expect(`${run.error} ${run.cause}`).toMatch(/VDI_TOO_LARGE/);
-    expect(await world.manifests(vdi.uuid)).toEqual([]);
-    expect(world.sim.snapshotsOf(vdi.uuid)).toEqual([]);
+    expect(run.status, run.cause).toBe('SUCCEEDED');
+    const [manifest] = await world.manifests(vdi.uuid);
+    expect(manifest).toMatchObject({ kind: 'full', format: 'qcow2', virtualSize: 2 * TiB });
+    expect(manifest!.objectKey).toMatch(/\.qcow2$/);
+    // The host was asked for qcow2, never for a vhd it would refuse (VDI_TOO_LARGE).
+    const exports = world.sim
+      .transfers()
+      .slice(before)
+      .filter((transfer) => transfer.direction === 'export');
+    expect(exports.map((transfer) => [transfer.format, transfer.outcome])).toEqual([['qcow2', 'success']]);
+    expect(world.sim.snapshotsOf(vdi.uuid).map((snapshot) => snapshot.uuid)).toEqual([
+      manifest!.snapshotUuid,
+    ]);
     expect(world.sim.openTasks()).toEqual([]);
     expect(world.sim.openSessions()).toEqual([]);
     expect(await world.openUploads()).toEqual([]);

@@ -22,7 +22,7 @@ describe('transfers on Fargate (the container entrypoint as a local child proces
     world = undefined;
   });
 
-  it('routes by threshold: small exports and imports on Lambda, large ones (and a replay with one) on Fargate', async () => {
+  it('routes by threshold: a small delta export on Lambda; the large full, and restores of a chain holding it, on Fargate', async () => {
     world = await startBackupWorld({
       vdi: { virtualSize: 24 * MiB, populate: 'scattered' },
       // The full (~9 MiB allocated) goes to Fargate, the small deltas stay on Lambda.
@@ -82,8 +82,15 @@ describe('transfers on Fargate (the container entrypoint as a local child proces
     await backupAndRecord(world, hashes);
     armed = true;
     world.sim.injectFault({ kind: 'throttle', on: 'export', bytesPerSecond: 24 * MiB, times: 1 });
+    const before = world.sim.transfers().length;
     const run = await world.backup({ vdiUuids: [world.vdiUuid], mode: 'full' });
     expect(run.status, run.cause).toBe('SUCCEEDED');
+    // Retried once, as the host saw it: the killed export, then one that completed.
+    const exports = world.sim
+      .transfers()
+      .slice(before)
+      .filter((transfer) => transfer.direction === 'export');
+    expect(exports.map((transfer) => transfer.outcome)).toEqual(['failure', 'success']);
     expect(run.statesEntered).toEqual(
       expect.arrayContaining(['Export', 'PrepareFargateRetry', 'ExportOnFargate']),
     );
