@@ -52,5 +52,7 @@ describe('restore, property-based end to end', () => {
       ),
       { numRuns: 5 },
     );
-  }, 180_000);
+    // Five worlds, each cold-starting its functions, with restores by both strategies and outside checks:
+    // a few minutes when it shares the machine with another test file.
+  }, 480_000);
 });
