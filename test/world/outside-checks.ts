@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
 import { chainOf, type Manifest } from '../../lambdas/catalog/manifest.ts';
 import type { CatalogLocation } from '../../lambdas/catalog/keys.ts';
@@ -53,17 +53,20 @@ export class OutsideReadChecks {
    * exported, byte for byte.
    */
   async storedPoints(transfers: readonly SimTransfer[]): Promise<void> {
-    const exported = new Map<string, SimDiskContent>();
+    // The content each exported snapshot held, by the VDI whose series it belongs to.
+    const exported = new Map<string, Map<string, SimDiskContent>>();
     for (const transfer of transfers) {
       if (transfer.direction !== 'export' || transfer.outcome !== 'success' || transfer.format === 'raw')
         continue;
-      exported.set(transfer.vdiUuid, recorded(transfer.exportedContent));
+      if (transfer.snapshotOfUuid === undefined) continue; // not a snapshot: no backup stores it
+      const series = exported.get(transfer.snapshotOfUuid) ?? new Map<string, SimDiskContent>();
+      series.set(transfer.vdiUuid, recorded(transfer.exportedContent));
+      exported.set(transfer.snapshotOfUuid, series);
     }
-    if (exported.size === 0) return;
-    for (const series of await this.#series()) {
-      const manifests = await listManifests(this.#s3, this.#location, this.#pool, series);
+    for (const [vdiUuid, snapshots] of exported) {
+      const manifests = await listManifests(this.#s3, this.#location, this.#pool, vdiUuid);
       for (const manifest of manifests) {
-        const content = exported.get(manifest.snapshotUuid);
+        const content = snapshots.get(manifest.snapshotUuid);
         if (content === undefined) continue;
         const chain = chainOf(manifests, manifest.backupId).reverse();
         if (chain[0]?.kind !== 'full') {
@@ -117,28 +120,6 @@ export class OutsideReadChecks {
       throw new Error(`outside check: restore of ${result.restorePoint} differs from what the host exported`);
     }
     this.#done.push({ what: 'restore stream', backupId: result.restorePoint, reader, layers: files.length });
-  }
-
-  /** The VDI uuids that have a series under the pool's prefix. */
-  async #series(): Promise<string[]> {
-    const prefix = `${this.#location.prefix}/${this.#pool}/`;
-    const series: string[] = [];
-    let token: string | undefined;
-    do {
-      const page = await this.#s3.send(
-        new ListObjectsV2Command({
-          Bucket: this.#location.bucket,
-          Prefix: prefix,
-          Delimiter: '/',
-          ContinuationToken: token,
-        }),
-      );
-      for (const common of page.CommonPrefixes ?? []) {
-        if (common.Prefix !== undefined) series.push(common.Prefix.slice(prefix.length, -1));
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token !== undefined);
-    return series;
   }
 
   /** Downloads the chain's objects (oldest first) into files for `read`, then removes them. */

@@ -45,8 +45,8 @@
  *                                    first; ended: { how: 'logout' | 'expired' | 'transfer' (a basic-auth transfer's
  *                                    own session), at }, undefined while open
  *   sim.transfers()                  every export and import the hosts served, oldest first: { direction, vdiUuid,
- *                                    format, baseUuid, bytes (counted on the wire), outcome, bodyPath?,
- *                                    exportedSha256?(), exportedContent? }; with `recordTransfersIn: dir`, an
+ *                                    snapshotOfUuid, format, baseUuid, bytes (counted on the wire), outcome, bodyPath?,
+ *                                    exportedContent? }; with `recordTransfersIn: dir`, an
  *                                    export keeps the content it read and an import's body is saved (bodyPath)
  *   sim.diskContent(uuid)            a copy of the VDI's content: { virtualSize, allocatedBlocks(), readBlock(),
  *                                    sha256() }
@@ -156,14 +156,14 @@ export type SimRecord = Record<string, unknown> & { ref: string; uuid: string };
 export interface SimTransfer {
   readonly direction: 'export' | 'import';
   readonly vdiUuid: string;
+  /** For a snapshot: the VDI it is a snapshot of. */
+  readonly snapshotOfUuid: string | undefined;
   readonly format: 'vhd' | 'raw' | 'qcow2';
   readonly baseUuid: string | undefined;
   readonly bytes: number;
   readonly outcome: 'running' | 'success' | 'failure';
   /** The import body as received (recording on). */
   readonly bodyPath?: string;
-  /** sha256 of the raw content the export read, virtual size bytes (recording on). */
-  readonly exportedSha256?: () => string;
   /** The content the export read, block by block (recording on). */
   readonly exportedContent?: SimDiskContent;
 }
@@ -375,9 +375,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     transfers: () =>
       pool.transfers.map(({ exportedDisk, ...record }) => ({
         ...record,
-        ...(exportedDisk === undefined
-          ? {}
-          : { exportedSha256: () => exportedDisk.sha256(), exportedContent: diskContent(exportedDisk) }),
+        ...(exportedDisk === undefined ? {} : { exportedContent: diskContent(exportedDisk) }),
       })),
     setHostDown: (role, down) => {
       for (const host of pool.hosts) if (host.role === role) host.down = down;

@@ -112,9 +112,11 @@ export interface SessionState {
 export interface TransferRecord {
   readonly direction: 'export' | 'import';
   readonly vdiUuid: string;
+  /** For a snapshot: the uuid of the VDI it is a snapshot of (while that VDI exists). */
+  readonly snapshotOfUuid: string | undefined;
   readonly format: TransferFormat;
-  /** The `base` of a delta export. */
-  readonly baseUuid: string | undefined;
+  /** The `base` of a delta export (known once the export has read its query). */
+  baseUuid: string | undefined;
   /** Body bytes written to (export) or read from (import) the connection. */
   bytes: number;
   outcome: 'running' | 'success' | 'failure';
@@ -170,6 +172,25 @@ export class PoolState {
   readonly transfers: TransferRecord[] = [];
   /** When set, exports keep the content they read and import bodies are saved in this folder. */
   recordTransfersIn: string | undefined;
+
+  /** Starts the record of a transfer the host has just answered 200 for. */
+  recordTransfer(
+    direction: TransferRecord['direction'],
+    vdi: VdiState,
+    format: TransferFormat,
+  ): TransferRecord {
+    const record: TransferRecord = {
+      direction,
+      vdiUuid: vdi.uuid,
+      snapshotOfUuid: vdi.isASnapshot ? this.vdis.get(vdi.snapshotOf)?.uuid : undefined,
+      format,
+      baseUuid: undefined,
+      bytes: 0,
+      outcome: 'running',
+    };
+    this.transfers.push(record);
+    return record;
+  }
   readonly users: UserAccount[];
   readonly faults = new FaultRegistry();
   /** How long an export may stay blocked on a reader that does not read before it dies (VDI_IO_ERROR). */

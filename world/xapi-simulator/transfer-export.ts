@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { InjectedDrop, InjectedHttp500 } from './byte-faults.ts';
 import { MAX_VHD_SIZE, selectExportClusters } from './image-format.ts';
-import type { HostState, PoolState, TransferRecord, VdiState } from './pool.ts';
+import type { HostState, PoolState, VdiState } from './pool.ts';
 import { completeTask, failTask, xapiAtLeast } from './pool.ts';
 import { hostQcow2Export } from './qcow2-host.ts';
 import type { SparseDisk } from './sparse-disk.ts';
@@ -55,15 +55,7 @@ export async function handleExport(
           'Content-Type': format === 'vhd' ? 'application/vhd' : 'application/octet-stream',
           'Content-Disposition': `attachment; filename="${vdi.uuid}.${format}"`,
         };
-  const record: { -readonly [K in keyof TransferRecord]: TransferRecord[K] } = {
-    direction: 'export',
-    vdiUuid: vdi.uuid,
-    format,
-    baseUuid: undefined,
-    bytes: 0,
-    outcome: 'running',
-  };
-  pool.transfers.push(record);
+  const record = pool.recordTransfer('export', vdi, format);
   let position = 0;
   try {
     await writeToSocket(socket, okHead(task, head), pool.readerStallTimeoutMs, signal);

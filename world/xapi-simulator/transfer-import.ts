@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { HostState, PoolState, TransferRecord } from './pool.ts';
+import type { HostState, PoolState } from './pool.ts';
 import { completeTask, failTask } from './pool.ts';
 import { HostQcow2Error, HostQcow2Import } from './qcow2-host.ts';
 import type { SparseDisk } from './sparse-disk.ts';
@@ -71,15 +71,7 @@ export async function handleImport(
   const { signal } = abort;
   vdi.activeTransfers += 1;
   task.cancel = () => abort.abort();
-  const record: TransferRecord = {
-    direction: 'import',
-    vdiUuid: vdi.uuid,
-    format,
-    baseUuid: undefined,
-    bytes: 0,
-    outcome: 'running',
-  };
-  pool.transfers.push(record);
+  const record = pool.recordTransfer('import', vdi, format);
   let body: number | undefined;
   if (pool.recordTransfersIn !== undefined) {
     record.bodyPath = join(pool.recordTransfersIn, `import-${pool.transfers.length}.${format}`);
