@@ -1,5 +1,5 @@
 import type { ImageFormat } from '../catalog/manifest.ts';
-import { CLUSTER_SIZE, qcow2Layout } from '../qcow2/index.ts';
+import { qcow2FullyAllocatedByteLength } from '../qcow2/index.ts';
 import { vhdByteLength, VHD_BLOCK_SIZE } from '../vhd/index.ts';
 
 const MiB = 1024 * 1024;
@@ -47,15 +47,9 @@ export function vhdExportUpperBound(virtualSize: number): number {
   return vhdByteLength(virtualSize, Math.ceil(virtualSize / VHD_BLOCK_SIZE));
 }
 
-/**
- * The largest qcow2 export a disk of this virtual size can give: every cluster present, its metadata (one
- * L2 table per 8,192 clusters, the refcount blocks) before the data included. Equal to `qcow2ByteLength`
- * of every cluster, computed from the counts instead of iterating 268 million clusters of a 16 TiB disk.
- */
-const L2_ENTRIES = CLUSTER_SIZE / 8;
+/** The largest qcow2 export a disk of this virtual size can give: every cluster present, metadata included. */
 export function qcow2ExportUpperBound(virtualSize: number): number {
-  const clusters = Math.ceil(virtualSize / CLUSTER_SIZE);
-  return qcow2Layout(virtualSize, Math.ceil(clusters / L2_ENTRIES), clusters).totalClusters * CLUSTER_SIZE;
+  return qcow2FullyAllocatedByteLength(virtualSize);
 }
 
 /** The largest export of a disk of this virtual size in this format: what part sizes and routing go by. */

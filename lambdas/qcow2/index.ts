@@ -16,7 +16,7 @@ export {
   Qcow2TrailingDataError,
   Qcow2TruncatedError,
 } from './errors.ts';
-export { qcow2ByteLength, qcow2Layout, refcountClusters } from './layout.ts';
+export { qcow2ByteLength, qcow2FullyAllocatedByteLength, qcow2Layout, refcountClusters } from './layout.ts';
 export type { Qcow2Layout } from './layout.ts';
 export { writeQcow2 } from './writer.ts';
 export { Qcow2StreamParser } from './parser.ts';
