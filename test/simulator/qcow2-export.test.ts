@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startXapiSimulator } from '../../world/xapi-simulator/index.ts';
+import { DEFAULT_XAPI_VERSION, startXapiSimulator } from '../../world/xapi-simulator/index.ts';
 import type { XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import { call, login, rawHttp } from './sim-client.ts';
 import {
@@ -35,7 +35,7 @@ beforeAll(async () => {
 afterAll(() => sim.close());
 afterEach(() => {
   sim.clearFaults();
-  sim.setXapiVersion('26.1.3');
+  sim.setXapiVersion(DEFAULT_XAPI_VERSION);
 });
 
 function exportPath(query: Record<string, string>): string {
