@@ -1,12 +1,12 @@
 import { DEFAULT_EXPORT_TASK_TIMEOUT_MS, DEFAULT_PARTS_IN_FLIGHT } from '../runtime/defaults.ts';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { ImageFormat } from '../catalog/manifest.ts';
-import { createQcow2Validator } from '../qcow2/index.ts';
+import { createQcow2Validator, qcow2LengthBound } from '../qcow2/index.ts';
 import { createVhdValidator, type VhdDiskType } from '../vhd/index.ts';
 import { openExport, taskFailure, XapiError, type Ref, type XapiSession } from '../xapi/index.ts';
 import { exportUpperBound, partSizeFor, S3_MAX_PARTS } from './part-size.ts';
@@ -84,10 +84,9 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
   const startedAt = new Date().toISOString();
   const format = options.format ?? 'vhd';
   const upperBound = exportUpperBound(format, options.virtualSize);
-  const partSize = options.partSize ?? partSizeFor(upperBound);
+  const plannedPartSize = options.partSize ?? partSizeFor(upperBound);
   // lib-storage keeps one part size for the whole upload: what passes this can't be stored.
   const maxParts = Math.min(options.maxParts ?? S3_MAX_PARTS, S3_MAX_PARTS);
-  const byteLimit = partSize * maxParts;
 
   const opened = await openExport(options.session, {
     vdiRef: options.vdiRef,
@@ -96,6 +95,20 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
     ...(options.baseRef ? { baseRef: options.baseRef } : {}),
     ...(options.stallTimeoutMs ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
   });
+  let body: Readable = opened.body;
+  let partSize = plannedPartSize;
+  if (format === 'qcow2') {
+    // A qcow2 stream says how long it can be in its first clusters: a sparse disk's parts stay small
+    // however large the disk (docs/design.md § QCOW2 backups).
+    const peeked = await peekQcow2LengthBound(opened.body).catch(async (error: unknown) => {
+      opened.body.destroy();
+      await explainWithTask(options, error);
+      throw error;
+    });
+    body = peeked.body;
+    if (peeked.bound !== undefined) partSize = Math.min(plannedPartSize, partSizeFor(peeked.bound));
+  }
+  const byteLimit = partSize * maxParts;
   log.info('export started', { host: opened.host, key: options.key, format, partSize });
 
   const validator =
@@ -111,10 +124,12 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
             `the export passed ${byteLimit} bytes, all that ${maxParts} parts of ${partSize} bytes can hold ` +
               `(the most one multipart upload may have), so it was stopped before part ${maxParts + 1} and ` +
               `its upload aborted` +
-              (partSize < partSizeFor(upperBound)
-                ? `: the parts were sized for a smaller delta; a full backup (mode full) sizes them for ` +
-                  `the whole disk (${upperBound} bytes)`
-                : ''),
+              (partSize < plannedPartSize
+                ? `: the parts were sized for the length the image's refcount table declares, which it outgrew`
+                : plannedPartSize < partSizeFor(upperBound)
+                  ? `: the parts were sized for a smaller delta; a full backup (mode full) sizes them for ` +
+                    `the whole disk (${upperBound} bytes)`
+                  : ''),
           ),
         );
         return;
@@ -152,7 +167,7 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
     gate.destroy(error as Error);
     throw error;
   });
-  const streamed = pipeline(opened.body, validator, gate).catch((error: unknown) => {
+  const streamed = pipeline(body, validator, gate).catch((error: unknown) => {
     firstError ??= error;
     throw error;
   });
@@ -180,6 +195,46 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
   };
   log.info('export stored', { key: options.key, bytes, presentBlocks: result.presentBlocks });
   return result;
+}
+
+/**
+ * Reads the first clusters of a qcow2 export, as many as `qcow2LengthBound` needs, and gives back the
+ * whole stream (those clusters first) with the bound, if the prefix has one.
+ */
+async function peekQcow2LengthBound(source: Readable): Promise<{ body: Readable; bound?: number }> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  const reader = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let ended = false;
+  let bound: number | undefined;
+  for (;;) {
+    const prefix = Buffer.concat(chunks, length);
+    const found = qcow2LengthBound(prefix);
+    if (found.kind === 'bound') bound = found.bound;
+    if (found.kind !== 'needMore') break;
+    while (length < found.bytesNeeded && !ended) {
+      const next = await reader.next();
+      if (next.done) ended = true;
+      else {
+        chunks.push(next.value);
+        length += next.value.length;
+      }
+    }
+    if (ended && length < found.bytesNeeded) break;
+  }
+  async function* replay(): AsyncGenerator<Buffer> {
+    yield* chunks;
+    if (ended) return;
+    for (;;) {
+      const next = await reader.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  const body = Readable.from(replay(), { objectMode: false });
+  // Destroying the stream we hand out must stop the host's body too.
+  body.once('close', () => source.destroy());
+  return { body, ...(bound !== undefined ? { bound } : {}) };
 }
 
 /**

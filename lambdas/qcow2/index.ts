@@ -28,3 +28,4 @@ export { mergeQcow2Layers } from './merge.ts';
 export type { MergedClusterSource, Qcow2ChainLayer } from './merge.ts';
 export { createQcow2Validator, Qcow2Validator } from './validator.ts';
 export { readQcow2VirtualSize } from './image-size.ts';
+export { qcow2LengthBound, BYTES_PER_REFCOUNT_BLOCK } from './length-bound.ts';

@@ -232,6 +232,51 @@ describe('export sizing against the simulator and S3', () => {
     expect(sim.openSessions()).toEqual([]);
   });
 
+  it("a sparse 3 TiB qcow2 disk: Plan sizes its full's parts for the whole disk, the export for the length the image's refcount table declares", async () => {
+    const TiB = 1024 * GiB;
+    const vdi = sim.addVdi({ virtualSize: 3 * TiB, nameLabel: 'sparse', imageFormat: 'qcow2' });
+    sim.writeDisk(vdi.uuid, 2 * TiB, Buffer.alloc(3 * MiB, 5));
+    const steps = createBackupSteps({
+      s3: world.client,
+      catalog: { bucket, prefix: 'sparse' },
+      pools: poolDirectory({
+        lab: {
+          connection: { url: sim.url },
+          credentials: async () => ({ username: sim.username, password: sim.password }),
+        },
+      }),
+      routing: lambda1GiB,
+    });
+    const login = await steps.login({ vdiUuids: [vdi.uuid], pool: 'lab' });
+    let state: BackupItemState = {
+      vdiUuid: vdi.uuid,
+      pool: 'lab',
+      mode: 'auto',
+      retention: null,
+      session: login.session,
+    };
+    state = { ...state, plan: await steps.plan(state) };
+    state = { ...state, snapshot: await steps.snapshot(state) };
+    state = { ...state, task: await steps.createTask(state) };
+    state = { ...state, export: await steps.export(state) };
+    state = { ...state, commit: await steps.commit(state) };
+    await steps.cleanup(state);
+    await steps.logout({ pool: 'lab', session: login.session, outcomes: [] });
+    // Before the export, only the virtual size is known: every cluster present, 350 MiB parts.
+    expect(state.plan).toMatchObject({
+      kind: 'full',
+      format: 'qcow2',
+      route: 'fargate',
+      partSize: 350 * MiB,
+    });
+    // One refcount block (2 GiB of file at most): S3's smallest part we use.
+    expect(state.export).toMatchObject({ format: 'qcow2', partSize: 16 * MiB, presentBlocks: 48 });
+    const transfer = sim.transfers().find((t) => t.direction === 'export' && t.snapshotOfUuid === vdi.uuid);
+    expect(transfer).toMatchObject({ outcome: 'success', format: 'qcow2', bytes: state.export!.bytes });
+    expect(sim.openSessions()).toEqual([]);
+    expect(sim.openTasks()).toEqual([]);
+  });
+
   it('an export that outgrows its parts fails before the part after the last and leaves no upload', async () => {
     const vdi = sim.addVdi({ virtualSize: 40 * MiB, populate: 'generated' });
     const session = await XapiSession.login(
