@@ -4,31 +4,71 @@ import { describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 
+interface Summary {
+  backups: { vdi: string; format: string; id: string; kind: string; bytes: number; sha256: string }[];
+  restores: {
+    vdi: string;
+    format: string;
+    strategy: string;
+    vdiUuid: string;
+    bytes: number;
+    seconds: number;
+    sha256Match: boolean;
+  }[];
+}
+
 describe('npm start', () => {
-  it('runs a full and two deltas, restores with each strategy, and ends stdout with the JSON summary', async () => {
-    const { stdout } = await run('npm', ['start', '--silent', '--', '--json', '--vdi-size', '64MiB'], {
-      timeout: 120_000,
-    });
-    const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
-      backups: { id: string; kind: string; bytes: number; sha256: string }[];
-      restores: { strategy: string; vdiUuid: string; bytes: number; seconds: number; sha256Match: boolean }[];
-    };
-    expect(summary.backups.map((b) => b.kind)).toEqual(['full', 'delta', 'delta']);
-    const [full, ...deltas] = summary.backups;
+  it('backs up a vhd disk (a full and two deltas) and a sparse 3 TiB qcow2 disk (a full and a delta), restores each with each strategy, and ends stdout with the JSON summary', async () => {
+    const { stdout, stderr } = await run(
+      'npm',
+      ['start', '--silent', '--', '--json', '--vdi-size', '64MiB'],
+      {
+        timeout: 240_000,
+      },
+    );
+    const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as Summary;
+    const [vhdVdi, qcow2Vdi] = [...new Set(summary.backups.map((b) => b.vdi))];
+    expect(summary.backups.map((b) => [b.vdi, b.format, b.kind])).toEqual([
+      [vhdVdi, 'vhd', 'full'],
+      [vhdVdi, 'vhd', 'delta'],
+      [vhdVdi, 'vhd', 'delta'],
+      [qcow2Vdi, 'qcow2', 'full'],
+      [qcow2Vdi, 'qcow2', 'delta'],
+    ]);
     for (const backup of summary.backups) {
       expect(backup.id).toMatch(/^\d{8}T\d{6}\.\d{3}Z-(full|delta)$/);
       expect(backup.sha256).toMatch(/^[0-9a-f]{64}$/);
       expect(backup.bytes).toBeGreaterThan(0);
     }
-    for (const delta of deltas) expect(delta.bytes).toBeLessThan(full!.bytes);
-    expect(summary.restores.map((r) => [r.strategy, r.sha256Match])).toEqual([
-      ['replay', true],
-      ['merge', true],
+    for (const vdi of [vhdVdi, qcow2Vdi]) {
+      const [full, ...deltas] = summary.backups.filter((b) => b.vdi === vdi);
+      for (const delta of deltas) expect(delta.bytes).toBeLessThan(full!.bytes);
+    }
+    // Sparse: a few MiB of a 3 TiB disk, with its tables.
+    expect(summary.backups[3]!.bytes).toBeLessThan(64 * 1024 ** 2);
+    expect(summary.restores.map((r) => [r.vdi, r.format, r.strategy, r.sha256Match])).toEqual([
+      [vhdVdi, 'vhd', 'replay', true],
+      [vhdVdi, 'vhd', 'merge', true],
+      [qcow2Vdi, 'qcow2', 'replay', true],
+      [qcow2Vdi, 'qcow2', 'merge', true],
     ]);
     for (const restore of summary.restores) {
       expect(restore.vdiUuid).toMatch(/^[0-9a-f-]{36}$/);
       expect(restore.bytes).toBeGreaterThan(0);
       expect(restore.seconds).toBeGreaterThan(0);
     }
+    // People read the same on stderr with --json: each disk, its size and format.
+    expect(stderr).toContain(`qcow2 disk: VDI ${qcow2Vdi}, qcow2, 3.0 TiB`);
+    expect(stderr).toContain(`vhd disk: VDI ${vhdVdi}, vhd, 64.0 MiB`);
+  });
+
+  it('refuses a size it cannot read, naming the flag', async () => {
+    const failure = await run('npm', ['start', '--silent', '--', '--qcow2-size', 'big'], {
+      timeout: 60_000,
+    }).catch((error: { code: number; stderr: string }) => error);
+    expect(failure).toMatchObject({ code: 1 });
+    expect((failure as { stderr: string }).stderr).toMatch(
+      /--qcow2-size: "big" is not a disk size; use e\.g\./,
+    );
   });
 });

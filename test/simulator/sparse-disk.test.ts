@@ -55,4 +55,34 @@ describe('SparseDisk', () => {
     disk.writeMappedSectors(1, BLOCK_SIZE, bitmap, new Uint8Array(BLOCK_SIZE).fill(5));
     expect(disk.read(BLOCK_SIZE, 1024).every((byte) => byte === 5)).toBe(true);
   });
+
+  it('sparseSha256 is equal exactly when the raw content is: zeros written and holes alike', () => {
+    const write = fc.record({
+      offset: fc.integer({ min: 0, max: 4 * BLOCK_SIZE - 513 }),
+      length: fc.integer({ min: 1, max: BLOCK_SIZE }),
+      byte: fc.integer({ min: 0, max: 3 }),
+    });
+    fc.assert(
+      fc.property(fc.array(write, { maxLength: 5 }), fc.array(write, { maxLength: 5 }), (left, right) => {
+        const make = (writes: { offset: number; length: number; byte: number }[]) => {
+          const disk = new SparseDisk(4 * BLOCK_SIZE - 512);
+          for (const w of writes) {
+            disk.write(
+              w.offset,
+              new Uint8Array(Math.min(w.length, disk.virtualSize - w.offset)).fill(w.byte),
+            );
+          }
+          return disk;
+        };
+        const a = make(left);
+        const b = make(right);
+        expect(a.sparseSha256() === b.sparseSha256()).toBe(a.sha256() === b.sha256());
+      }),
+      { numRuns: 40 },
+    );
+    const zeros = new SparseDisk(BLOCK_SIZE * 2);
+    zeros.write(BLOCK_SIZE, new Uint8Array(10));
+    expect(zeros.sparseSha256()).toBe(new SparseDisk(BLOCK_SIZE * 2).sparseSha256());
+    expect(zeros.sparseSha256()).not.toBe(new SparseDisk(BLOCK_SIZE * 3).sparseSha256());
+  });
 });

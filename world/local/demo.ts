@@ -1,52 +1,115 @@
 /**
  * `npm start`: the main job on embedded defaults, with no AWS account and no pool. It starts the XAPI
- * simulator and an in-process S3-compatible server, runs the synthesized backup state machine for a full
- * backup, writes to the disk, runs two delta backups, lists the catalog, then restores the latest restore point
- * into new VDIs with each strategy through the synthesized restore state machine and checks their content.
+ * simulator and an in-process S3-compatible server and, for each of two disks, runs the synthesized backup
+ * state machine for a full backup, writes to the disk, runs delta backups, lists the catalog, then restores
+ * the latest restore point into new VDIs with each strategy through the synthesized restore state machine
+ * and checks their content:
+ *   - a VHD-backed VDI (--vdi-size, 256 MiB by default, a third of it written): a full and two deltas;
+ *   - a sparse qcow2-backed VDI (--qcow2-size, 3 TiB by default, a few MiB written across it): a full
+ *     and a delta (docs/design.md § QCOW2 backups).
  *
- *   npm start                 people: progress while transfers run, then a summary table
- *   npm start -- --json       ends stdout with {"backups":[{"id","kind","bytes","sha256"},…],
- *                             "restores":[{"strategy","vdiUuid","bytes","seconds","sha256Match"},…]}
- *   npm start -- --vdi-size 1GiB
+ *   npm start                 people: progress while transfers run, then a summary per disk
+ *   npm start -- --json       ends stdout with {"backups":[{"vdi","format","id","kind","bytes","sha256"},…],
+ *                             "restores":[{"vdi","format","strategy","vdiUuid","bytes","seconds","sha256Match"},…]}
+ *   npm start -- --vdi-size 1GiB --qcow2-size 16TiB
+ *
+ * sha256Match compares the restored VDI's content with the source snapshot's by the simulator's sparse
+ * content hash (`sparseSha256`: equal content, equal hash, at the cost of the allocated blocks only).
  */
 import { DEFAULT_CATALOG_PREFIX } from '../../lambdas/runtime/defaults.ts';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
+import type { ImageFormat } from '../../lambdas/catalog/manifest.ts';
 import { createS3Client } from '../../lambdas/s3/client.ts';
 import { startEmbeddedS3 } from '../embedded-s3.ts';
-import { startXapiSimulator } from '../xapi-simulator/index.ts';
+import { parseSize } from '../xapi-simulator/cli-args.ts';
+import { startXapiSimulator, type AddVdiOptions, type XapiSimulator } from '../xapi-simulator/index.ts';
 import { runLocalBackup, type LocalTarget } from './local-backup.ts';
 import { runLocalRestore } from './local-restore.ts';
 import { closeLocalDeployment } from './local-deployments.ts';
 import { formatBytes, formatRate, TransferProgress } from './progress.ts';
 
-const MiB = 1024 * 1024;
+const KiB = 1024;
 
-function parseSize(text: string): number {
-  const match = /^(\d+)\s*(B|KiB|MiB|GiB)?$/i.exec(text.trim());
-  if (!match) throw new Error(`--vdi-size: "${text}" is not a size; use e.g. 256MiB or 1GiB`);
-  const unit = { b: 1, kib: 1024, mib: MiB, gib: 1024 * MiB }[(match[2] ?? 'B').toLowerCase() as 'b'];
-  return Number(match[1]) * unit;
+interface DemoDisk {
+  readonly label: string;
+  readonly vdi: AddVdiOptions;
+  /** Writes between backups: [count, bytes each], one entry per delta. */
+  readonly deltas: readonly (readonly [number, number])[];
+  /** Writes before the full, for a disk that starts empty. */
+  readonly seed?: readonly [number, number];
+}
+
+interface DemoBackup {
+  vdi: string;
+  format: ImageFormat;
+  id: string;
+  kind: string;
+  bytes: number;
+  sha256: string;
+}
+
+interface DemoRestore {
+  vdi: string;
+  format: ImageFormat;
+  strategy: 'replay' | 'merge';
+  vdiUuid: string;
+  bytes: number;
+  seconds: number;
+  sha256Match: boolean;
+}
+
+function sizeOption(text: string, flag: string): number {
+  try {
+    return parseSize(text);
+  } catch {
+    throw new Error(`${flag}: "${text}" is not a disk size; use e.g. 256MiB, 1GiB or 3TiB`);
+  }
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { json: { type: 'boolean', default: false }, 'vdi-size': { type: 'string', default: '256MiB' } },
+    options: {
+      json: { type: 'boolean', default: false },
+      'vdi-size': { type: 'string', default: '256MiB' },
+      'qcow2-size': { type: 'string', default: '3TiB' },
+    },
   });
   const json = values.json === true;
   const say = (line: string) => (json ? process.stderr : process.stdout).write(line + '\n');
+  const disks: DemoDisk[] = [
+    {
+      label: 'vhd disk',
+      vdi: {
+        virtualSize: sizeOption(values['vdi-size']!, '--vdi-size'),
+        populate: 'scattered',
+        nameLabel: 'demo-disk',
+        imageFormat: 'vhd',
+      },
+      deltas: [
+        [8, 64 * KiB],
+        [3, 64 * KiB],
+      ],
+    },
+    {
+      label: 'qcow2 disk',
+      vdi: {
+        virtualSize: sizeOption(values['qcow2-size']!, '--qcow2-size'),
+        populate: 'none',
+        nameLabel: 'demo-qcow2-disk',
+        imageFormat: 'qcow2',
+      },
+      seed: [24, 256 * KiB],
+      deltas: [[6, 64 * KiB]],
+    },
+  ];
 
   const sim = await startXapiSimulator();
   let target: LocalTarget | undefined;
   const s3 = await startEmbeddedS3();
   try {
-    const vdi = sim.addVdi({
-      virtualSize: parseSize(values['vdi-size']!),
-      populate: 'scattered',
-      nameLabel: 'demo-disk',
-    });
     const bucket = 'vdi-vault-demo';
     await createS3Client(s3).send(new CreateBucketCommand({ Bucket: bucket }));
     let progress: TransferProgress | undefined;
@@ -60,93 +123,135 @@ async function main(): Promise<void> {
     };
     target = local;
     say(`XAPI simulator at ${sim.url}; S3-compatible server at ${s3.endpoint}`);
-    say(
-      `VDI ${vdi.uuid}: ${formatBytes(parseSize(values['vdi-size']!))}, ${sim.allocatedBlocks(vdi.uuid).length} blocks allocated`,
-    );
-
-    const backup = async (label: string) => {
-      progress = new TransferProgress(label);
-      const started = Date.now();
-      const run = await runLocalBackup(local, { vdiUuids: [vdi.uuid] });
-      progress.done();
-      if (run.status !== 'SUCCEEDED') throw new Error(`${label} failed: ${run.error}: ${run.cause}`);
-      const outcome = run.summary!.outcomes[0]!;
-      const seconds = (Date.now() - started) / 1000;
-      say(
-        `${label}: ${outcome.kind} ${outcome.backupId}  ${formatBytes(outcome.bytes!)} in ${seconds.toFixed(1)} s ` +
-          `(${formatRate(outcome.bytes!, (outcome.durationMs ?? 0) / 1000)} export)` +
-          (outcome.fullReason ? `  [full: ${outcome.fullReason}]` : ''),
+    const backups: DemoBackup[] = [];
+    const restores: DemoRestore[] = [];
+    for (const disk of disks) {
+      const outcome = await demoDisk(
+        sim,
+        local,
+        disk,
+        say,
+        (label) => (progress = new TransferProgress(label)),
       );
-    };
-    const scribble = (count: number) => {
-      for (let i = 0; i < count; i++) {
-        const offset = Math.floor(Math.random() * (parseSize(values['vdi-size']!) / 4096 - 64)) * 4096;
-        sim.writeDisk(vdi.uuid, offset, randomBytes(64 * 1024));
-      }
-      say(`wrote ${count} × 64 KiB at random offsets`);
-    };
-
-    await backup('backup 1');
-    scribble(8);
-    await backup('backup 2');
-    scribble(3);
-    await backup('backup 3');
-
-    const manifests = await listManifests(
-      createS3Client(s3),
-      { bucket, prefix: DEFAULT_CATALOG_PREFIX },
-      'demo',
-      vdi.uuid,
-    );
-    say('\ncatalog');
-    say('  id                               kind   bytes         blocks  parent');
-    for (const m of manifests) {
-      say(
-        `  ${m.backupId.padEnd(32)} ${m.kind.padEnd(6)} ${String(m.bytes).padStart(12)}  ${String(m.presentBlocks).padStart(6)}  ${m.parentBackupId ?? '-'}`,
-      );
+      backups.push(...outcome.backups);
+      restores.push(...outcome.restores);
     }
-    say(
-      `host: ${sim.snapshotsOf(vdi.uuid).length} snapshot kept (the next delta's base), ${sim.openTasks().length} tasks, ${sim.openSessions().length} sessions open`,
-    );
-
-    const latest = manifests.at(-1)!;
-    const expected = sim.diskSha256(latest.snapshotUuid);
-    const restores = [];
-    for (const strategy of ['replay', 'merge'] as const) {
-      const started = Date.now();
-      const run = await runLocalRestore(local, {
-        vdiUuid: vdi.uuid,
-        restorePoint: 'latest',
-        srUuid: sim.srs.shared.uuid,
-        strategy,
-      });
-      if (run.status !== 'SUCCEEDED')
-        throw new Error(`restore (${strategy}) failed: ${run.error}: ${run.cause}`);
-      const result = run.result!;
-      const seconds = (Date.now() - started) / 1000;
-      const sha256Match = sim.diskSha256(result.vdiUuid) === expected;
-      restores.push({ strategy, vdiUuid: result.vdiUuid, bytes: result.bytesMoved, seconds, sha256Match });
-      say(
-        `restore (${strategy}) of ${result.restorePoint}: ${result.layersApplied.length} layers, ` +
-          `${formatBytes(result.bytesMoved)} sent in ${seconds.toFixed(1)} s into VDI ${result.vdiUuid}; ` +
-          `content ${sha256Match ? 'matches' : 'DIFFERS FROM'} the source snapshot (sha256 ${expected.slice(0, 16)}…)`,
-      );
-      if (!sha256Match) process.exitCode = 1;
-    }
-    if (json) {
-      const backups = manifests.map((m) => ({
-        id: m.backupId,
-        kind: m.kind,
-        bytes: m.bytes,
-        sha256: m.sha256,
-      }));
-      process.stdout.write(JSON.stringify({ backups, restores }) + '\n');
-    }
+    if (restores.some((restore) => !restore.sha256Match)) process.exitCode = 1;
+    if (json) process.stdout.write(JSON.stringify({ backups, restores }) + '\n');
   } finally {
     if (target) await closeLocalDeployment(target);
     await sim.close();
     await s3.close();
   }
+}
+
+/** One disk's backups and restores, said as they happen. */
+async function demoDisk(
+  sim: XapiSimulator,
+  local: LocalTarget,
+  disk: DemoDisk,
+  say: (line: string) => void,
+  startProgress: (label: string) => TransferProgress,
+): Promise<{ backups: DemoBackup[]; restores: DemoRestore[] }> {
+  const vdi = sim.addVdi(disk.vdi);
+  const format = (sim.vdiRecord(vdi.uuid)!.sm_config as Record<string, string>)[
+    'image-format'
+  ] as ImageFormat;
+  const size = disk.vdi.virtualSize;
+  const scribble = ([count, bytes]: readonly [number, number]) => {
+    for (let i = 0; i < count; i++) {
+      const offset = Math.floor(Math.random() * ((size - bytes) / 4096)) * 4096;
+      sim.writeDisk(vdi.uuid, offset, randomBytes(bytes));
+    }
+    say(`  wrote ${count} × ${formatBytes(bytes)} at random offsets`);
+  };
+  say(`\n${disk.label}: VDI ${vdi.uuid}, ${format}, ${formatBytes(size)}`);
+  if (disk.seed) scribble(disk.seed);
+  say(`  ${sim.allocatedBlocks(vdi.uuid).length} blocks of 2 MiB allocated on the host`);
+
+  const backup = async (label: string) => {
+    const progress = startProgress(`  ${label}`);
+    const started = Date.now();
+    const run = await runLocalBackup(local, { vdiUuids: [vdi.uuid] });
+    progress.done();
+    if (run.status !== 'SUCCEEDED')
+      throw new Error(`${disk.label} ${label} failed: ${run.error}: ${run.cause}`);
+    const outcome = run.summary!.outcomes[0]!;
+    const seconds = (Date.now() - started) / 1000;
+    say(
+      `  ${label}: ${outcome.kind} ${outcome.backupId}  ${formatBytes(outcome.bytes!)} in ${seconds.toFixed(1)} s ` +
+        `(${formatRate(outcome.bytes!, (outcome.durationMs ?? 0) / 1000)} export)` +
+        (outcome.fullReason ? `  [full: ${outcome.fullReason}]` : ''),
+    );
+  };
+  await backup('backup 1');
+  for (const [index, writes] of disk.deltas.entries()) {
+    scribble(writes);
+    await backup(`backup ${index + 2}`);
+  }
+
+  const manifests = await listManifests(
+    createS3Client(local.s3),
+    { bucket: local.bucket, prefix: DEFAULT_CATALOG_PREFIX },
+    'demo',
+    vdi.uuid,
+  );
+  say('  catalog');
+  // present: 2 MiB blocks of a vhd layer, 64 KiB clusters of a qcow2 one.
+  say('    id                               format kind   bytes        present  parent');
+  for (const m of manifests) {
+    say(
+      `    ${m.backupId.padEnd(32)} ${(m.format ?? 'vhd').padEnd(6)} ${m.kind.padEnd(6)} ${String(m.bytes).padStart(12)}  ${String(m.presentBlocks).padStart(7)}  ${m.parentBackupId ?? '-'}`,
+    );
+  }
+  say(
+    `  host: ${sim.snapshotsOf(vdi.uuid).length} snapshot kept (the next delta's base), ${sim.openTasks().length} tasks, ${sim.openSessions().length} sessions open`,
+  );
+
+  const latest = manifests.at(-1)!;
+  const expected = sim.sparseSha256(latest.snapshotUuid);
+  const restores: DemoRestore[] = [];
+  for (const strategy of ['replay', 'merge'] as const) {
+    const started = Date.now();
+    const run = await runLocalRestore(local, {
+      vdiUuid: vdi.uuid,
+      restorePoint: 'latest',
+      srUuid: sim.srs.shared.uuid,
+      strategy,
+    });
+    if (run.status !== 'SUCCEEDED') {
+      throw new Error(`${disk.label} restore (${strategy}) failed: ${run.error}: ${run.cause}`);
+    }
+    const result = run.result!;
+    const seconds = (Date.now() - started) / 1000;
+    const sha256Match = sim.sparseSha256(result.vdiUuid) === expected;
+    const restoredFormat = (sim.vdiRecord(result.vdiUuid)!.sm_config as Record<string, string>)[
+      'image-format'
+    ];
+    restores.push({
+      vdi: vdi.uuid,
+      format: restoredFormat as ImageFormat,
+      strategy,
+      vdiUuid: result.vdiUuid,
+      bytes: result.bytesMoved,
+      seconds,
+      sha256Match,
+    });
+    say(
+      `  restore (${strategy}) of ${result.restorePoint}: ${result.layersApplied.length} layers, ` +
+        `${formatBytes(result.bytesMoved)} sent in ${seconds.toFixed(1)} s into ${restoredFormat} VDI ${result.vdiUuid}; ` +
+        `content ${sha256Match ? 'matches' : 'DIFFERS FROM'} the source snapshot (sha256 ${expected.slice(0, 16)}…)`,
+    );
+  }
+  const backups = manifests.map((m) => ({
+    vdi: vdi.uuid,
+    format: m.format ?? 'vhd',
+    id: m.backupId,
+    kind: m.kind,
+    bytes: m.bytes,
+    sha256: m.sha256,
+  }));
+  return { backups, restores };
 }
 
 main().catch((error: unknown) => {

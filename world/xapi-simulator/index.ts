@@ -21,6 +21,8 @@
  *       so a huge disk costs no memory; writes store real bytes. onMember: on the member's local SR, so
  *       the master answers its transfers with 302 to the member.
  *   sim.writeDisk(uuid, offset, bytes) / readDisk(uuid, offset, length) / diskSha256(uuid)
+ *   sim.sparseSha256(uuid)           a content hash costing only the allocated blocks (equal content, equal
+ *                                    hash; not the raw image's sha256): for disks of terabytes
  *   sim.allocatedBlocks(uuid)        ascending indexes of allocated 2 MiB blocks
  *   sim.allocatedClusters(uuid)      ascending indexes of the 64 KiB clusters a qcow2 image of the VDI has
  *                                    allocated (written at least once; a pattern block: its filled part)
@@ -200,6 +202,7 @@ export interface XapiSimulator {
   writeDisk(vdiUuid: string, offset: number, bytes: Uint8Array): void;
   readDisk(vdiUuid: string, offset: number, length: number): Uint8Array;
   diskSha256(vdiUuid: string): string;
+  sparseSha256(vdiUuid: string): string;
   allocatedBlocks(vdiUuid: string): number[];
   allocatedClusters(vdiUuid: string): number[];
   readonly xapiVersion: string;
@@ -335,6 +338,7 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     writeDisk: (uuid, offset, bytes) => vdiByUuid(uuid).disk.write(offset, bytes),
     readDisk: (uuid, offset, length) => vdiByUuid(uuid).disk.read(offset, length),
     diskSha256: (uuid) => vdiByUuid(uuid).disk.sha256(),
+    sparseSha256: (uuid) => vdiByUuid(uuid).disk.sparseSha256(),
     allocatedBlocks: (uuid) => vdiByUuid(uuid).disk.allocatedIndexes(),
     allocatedClusters: (uuid) => allocatedClusters(vdiByUuid(uuid).disk),
     get xapiVersion() {
