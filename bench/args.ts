@@ -11,6 +11,9 @@ export interface BenchOptions {
   readonly throughputSize: number;
   readonly memorySmallSize: number;
   readonly memoryLargeSize: number;
+  /** The qcow2 pair: the small disk generated (every cluster), the large one spread (bench/sim-server.ts). */
+  readonly memoryQcow2SmallSize: number;
+  readonly memoryQcow2LargeSize: number;
   /** Disk behind the restore chain (scattered content). */
   readonly restoreSize: number;
   readonly restoreDeltas: number;
@@ -21,16 +24,18 @@ export interface BenchOptions {
 }
 
 export const USAGE = `usage: npm run bench -- [options]
-  --json                  end stdout with one JSON object
-  --throughput-size SIZE  generated disk for export MB/s (default 2GiB)
-  --memory-small SIZE     first peak-RSS export (default 1GiB)
-  --memory-large SIZE     second peak-RSS export (default 8GiB)
-  --restore-size SIZE     disk behind the restore chain (default 512MiB)
-  --restore-deltas N      deltas after the full (default 10)
-  --parts-in-flight N     S3 parts uploading at once, for ours and the sink limit (default ${DEFAULT_PARTS_IN_FLIGHT})
-  --import-runs N         fresh processes per bundle import time, median reported (default 5)
-  --skip LIST             comma-separated sections to skip: ${SECTIONS.join(',')}
-SIZE: bytes or 512MiB, 2GiB, ...`;
+  --json                     end stdout with one JSON object
+  --throughput-size SIZE     generated disk for export MB/s (default 2GiB)
+  --memory-small SIZE        first peak-RSS export (default 1GiB)
+  --memory-large SIZE        second peak-RSS export (default 8GiB)
+  --memory-qcow2-small SIZE  first qcow2 peak-RSS export, every cluster present (default 1GiB)
+  --memory-qcow2-large SIZE  second qcow2 peak-RSS export, one 64 KiB write every 4 GiB (default 3TiB)
+  --restore-size SIZE        disk behind the restore chain (default 512MiB)
+  --restore-deltas N         deltas after the full (default 10)
+  --parts-in-flight N        S3 parts uploading at once, for ours and the sink limit (default ${DEFAULT_PARTS_IN_FLIGHT})
+  --import-runs N            fresh processes per bundle import time, median reported (default 5)
+  --skip LIST                comma-separated sections to skip: ${SECTIONS.join(',')}
+SIZE: bytes or 512MiB, 2GiB, 3TiB, ...`;
 
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   const { values } = parseArgs({
@@ -41,6 +46,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       'throughput-size': { type: 'string', default: '2GiB' },
       'memory-small': { type: 'string', default: '1GiB' },
       'memory-large': { type: 'string', default: '8GiB' },
+      'memory-qcow2-small': { type: 'string', default: '1GiB' },
+      'memory-qcow2-large': { type: 'string', default: '3TiB' },
       'restore-size': { type: 'string', default: '512MiB' },
       'restore-deltas': { type: 'string', default: '10' },
       'parts-in-flight': { type: 'string', default: String(DEFAULT_PARTS_IN_FLIGHT) },
@@ -62,6 +69,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     throughputSize: parseSize(values['throughput-size']),
     memorySmallSize: parseSize(values['memory-small']),
     memoryLargeSize: parseSize(values['memory-large']),
+    memoryQcow2SmallSize: parseSize(values['memory-qcow2-small']),
+    memoryQcow2LargeSize: parseSize(values['memory-qcow2-large']),
     restoreSize: parseSize(values['restore-size']),
     restoreDeltas: positive(values['restore-deltas'], '--restore-deltas'),
     partsInFlight: positive(values['parts-in-flight'], '--parts-in-flight'),

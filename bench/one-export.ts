@@ -1,3 +1,4 @@
+import type { ImageFormat } from '../lambdas/catalog/manifest.ts';
 import { exportToS3, type ExportToS3Result } from '../lambdas/export/export-to-s3.ts';
 import { createS3Client, type S3Endpoint } from '../lambdas/s3/client.ts';
 import { XapiSession } from '../lambdas/xapi/index.ts';
@@ -9,6 +10,8 @@ export interface OneExportInput {
   readonly bucket: string;
   readonly key: string;
   readonly partsInFlight: number;
+  /** The export's image format (exportToS3's `format`): `.vhd` or `.qcow2` keys go with it. */
+  readonly format: ImageFormat;
 }
 
 export interface OneExportResult {
@@ -39,6 +42,7 @@ export async function runOneExport(input: OneExportInput): Promise<OneExportResu
         taskRef,
         virtualSize: record.virtual_size,
         partsInFlight: input.partsInFlight,
+        format: input.format,
       });
       return { export: result, seconds: (performance.now() - started) / 1000 };
     } finally {

@@ -11,7 +11,7 @@ import { measureSinkLimit, measureSourceLimit, type Measured } from './export-li
 import { describeMachine } from './machine.ts';
 import { exportInChild } from './memory.ts';
 import { measurePeer } from './peer.ts';
-import { evaluateTargets, formatTable, type BenchReport } from './report.ts';
+import { evaluateTargets, formatTable, type BenchReport, type MemoryPair } from './report.ts';
 import { measureRestoreAndTransitions } from './restore-section.ts';
 import { startSimProcess, type SimProcess } from './sim-process.ts';
 import type { S3World } from './s3-world.ts';
@@ -101,6 +101,13 @@ async function main(): Promise<number> {
       throughput: options.throughputSize,
       small: options.memorySmallSize,
       large: options.memoryLargeSize,
+      // The spread disk's writes are stored in the simulator process (bench/sim-server.ts): only if used.
+      ...(doMemory
+        ? {
+            qcow2Small: { size: options.memoryQcow2SmallSize, format: 'qcow2' as const },
+            qcow2Large: { size: options.memoryQcow2LargeSize, format: 'qcow2' as const, spread: true },
+          }
+        : {}),
     });
     stopSim = onExit(sim.stop);
     log(`simulator process ${sim.pid} at ${sim.url}`);
@@ -111,7 +118,12 @@ async function main(): Promise<number> {
     exportReport = await section('export throughput', () => measureExport(options, sim!, s3!, doPeer, notes));
   }
   let memory: BenchReport['memory'] = null;
-  if (doMemory) memory = await section('memory', () => measureMemory(options, sim!, s3!));
+  if (doMemory) {
+    const vhd = await section('memory', () => measureMemory(options, sim!, s3!, 'vhd'));
+    // Its own section: a failed qcow2 pair keeps the VHD figures (and the other way round, in the log).
+    const qcow2 = await section('memory qcow2', () => measureMemory(options, sim!, s3!, 'qcow2'));
+    if (vhd) memory = { ...vhd, qcow2 };
+  }
   await stopSim(); // the restore chain uses an in-process simulator of its own
 
   let restore: BenchReport['restore'] = null;
@@ -178,6 +190,7 @@ async function measureExport(
     bucket: s3.bucket,
     key: 'export/ours.vhd',
     partsInFlight: options.partsInFlight,
+    format: 'vhd',
   });
   log(`ours: ${ours.bytes} bytes, ${mbPerS(ours).toFixed(1)} MB/s`);
   await emptyPrefix(s3.client, s3.bucket, 'export/');
@@ -234,37 +247,50 @@ async function measureExport(
   };
 }
 
+/**
+ * Peak RSS of two exports of one format, each in a fresh process: vhd the generated `small` and `large`
+ * disks, qcow2 the generated `qcow2Small` and the spread `qcow2Large` (bench/sim-server.ts).
+ */
 async function measureMemory(
   options: BenchOptions,
   sim: SimProcess,
   s3: S3World,
-): Promise<NonNullable<BenchReport['memory']>> {
+  format: 'vhd' | 'qcow2',
+): Promise<MemoryPair> {
   const xapi = { url: sim.url, username: sim.username, password: sim.password };
-  const one = async (name: 'small' | 'large') => {
+  const disks =
+    format === 'vhd' ? { small: 'small', large: 'large' } : { small: 'qcow2Small', large: 'qcow2Large' };
+  const one = async (which: 'small' | 'large') => {
+    const name = disks[which];
     const result = await exportInChild({
       xapi,
       vdiUuid: sim.vdis[name]!.uuid,
       s3: s3.endpoint,
       bucket: s3.bucket,
-      key: `memory/${name}.vhd`,
+      key: `memory/${name}.${format}`,
       partsInFlight: options.partsInFlight,
+      format,
     });
     await emptyPrefix(s3.client, s3.bucket, 'memory/');
     log(
-      `${name}: ${result.bytes} bytes in ${result.seconds.toFixed(1)} s, peak RSS ${(result.maxRssKiB / 1024).toFixed(1)} MiB (heap ${result.peakHeapMiB}, buffers ${result.peakArrayBuffersMiB} MiB)`,
+      `${format} ${which}: ${result.bytes} bytes in ${result.seconds.toFixed(1)} s, ${result.partSize / 2 ** 20} MiB parts, peak RSS ${(result.maxRssKiB / 1024).toFixed(1)} MiB (heap ${result.peakHeapMiB}, buffers ${result.peakArrayBuffersMiB} MiB)`,
     );
     return result;
   };
   const small = await one('small');
   const large = await one('large');
   if (small.partSize !== large.partSize) {
-    throw new Error(`part sizes differ (${small.partSize} vs ${large.partSize}): not the same settings`);
+    throw new Error(
+      `${format} part sizes differ (${small.partSize} vs ${large.partSize}): not the same settings`,
+    );
   }
   return {
     peakRssSmallMiB: round(small.maxRssKiB / 1024),
     peakRssLargeMiB: round(large.maxRssKiB / 1024),
-    smallVirtualSize: options.memorySmallSize,
-    largeVirtualSize: options.memoryLargeSize,
+    smallVirtualSize: sim.vdis[disks.small]!.virtualSize,
+    largeVirtualSize: sim.vdis[disks.large]!.virtualSize,
+    smallBytes: small.bytes,
+    largeBytes: large.bytes,
     partSize: small.partSize,
     sampled: {
       small: { heapMiB: small.peakHeapMiB, arrayBuffersMiB: small.peakArrayBuffersMiB },

@@ -14,9 +14,23 @@ export interface SimProcess extends SimInfo {
   stop(): Promise<void>;
 }
 
-/** Starts bench/sim-server.ts with the given disks and waits for its ready line. */
-export async function startSimProcess(disks: Readonly<Record<string, number>>): Promise<SimProcess> {
-  const args = Object.entries(disks).map(([name, size]) => `${name}=${size}`);
+/** One disk of the simulator process: its virtual size, and (bench/sim-server.ts) its format and allocation. */
+export interface SimDisk {
+  readonly size: number;
+  /** Default vhd. */
+  readonly format?: 'vhd' | 'qcow2';
+  /** One 64 KiB write every 4 GiB instead of every block generated. */
+  readonly spread?: boolean;
+}
+
+/** Starts bench/sim-server.ts with the given disks (a number: a generated VHD disk of that size). */
+export async function startSimProcess(
+  disks: Readonly<Record<string, number | SimDisk>>,
+): Promise<SimProcess> {
+  const args = Object.entries(disks).map(([name, disk]) => {
+    const { size, format, spread } = typeof disk === 'number' ? { size: disk } : disk;
+    return `${name}=${size}${format === 'qcow2' ? ':qcow2' : ''}${spread ? ':spread' : ''}`;
+  });
   const child = spawn(NODE, ['bench/sim-server.ts', ...args], {
     cwd: REPO,
     env: childEnv(),

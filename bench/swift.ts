@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { REPO } from './paths.ts';
 
 const run = promisify(execFile);
-const SCRIPT = join(REPO, 'test', 'world', 'swift', 'swift-aio.sh');
+const SCRIPT = join(REPO, 'world', 'swift', 'swift-aio.sh');
 
 export interface SwiftLease {
   readonly endpoint: string;
