@@ -218,6 +218,43 @@ describe('vdi-vault --local', () => {
     expect(badJson.layers[0]!.problems).toEqual(['sha256 differs from the manifest']);
   });
 
+  it("a qcow2 VDI: backup, list and verify name the format; a damaged L2 table fails verify with the parser's error", async () => {
+    const qcow2Vdi = sim.addVdi({ virtualSize: 8 * MiB, populate: 'scattered', imageFormat: 'qcow2' }).uuid;
+    const backedUp = await cli('backup', qcow2Vdi, '--json');
+    expect(backedUp.code, backedUp.stderr).toBe(0);
+    const listed = JSON.parse((await cli('list', qcow2Vdi, '--json')).stdout) as {
+      restorePoints: { backupId: string; format?: string; kind: string }[];
+    };
+    expect(listed.restorePoints.map((p) => [p.kind, p.format])).toEqual([['full', 'qcow2']]);
+    const table = await cli('list', qcow2Vdi);
+    expect(table.stdout).toMatch(/\d+ qcow2 clusters/);
+
+    const ok = await cli('verify', qcow2Vdi, '--json');
+    expect(ok.code, ok.stderr).toBe(0);
+    const report = JSON.parse(ok.stdout) as {
+      layers: { format: string; vhd: unknown; qcow2: { presentClusters: number; virtualSize: number } }[];
+    };
+    expect(report.layers).toHaveLength(1);
+    expect(report.layers[0]).toMatchObject({ format: 'qcow2', vhd: null, qcow2: { virtualSize: 8 * MiB } });
+    expect(report.layers[0]!.qcow2.presentClusters).toBeGreaterThan(0);
+
+    // The first L2 entry's offset (cluster 4 of the host's layout for a disk this small), size kept.
+    const key = `backups/lab/${qcow2Vdi}/${listed.restorePoints[0]!.backupId}.qcow2`;
+    const object = await world.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const bytes = Buffer.from(await object.Body!.transformToByteArray());
+    bytes[4 * 65536 + 5]! ^= 0x10;
+    await world.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes }));
+    const bad = await cli('verify', qcow2Vdi, '--json');
+    expect(bad.code).toBe(3);
+    const badReport = JSON.parse(bad.stdout) as { ok: boolean; layers: { problems: string[] }[] };
+    expect(badReport.ok).toBe(false);
+    expect(badReport.layers[0]!.problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/L2 entry of cluster \d+ points at byte \d+.*\(at byte 262144\)/),
+      ]),
+    );
+  });
+
   it('backup that fails: exit 1 with the cause; the execution is recorded as failed', async () => {
     sim.injectFault({ kind: 'rpc-error', method: 'VDI.snapshot', code: 'SR_FULL', times: 1 });
     const { code, stdout, stderr } = await cli('backup', vdiUuid);
