@@ -5,21 +5,38 @@ export interface CliOptions {
   memberPort: number;
   tls: boolean;
   member: boolean;
-  vdiSize: number;
+  /** --vdi-size; undefined when not given: 256 MiB, or with --vdi-image the image file's size. */
+  vdiSize: number | undefined;
   populate: 'none' | 'scattered' | 'generated';
+  /** --image-format; undefined: the SR's preference (vhd), qcow2 over 2040 GiB. */
+  imageFormat: CliImageFormat | undefined;
+  /** --vdi-image: a raw image file whose content the seeded VDI gets (main.ts reads and checks it). */
+  vdiImage: string | undefined;
   username: string | undefined;
   password: string | undefined;
   readerStallTimeoutMs: number | undefined;
   faults: Fault[];
 }
 
+export const CLI_IMAGE_FORMATS = ['vhd', 'qcow2'] as const;
+export type CliImageFormat = (typeof CLI_IMAGE_FORMATS)[number];
+
+/** The seeded VDI's size when neither --vdi-size nor --vdi-image gives one. */
+export const DEFAULT_VDI_SIZE = 256 * 1024 ** 2;
+
 export const USAGE = `usage: npm run sim -- [options]
   --port N                 master port (default 0: any free port)
   --member-port N          member port (default 0)
   --tls                    HTTPS with a self-signed certificate (printed as caPem)
   --member                 put the seeded VDI on the member's local SR (the master redirects)
-  --vdi-size SIZE          seeded VDI size: bytes or 256MiB, 1GiB, ... (default 256MiB)
-  --populate MODE          scattered (default) | generated (every block) | none
+  --vdi-size SIZE          seeded VDI size: bytes or 256MiB, 1GiB, 3TiB, ... (default 256MiB, or the
+                           --vdi-image file's size; with --vdi-image at least that, the rest reads as zeros)
+  --image-format FORMAT    the seeded VDI's image format: vhd | qcow2 (default: the SR's, vhd; qcow2 over
+                           2040 GiB; vhd holds at most 2040 GiB)
+  --vdi-image FILE         the seeded VDI's content from a raw image file (its size a positive multiple of
+                           512 bytes); all-zero 2 MiB blocks stay unallocated
+  --populate MODE          scattered (default) | generated (every block) | none (the only one, and the
+                           default, with --vdi-image)
   --username U --password P
   --reader-stall-timeout MS
 faults (each may repeat):
@@ -69,13 +86,16 @@ export function parseCliArgs(argv: readonly string[]): CliOptions {
     memberPort: 0,
     tls: false,
     member: false,
-    vdiSize: 256 * 1024 ** 2,
+    vdiSize: undefined,
     populate: 'scattered',
+    imageFormat: undefined,
+    vdiImage: undefined,
     username: undefined,
     password: undefined,
     readerStallTimeoutMs: undefined,
     faults: [],
   };
+  let populateGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = (): string => {
@@ -104,6 +124,21 @@ export function parseCliArgs(argv: readonly string[]): CliOptions {
         if (mode !== 'none' && mode !== 'scattered' && mode !== 'generated')
           throw new Error(`bad --populate ${mode}`);
         options.populate = mode;
+        populateGiven = true;
+        break;
+      }
+      case '--image-format': {
+        const format = value();
+        if (!(CLI_IMAGE_FORMATS as readonly string[]).includes(format)) {
+          throw new Error(`--image-format must be ${CLI_IMAGE_FORMATS.join(' or ')}, got ${format}`);
+        }
+        options.imageFormat = format as CliImageFormat;
+        break;
+      }
+      case '--vdi-image': {
+        const file = value();
+        if (file === '') throw new Error('--vdi-image needs a file name');
+        options.vdiImage = file;
         break;
       }
       case '--username':
@@ -155,6 +190,13 @@ export function parseCliArgs(argv: readonly string[]): CliOptions {
       default:
         throw new Error(`unknown option ${flag}\n${USAGE}`);
     }
+  }
+  if (options.vdiImage !== undefined) {
+    // The image is the content: a populate mode would overwrite it.
+    if (populateGiven && options.populate !== 'none') {
+      throw new Error(`--populate ${options.populate} cannot be used with --vdi-image (only none)`);
+    }
+    options.populate = 'none';
   }
   return options;
 }
