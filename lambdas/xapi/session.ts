@@ -3,7 +3,18 @@ import type { Agent } from './undici-parts.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import { isXapiError, XapiError } from './errors.ts';
 import { callJsonRpc } from './json-rpc.ts';
-import type { Ref, SrRecord, TaskRecord, VdiCreateRecord, VdiRecord } from './records.ts';
+import type {
+  NetworkRecord,
+  PifRecord,
+  Ref,
+  SrRecord,
+  TaskRecord,
+  VbdRecord,
+  VdiCreateRecord,
+  VdiRecord,
+  VifRecord,
+  VmRecord,
+} from './records.ts';
 import { createXapiAgent, type XapiTlsOptions } from './tls.ts';
 
 export interface XapiConnectionOptions {
@@ -129,6 +140,35 @@ export class XapiSession {
     const master = await this.call<Ref>('pool.get_master', poolRef);
     const version = await this.call<Record<string, string>>('host.get_software_version', master);
     return version.xapi;
+  }
+  getVmByUuid(uuid: string): Promise<Ref> {
+    return this.call('VM.get_by_uuid', uuid);
+  }
+  getVmRecord(ref: Ref): Promise<VmRecord> {
+    return this.call('VM.get_record', ref);
+  }
+  getAllVmRecords(): Promise<Record<Ref, VmRecord>> {
+    return this.call('VM.get_all_records');
+  }
+  /** Snapshots every disk of the VM at once, except `ignoreVdis`; returns the snapshot VM. */
+  snapshotVm(ref: Ref, newName: string, ignoreVdis: readonly Ref[] = []): Promise<Ref> {
+    return this.call('VM.snapshot', ref, newName, ignoreVdis);
+  }
+  /** Destroys a VM record with its VBDs and VIFs; its VDIs stay. */
+  destroyVm(ref: Ref): Promise<void> {
+    return this.call('VM.destroy', ref);
+  }
+  getVbdRecord(ref: Ref): Promise<VbdRecord> {
+    return this.call('VBD.get_record', ref);
+  }
+  getVifRecord(ref: Ref): Promise<VifRecord> {
+    return this.call('VIF.get_record', ref);
+  }
+  getNetworkRecord(ref: Ref): Promise<NetworkRecord> {
+    return this.call('network.get_record', ref);
+  }
+  getPifRecord(ref: Ref): Promise<PifRecord> {
+    return this.call('PIF.get_record', ref);
   }
   getSrByUuid(uuid: string): Promise<Ref> {
     return this.call('SR.get_by_uuid', uuid);

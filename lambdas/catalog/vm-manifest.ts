@@ -1,0 +1,81 @@
+import type { DescribedVif, KeptVmFields } from '../vm/describe.ts';
+import type { CatalogLocation } from './keys.ts';
+import { CatalogError } from './manifest.ts';
+
+export const VM_MANIFEST_FORMAT_VERSION = 1;
+
+/** A disk of a VM restore point: its slot, and the restore point of its own series it restores from. */
+export interface VmManifestDisk {
+  readonly userdevice: string;
+  readonly bootable: boolean;
+  readonly mode: 'RO' | 'RW';
+  /** The VM's disk: the series (`<pool>/<vdiUuid>/`) its backups are in. */
+  readonly vdiUuid: string;
+  readonly nameLabel: string;
+  readonly virtualSize: number;
+  /** That series' restore point taken with this VM point. */
+  readonly backupId: string;
+}
+
+/**
+ * A VM restore point (docs/design.md § VM backups): written last, once every disk committed, so its
+ * presence means every disk it names has a restore point.
+ */
+export interface VmManifest {
+  readonly formatVersion: typeof VM_MANIFEST_FORMAT_VERSION;
+  readonly vmBackupId: string;
+  readonly pool: string;
+  readonly vmUuid: string;
+  readonly startedAt: string;
+  readonly endedAt: string;
+  readonly record: KeptVmFields;
+  readonly nvram: Record<string, string>;
+  readonly disks: readonly VmManifestDisk[];
+  readonly excludedDisks: readonly { readonly userdevice: string; readonly vdiUuid: string }[];
+  readonly removableDrives: readonly {
+    readonly userdevice: string;
+    readonly type: 'CD' | 'Floppy';
+    readonly bootable: boolean;
+  }[];
+  readonly vifs: readonly DescribedVif[];
+}
+
+/** `<prefix>/<pool>/vms/<vm-uuid>/`: beside the disks' series, which are named by uuid. */
+export function vmSeriesPrefix(location: CatalogLocation, pool: string, vmUuid: string): string {
+  return `${location.prefix ? location.prefix + '/' : ''}${pool}/vms/${vmUuid}/`;
+}
+
+export function vmManifestKey(location: CatalogLocation, pool: string, vmUuid: string, vmBackupId: string) {
+  return `${vmSeriesPrefix(location, pool, vmUuid)}${vmBackupId}.json`;
+}
+
+/** Reads a VM manifest, refusing one that lacks what a restore needs, naming each problem. */
+export function parseVmManifest(text: string, key: string): VmManifest {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new CatalogError(`VM manifest ${key} is not JSON`);
+  }
+  const m = value as Partial<VmManifest>;
+  const problems: string[] = [];
+  if (m.formatVersion !== VM_MANIFEST_FORMAT_VERSION)
+    problems.push(`formatVersion ${String(m.formatVersion)}`);
+  for (const field of ['vmBackupId', 'pool', 'vmUuid', 'startedAt', 'endedAt'] as const) {
+    if (typeof m[field] !== 'string' || m[field] === '') problems.push(`${field} missing`);
+  }
+  if (typeof m.record !== 'object' || m.record === null) problems.push('record missing');
+  if (!Array.isArray(m.disks) || m.disks.length === 0) problems.push('no disks');
+  else {
+    m.disks.forEach((disk, index) => {
+      if (typeof disk?.backupId !== 'string' || typeof disk.vdiUuid !== 'string')
+        problems.push(`disks[${index}] without vdiUuid and backupId`);
+      if (typeof disk?.userdevice !== 'string') problems.push(`disks[${index}] without userdevice`);
+    });
+  }
+  for (const field of ['excludedDisks', 'removableDrives', 'vifs'] as const) {
+    if (!Array.isArray(m[field])) problems.push(`${field} missing`);
+  }
+  if (problems.length) throw new CatalogError(`VM manifest ${key} is invalid: ${problems.join(', ')}`);
+  return m as VmManifest;
+}
