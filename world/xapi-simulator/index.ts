@@ -57,6 +57,41 @@
  *   sim.setReaderStallTimeout(ms)    how long an export tolerates a reader that does not read (VDI_IO_ERROR)
  *   sim.close()
  *
+ * VMs, devices and networks (vm-world.ts, vm-ops.ts; records with xapi's field names, records-vm.ts). The pool
+ * starts as a fresh XCP-ng host does: one running control domain per host (is_control_domain), three default
+ * templates (is_a_template, is_default_template), the management network `xenbr0` with a physical eth0 PIF on
+ * each host (VLAN -1) and the host-internal management network.
+ *   sim.managementNetwork            { uuid, ref } of the xenbr0 network
+ *   sim.controlDomain(role)          { uuid, ref } of the master's or the member's dom0
+ *   sim.addNetwork({ nameLabel, nameDescription?, bridge?, vlan?, mtu?, otherConfig? })   → { uuid, ref }
+ *       vlan: each host gets a VLAN PIF on its eth0 with that tag (and a VLAN object); without it the network
+ *       has no PIF (an internal network). bridge default `xapi<N>`, mtu 1500.
+ *   sim.addVm({ nameLabel, nameDescription?, powerState?, memory?, vcpus?, tags?, otherConfig?, domainType?,
+ *               hvmBootPolicy?, hvmBootParams?, platform?, nvram?, vtpm?: { contents, isUnique? },
+ *               blockedOperations?, disks: [{ vdiUuid, userdevice, bootable?, mode? }], cdDrives?: [userdevice],
+ *               vifs: [{ networkUuid, device, mac?, mtu? }], isTemplate?, isSnapshot?, snapshotOfUuid? })
+ *                                    → { uuid, ref }
+ *       Built with the same code as VM.create / VBD.create / VIF.create / VTPM.create, so the same errors apply
+ *       (DEVICE_ALREADY_EXISTS, MAC_INVALID, ...). powerState default Halted; a running or paused VM has its
+ *       VBDs and VIFs currently_attached (its VDIs are then VDI_IN_USE for VDI.destroy). memory default 2 GiB,
+ *       vcpus 2, domainType hvm; CD drives are empty; vtpm contents are what VTPM.get_contents returns.
+ *   sim.vmRecord(uuid)               the VM's record (with `ref`), or undefined once destroyed
+ *   sim.allVms()                     every VM record: control domains, templates and snapshots included
+ *   sim.vmsOf()                      the VMs a backup would choose from: not templates, snapshots or control domains
+ *   sim.vmSnapshotsOf(uuid)          VM records of the snapshots of a VM
+ *   sim.setVmPowerState(uuid, state) Halted | Running | Paused | Suspended behind the client's back (devices
+ *                                    attach and detach as on the host)
+ *   sim.addVmTags(uuid, tags)        tags a VM behind the client's back ("tagged after the job was deployed")
+ *   sim.vbdsOf(vmUuid) / vifsOf(vmUuid)   VBD / VIF records (with `ref`) of a VM
+ *   sim.vtpmContents(vmUuid)         the contents of the VM's vTPM, or undefined without one
+ *   RPC: VM.get_record/get_all/get_all_records/get_by_uuid/get_by_name_label, VM.get_<field> for every field,
+ *   VM.create, VM.destroy, VM.snapshot(vm, new_name, ignore_vdis), VM.start/clean_shutdown/hard_shutdown/pause/
+ *   unpause, VM.set_name_label/set_name_description/set_tags/add_tags/remove_tags, VM.set_/add_to_/remove_from_
+ *   other_config, blocked_operations, NVRAM, platform, xenstore_data, HVM_boot_params, VCPUs_params; VBD, VIF:
+ *   create/destroy and readers; VTPM.create(vm, is_unique)/destroy/get_contents/set_contents (the last two for
+ *   the local superuser only: the read-only account gets RBAC_PERMISSION_DENIED) and readers; network, PIF and
+ *   VLAN readers; host.get_resident_VMs/get_PIFs/get_control_domain.
+ *
  * Deliberate choices where the real host cannot be copied exactly:
  * - HOST_IS_SLAVE carries `127.0.0.1:<masterPort>` (real xapi: the master's address alone), since both
  *   hosts share the loopback address.
@@ -72,6 +107,11 @@
  *   cluster that straddles the end of a VDI whose size is no multiple of 64 KiB fails with ENOSPC, as a
  *   pwrite past a block device's end does (VDIs that VDI.create makes are 2 MiB multiples).
  * - VDI.create rounds every format's size up to 2 MiB.
+ * - VM: metrics and guest_metrics are NULL refs (no VM_metrics class); snapshot_metadata is the source's record
+ *   as JSON (xapi: its own serialisation); allowed_operations assume PV drivers; blocked_operations keys and the
+ *   values of enum fields other than the constructors' are not checked against xapi's enums.
+ * - VBD.create: autodetect picks among 16 slots; a non-empty CD is not checked to be an ISO.
+ * - Enum values in a constructor record that match none fail with ENUM_INVALID [field, value].
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
@@ -85,12 +125,19 @@ import { toJsonValue } from './rpc-values.ts';
 import { BLOCK_SIZE, CLUSTER_SIZE, CLUSTERS_PER_BLOCK, mixSeed, SparseDisk } from './sparse-disk.ts';
 import { MAX_VHD_SIZE, newVdiImageFormat } from './image-format.ts';
 import { selfSignedCertificate } from './tls.ts';
+import { vbdRecord, vifRecord, vmRecord } from './records-vm.ts';
+import { setVmPowerState, vbdsOfVm, vifsOfVm, vmByUuid, vmTables, vtpmsOfVm } from './vm-state.ts';
+import type { PowerState } from './vm-state.ts';
+import { addNetwork, addVm, seedVmWorld } from './vm-world.ts';
+import type { AddNetworkOptions, AddVmOptions } from './vm-world.ts';
 
 export type { Fault, FaultHandle, TransferFault } from './faults.ts';
 export { MAX_VHD_EXPORT_SIZE } from './transfer-export.ts';
 export { MAX_QCOW2_SIZE, MAX_VHD_SIZE } from './image-format.ts';
 export { DEFAULT_XAPI_VERSION } from './pool.ts';
 export type { ImageFormat } from './pool.ts';
+export type { PowerState } from './vm-state.ts';
+export type { AddNetworkOptions, AddVmDisk, AddVmOptions, AddVmVif } from './vm-world.ts';
 export { BLOCK_SIZE } from './sparse-disk.ts';
 
 export interface XapiSimulatorOptions {
@@ -224,6 +271,19 @@ export interface XapiSimulator {
   injectFault(fault: Fault): FaultHandle;
   clearFaults(): void;
   setReaderStallTimeout(ms: number): void;
+  readonly managementNetwork: SimRef;
+  controlDomain(role: 'master' | 'member'): SimRef;
+  addNetwork(options: AddNetworkOptions): SimRef;
+  addVm(options: AddVmOptions): SimRef;
+  vmRecord(vmUuid: string): SimRecord | undefined;
+  allVms(): SimRecord[];
+  vmsOf(): SimRecord[];
+  vmSnapshotsOf(vmUuid: string): SimRecord[];
+  setVmPowerState(vmUuid: string, state: PowerState): void;
+  addVmTags(vmUuid: string, tags: string[]): void;
+  vbdsOf(vmUuid: string): SimRecord[];
+  vifsOf(vmUuid: string): SimRecord[];
+  vtpmContents(vmUuid: string): string | undefined;
   close(): Promise<void>;
 }
 
@@ -283,6 +343,8 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
   const sharedSr = addSr({ shared: true, nameLabel: 'Shared NFS storage' });
   const masterLocalSr = addSr({ nameLabel: 'Local storage on xcp-master' });
   const memberLocalSr = addSr({ nameLabel: 'Local storage on xcp-member', onMember: true });
+
+  const { managementNetwork } = seedVmWorld(pool);
 
   let seedCounter = 0;
   const vdiByUuid = (uuid: string): VdiState => pool.vdiByUuid(uuid);
@@ -389,6 +451,47 @@ export async function startXapiSimulator(options: XapiSimulatorOptions = {}): Pr
     setReaderStallTimeout: (ms) => {
       pool.readerStallTimeoutMs = ms;
     },
+    managementNetwork: { uuid: managementNetwork.uuid, ref: managementNetwork.ref },
+    controlDomain: (role) => {
+      const host = pool.hosts.find((candidate) => candidate.role === role)!;
+      const dom0 = [...vmTables(pool).vms.values()].find(
+        (vm) => vm.fields.is_control_domain && vm.fields.resident_on === host.ref,
+      )!;
+      return { uuid: dom0.uuid, ref: dom0.ref };
+    },
+    addNetwork: (networkOptions) => {
+      const network = addNetwork(pool, networkOptions);
+      return { uuid: network.uuid, ref: network.ref };
+    },
+    addVm: (vmOptions) => {
+      const vm = addVm(pool, vmOptions);
+      return { uuid: vm.uuid, ref: vm.ref };
+    },
+    vmRecord: (uuid) => {
+      const vm = [...vmTables(pool).vms.values()].find((candidate) => candidate.uuid === uuid);
+      return vm === undefined ? undefined : withRef(vm.ref, vmRecord(pool, vm));
+    },
+    allVms: () => [...vmTables(pool).vms.values()].map((vm) => withRef(vm.ref, vmRecord(pool, vm))),
+    vmsOf: () =>
+      [...vmTables(pool).vms.values()]
+        .filter((vm) => !vm.fields.is_a_template && !vm.fields.is_a_snapshot && !vm.fields.is_control_domain)
+        .map((vm) => withRef(vm.ref, vmRecord(pool, vm))),
+    vmSnapshotsOf: (uuid) => {
+      const vm = vmByUuid(pool, uuid);
+      return [...vmTables(pool).vms.values()]
+        .filter((candidate) => candidate.fields.snapshot_of === vm.ref)
+        .map((snapshot) => withRef(snapshot.ref, vmRecord(pool, snapshot)));
+    },
+    setVmPowerState: (uuid, state) => setVmPowerState(pool, vmByUuid(pool, uuid), state),
+    addVmTags: (uuid, tags) => {
+      const vm = vmByUuid(pool, uuid);
+      vm.fields.tags = [...new Set([...vm.fields.tags, ...tags])];
+    },
+    vbdsOf: (uuid) =>
+      vbdsOfVm(pool, vmByUuid(pool, uuid)).map((vbd) => withRef(vbd.ref, vbdRecord(pool, vbd))),
+    vifsOf: (uuid) =>
+      vifsOfVm(pool, vmByUuid(pool, uuid)).map((vif) => withRef(vif.ref, vifRecord(pool, vif))),
+    vtpmContents: (uuid) => vtpmsOfVm(pool, vmByUuid(pool, uuid))[0]?.contents,
     close: async () => {
       for (const server of servers) {
         server.closeAllConnections();

@@ -7,6 +7,7 @@ import type { ImageFormat, PoolState, SrState, VdiState } from './pool.ts';
 import { vdiRecord } from './records.ts';
 import { fieldGetters } from './methods-getters.ts';
 import { BLOCK_SIZE, SparseDisk } from './sparse-disk.ts';
+import { vbdsOfVdi, vmTables } from './vm-state.ts';
 import { XapiError } from './xapi-error.ts';
 
 const VDI_TYPES = new Set([
@@ -87,8 +88,16 @@ export function snapshotVdi(pool: PoolState, source: VdiState): VdiState {
   });
 }
 
+/**
+ * VDI.destroy: refused with VDI_IN_USE while a transfer holds the VDI or a VBD has it attached (a
+ * running VM's disk); the VBDs of halted VMs that point at it go with it, as xapi_vdi.ml destroys them.
+ */
 export function destroyVdi(pool: PoolState, vdi: VdiState): void {
-  if (vdi.activeTransfers > 0) throw new XapiError('VDI_IN_USE', [vdi.ref, 'destroy']);
+  const vbds = vbdsOfVdi(pool, vdi.ref);
+  if (vdi.activeTransfers > 0 || vbds.some((vbd) => vbd.currently_attached)) {
+    throw new XapiError('VDI_IN_USE', [vdi.ref, 'destroy']);
+  }
+  for (const vbd of vbds) vmTables(pool).vbds.delete(vbd.ref);
   pool.removeVdi(vdi);
 }
 

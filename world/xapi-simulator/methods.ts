@@ -4,8 +4,17 @@ import { poolMethods } from './methods-pool.ts';
 import { sessionMethods } from './methods-session.ts';
 import { taskMethods } from './methods-task.ts';
 import { vdiMethods } from './methods-vdi.ts';
+import { deviceMethods } from './methods-devices.ts';
+import { vmMethods } from './methods-vm.ts';
 
-const apiMethods: MethodTable = { ...sessionMethods, ...vdiMethods, ...taskMethods, ...poolMethods };
+const apiMethods: MethodTable = {
+  ...sessionMethods,
+  ...vdiMethods,
+  ...taskMethods,
+  ...poolMethods,
+  ...vmMethods,
+  ...deviceMethods,
+};
 
 /** Every method the simulated host answers; anything else is MESSAGE_METHOD_UNKNOWN. */
 export const methodTable: MethodTable = {

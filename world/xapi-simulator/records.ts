@@ -3,6 +3,7 @@ import type { HostState, PoolState, SessionState, SrState, TaskState, VdiState }
 import { XapiDateTime, XapiFloat } from './rpc-values.ts';
 import type { XapiValue } from './rpc-values.ts';
 import { BLOCK_SIZE } from './sparse-disk.ts';
+import { vbdsOfVdi, vmTables } from './vm-state.ts';
 
 type XapiRecord = Record<string, XapiValue>;
 
@@ -21,7 +22,7 @@ export function vdiRecord(pool: PoolState, vdi: VdiState): XapiRecord {
       : ['clone', 'copy', 'destroy', 'forget', 'generate_config', 'mirror', 'resize', 'snapshot', 'update'],
     current_operations: {},
     SR: vdi.sr.ref,
-    VBDs: [],
+    VBDs: vbdsOfVdi(pool, vdi.ref).map((vbd) => vbd.ref),
     crash_dumps: [],
     virtual_size: vdi.disk.virtualSize,
     physical_utilisation: allocated * (BLOCK_SIZE + 512),
@@ -126,9 +127,11 @@ export function hostRecord(pool: PoolState, host: HostState): XapiRecord {
     cpu_configuration: {},
     sched_policy: 'credit',
     supported_bootloaders: ['pygrub', 'eliloader'],
-    resident_VMs: [],
+    resident_VMs: [...vmTables(pool).vms.values()]
+      .filter((vm) => vm.fields.resident_on === host.ref)
+      .map((vm) => vm.ref),
     logging: {},
-    PIFs: [],
+    PIFs: [...vmTables(pool).pifs.values()].filter((pif) => pif.host === host.ref).map((pif) => pif.ref),
     suspend_image_sr: NULL_REF,
     crash_dump_sr: NULL_REF,
     crashdumps: [],
@@ -162,7 +165,10 @@ export function hostRecord(pool: PoolState, host: HostState): XapiRecord {
     guest_VCPUs_params: {},
     display: 'enabled',
     virtual_hardware_platform_versions: [0, 1, 2],
-    control_domain: NULL_REF,
+    control_domain:
+      [...vmTables(pool).vms.values()].find(
+        (vm) => vm.fields.is_control_domain && vm.fields.resident_on === host.ref,
+      )?.ref ?? NULL_REF,
     updates_requiring_reboot: [],
     features: [],
     iscsi_iqn: '',
@@ -202,7 +208,8 @@ export function poolRecord(pool: PoolState): XapiRecord {
     redo_log_enabled: false,
     redo_log_vdi: NULL_REF,
     vswitch_controller: '',
-    restrictions: {},
+    // XCP-ng 8.3 leaves vTPMs unrestricted (VTPM.create checks restrict_vtpm).
+    restrictions: { restrict_vtpm: 'false' },
     metadata_VDIs: [],
     ha_cluster_stack: 'xhad',
     allowed_operations: [],

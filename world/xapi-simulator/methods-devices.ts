@@ -1,0 +1,260 @@
+/** VBD, VIF, VTPM, network, PIF and VLAN methods. */
+import { B, E, I, L, M, readCtorRecord, S } from './ctor-record.ts';
+import type { CtorField } from './ctor-record.ts';
+import { boolArg, method, stringArg, stringMapArg } from './method-table.ts';
+import type { CallContext, MethodTable } from './method-table.ts';
+import { fieldGetters } from './methods-getters.ts';
+import type { PoolState } from './pool.ts';
+import type { XapiValue } from './rpc-values.ts';
+import { networkRecord, pifRecord, vbdRecord, vifRecord, vlanRecord, vtpmRecord } from './records-vm.ts';
+import { createVbd, createVif, createVtpm, destroyVbd, destroyVif, destroyVtpm } from './vm-ops.ts';
+import type { NewVbd, NewVif } from './vm-ops.ts';
+import {
+  getNetwork,
+  getPif,
+  getVbd,
+  getVif,
+  getVlan,
+  getVm,
+  getVtpm,
+  networkByUuid,
+  pifByUuid,
+  vbdByUuid,
+  vifByUuid,
+  vlanByUuid,
+  vmTables,
+  vtpmByUuid,
+} from './vm-state.ts';
+import { XapiError } from './xapi-error.ts';
+
+/** VBD's constructor fields in datamodel order (ocaml/idl/datamodel.ml). */
+const VBD_CTOR_FIELDS: readonly CtorField[] = [
+  { name: 'VM', type: S },
+  { name: 'VDI', type: S },
+  { name: 'device', type: S, default: '' },
+  { name: 'userdevice', type: S },
+  { name: 'bootable', type: B },
+  { name: 'mode', type: E('RO', 'RW') },
+  { name: 'type', type: E('CD', 'Disk', 'Floppy') },
+  { name: 'unpluggable', type: B, default: true },
+  { name: 'empty', type: B },
+  { name: 'other_config', type: M },
+  { name: 'currently_attached', type: B, default: false },
+  { name: 'qos_algorithm_type', type: S },
+  { name: 'qos_algorithm_params', type: M },
+];
+
+/** VIF's constructor fields in datamodel order. */
+const VIF_CTOR_FIELDS: readonly CtorField[] = [
+  { name: 'device', type: S },
+  { name: 'network', type: S },
+  { name: 'VM', type: S },
+  { name: 'MAC', type: S },
+  { name: 'MTU', type: I },
+  { name: 'other_config', type: M },
+  { name: 'currently_attached', type: B, default: false },
+  { name: 'qos_algorithm_type', type: S },
+  { name: 'qos_algorithm_params', type: M },
+  {
+    name: 'locking_mode',
+    type: E('network_default', 'locked', 'unlocked', 'disabled'),
+    default: 'network_default',
+  },
+  { name: 'ipv4_allowed', type: L, default: [] },
+  { name: 'ipv6_allowed', type: L, default: [] },
+];
+
+/** The standard record readers of a class: get_record, get_all, get_all_records, get_by_uuid and getters. */
+function readers<T extends { ref: string }>(
+  cls: string,
+  table: (pool: PoolState) => Map<string, T>,
+  get: (pool: PoolState, ref: unknown) => T,
+  byUuid: (pool: PoolState, uuid: unknown) => T,
+  record: (pool: PoolState, entry: T) => Record<string, XapiValue>,
+  fields: readonly string[],
+): MethodTable {
+  return {
+    [`${cls}.get_record`]: method(1, ({ pool }, args) => record(pool, get(pool, args[0]))),
+    [`${cls}.get_by_uuid`]: method(1, ({ pool }, args) => byUuid(pool, args[0]).ref),
+    [`${cls}.get_all`]: method(0, ({ pool }) => [...table(pool).keys()]),
+    [`${cls}.get_all_records`]: method(0, ({ pool }) =>
+      Object.fromEntries([...table(pool).values()].map((entry) => [entry.ref, record(pool, entry)])),
+    ),
+    ...fieldGetters(cls, (pool, ref) => record(pool, get(pool, ref)), fields),
+  };
+}
+
+/** VTPM.get_contents / set_contents are `_R_LOCAL_ROOT_ONLY`: no role but the local superuser may call them. */
+function assertLocalRoot(ctx: CallContext, name: string): void {
+  if (ctx.session?.readOnly !== false) {
+    throw new XapiError('RBAC_PERMISSION_DENIED', [
+      name.toLowerCase(),
+      'No permission to perform this action',
+    ]);
+  }
+}
+
+export const deviceMethods: MethodTable = {
+  ...readers('VBD', (pool) => vmTables(pool).vbds, getVbd, vbdByUuid, vbdRecord, [
+    'uuid',
+    'allowed_operations',
+    'VM',
+    'VDI',
+    'device',
+    'userdevice',
+    'bootable',
+    'mode',
+    'type',
+    'unpluggable',
+    'empty',
+    'other_config',
+    'currently_attached',
+    'qos_algorithm_type',
+    'qos_algorithm_params',
+  ]),
+  'VBD.create': method(
+    1,
+    ({ pool }, args) => createVbd(pool, readCtorRecord(args[0], VBD_CTOR_FIELDS) as unknown as NewVbd).ref,
+    { writes: true },
+  ),
+  'VBD.destroy': method(
+    1,
+    ({ pool }, args) => {
+      destroyVbd(pool, getVbd(pool, args[0]));
+      return '';
+    },
+    { writes: true },
+  ),
+  'VBD.set_other_config': method(
+    2,
+    ({ pool }, args) => {
+      getVbd(pool, args[0]).other_config = stringMapArg(args[1], 'value');
+      return '';
+    },
+    { writes: true },
+  ),
+  'VBD.set_bootable': method(
+    2,
+    ({ pool }, args) => {
+      getVbd(pool, args[0]).bootable = boolArg(args[1], 'value');
+      return '';
+    },
+    { writes: true },
+  ),
+  ...readers('VIF', (pool) => vmTables(pool).vifs, getVif, vifByUuid, vifRecord, [
+    'uuid',
+    'allowed_operations',
+    'device',
+    'network',
+    'VM',
+    'MAC',
+    'MTU',
+    'other_config',
+    'currently_attached',
+    'qos_algorithm_type',
+    'qos_algorithm_params',
+    'MAC_autogenerated',
+    'locking_mode',
+    'ipv4_allowed',
+    'ipv6_allowed',
+  ]),
+  'VIF.create': method(
+    1,
+    ({ pool }, args) => createVif(pool, readCtorRecord(args[0], VIF_CTOR_FIELDS) as unknown as NewVif).ref,
+    { writes: true },
+  ),
+  'VIF.destroy': method(
+    1,
+    ({ pool }, args) => {
+      destroyVif(pool, getVif(pool, args[0]));
+      return '';
+    },
+    { writes: true },
+  ),
+  'VIF.set_other_config': method(
+    2,
+    ({ pool }, args) => {
+      getVif(pool, args[0]).other_config = stringMapArg(args[1], 'value');
+      return '';
+    },
+    { writes: true },
+  ),
+  ...readers('VTPM', (pool) => vmTables(pool).vtpms, getVtpm, vtpmByUuid, vtpmRecord, [
+    'uuid',
+    'allowed_operations',
+    'VM',
+    'backend',
+    'persistence_backend',
+    'is_unique',
+    'is_protected',
+  ]),
+  // VTPM.create takes (vM, is_unique), not a record (xapi_vtpm.ml).
+  'VTPM.create': method(
+    2,
+    ({ pool }, args) => createVtpm(pool, getVm(pool, args[0]), boolArg(args[1], 'is_unique')).ref,
+    { writes: true },
+  ),
+  'VTPM.destroy': method(
+    1,
+    ({ pool }, args) => {
+      destroyVtpm(pool, getVtpm(pool, args[0]));
+      return '';
+    },
+    { writes: true },
+  ),
+  'VTPM.get_contents': method(1, (ctx, args) => {
+    assertLocalRoot(ctx, 'VTPM.get_contents');
+    return getVtpm(ctx.pool, args[0]).contents;
+  }),
+  // xapi decodes the contents as base64 but discards the result, so any string is stored as given.
+  'VTPM.set_contents': method(
+    2,
+    (ctx, args) => {
+      assertLocalRoot(ctx, 'VTPM.set_contents');
+      const vtpm = getVtpm(ctx.pool, args[0]);
+      vtpm.contents = stringArg(args, 1, 'contents');
+      return '';
+    },
+    { writes: true },
+  ),
+  ...readers('network', (pool) => vmTables(pool).networks, getNetwork, networkByUuid, networkRecord, [
+    'uuid',
+    'name_label',
+    'name_description',
+    'VIFs',
+    'PIFs',
+    'MTU',
+    'other_config',
+    'bridge',
+    'managed',
+    'tags',
+    'purpose',
+  ]),
+  'network.get_by_name_label': method(1, ({ pool }, args) =>
+    [...vmTables(pool).networks.values()]
+      .filter((network) => network.name_label === args[0])
+      .map((network) => network.ref),
+  ),
+  ...readers('PIF', (pool) => vmTables(pool).pifs, getPif, pifByUuid, pifRecord, [
+    'uuid',
+    'device',
+    'network',
+    'host',
+    'MAC',
+    'MTU',
+    'VLAN',
+    'physical',
+    'currently_attached',
+    'management',
+    'IP',
+    'VLAN_master_of',
+    'VLAN_slave_of',
+    'other_config',
+  ]),
+  ...readers('VLAN', (pool) => vmTables(pool).vlans, getVlan, vlanByUuid, vlanRecord, [
+    'uuid',
+    'tagged_PIF',
+    'untagged_PIF',
+    'tag',
+  ]),
+};
