@@ -36,7 +36,9 @@
  *   sim.snapshotVdi(uuid)            VDI.snapshot behind the client's back       → { uuid, ref }
  *   sim.snapshotsOf(uuid)            VDI records (each with `ref`) of the VDI's snapshots
  *   sim.vdiRecord(uuid)              the VDI's record (with `ref`), or undefined once destroyed
- *   sim.deleteVdi(uuid)              removes a VDI (someone deleting a snapshot behind our back)
+ *   sim.deleteVdi(uuid)              removes a VDI (someone deleting a snapshot behind our back); as VDI.destroy:
+ *                                    VDI_IN_USE while a transfer holds it or a running VM has it attached, and
+ *                                    the VBDs of halted VMs that use it go with it
  *   sim.openTasks()                  task records (with `ref`) clients created and have not destroyed
  *   sim.openSessions()               [{ ref, username, originator }]
  *   sim.expireSessions()             every current session becomes SESSION_INVALID (→ how many); or, counted
@@ -111,6 +113,10 @@
  *   as JSON (xapi: its own serialisation); allowed_operations assume PV drivers; blocked_operations keys and the
  *   values of enum fields other than the constructors' are not checked against xapi's enums.
  * - VBD.create: autodetect picks among 16 slots; a non-empty CD is not checked to be an ISO.
+ * - OPERATION_BLOCKED carries [vm, the blocked_operations value] as xapi does (the value is the reason, e.g.
+ *   "true"). VTPM.set_contents stores any string: xapi decodes it as base64 but ignores the outcome.
+ * - VM.snapshot of a running VM with a vTPM copies its contents (xapi may answer NOT_IMPLEMENTED there, per its
+ *   ignore-vtpm-unimplemented setting).
  * - Enum values in a constructor record that match none fail with ENUM_INVALID [field, value].
  */
 import { randomBytes, randomUUID } from 'node:crypto';
