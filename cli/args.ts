@@ -125,6 +125,12 @@ export function stringFlag(values: FlagValues, name: string): string | undefined
   return typeof value === 'string' ? value : undefined;
 }
 
+/** A flag given any number of times (`multiple`): its values in order, none when absent. */
+export function stringsFlag(values: FlagValues, name: string): string[] {
+  const value = values[name];
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+}
+
 export function booleanFlag(values: FlagValues, name: string): boolean {
   return values[name] === true;
 }

@@ -72,6 +72,14 @@ function printBackupSummary(output: Output, summary: BackupSummary): void {
     if (outcome.error)
       printLine(output, `  ${outcome.vdiUuid}: ${outcome.error}: ${readableCause(outcome.cause)}`);
   }
+  for (const vm of summary.vmOutcomes ?? []) {
+    printLine(
+      output,
+      vm.status === 'succeeded'
+        ? `VM ${vm.vmUuid}: ${green('restore point')} ${vm.vmBackupId} (${vm.disks} disk${vm.disks === 1 ? '' : 's'})`
+        : `VM ${vm.vmUuid}: ${red('no restore point')}: ${readableCause(vm.cause ?? vm.error)}`,
+    );
+  }
   printLine(output, `pool ${summary.pool}: ${summary.succeeded} succeeded, ${summary.failed} failed`);
 }
 

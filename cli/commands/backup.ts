@@ -6,6 +6,7 @@ import {
   helpText,
   parseCommandArgs,
   stringFlag,
+  stringsFlag,
   type FlagValues,
 } from '../args.ts';
 import { UsageError, type ExitCode } from '../exit-codes.ts';
@@ -15,6 +16,18 @@ import { reportOutcome } from '../summaries.ts';
 import { validated } from '../validated.ts';
 
 const FLAGS = {
+  vm: {
+    type: 'string',
+    multiple: true,
+    value: '<vm-uuid>',
+    help: 'back up a whole VM: every disk at once, and a VM restore point (repeatable)',
+  },
+  tag: {
+    type: 'string',
+    multiple: true,
+    value: '<tag>',
+    help: 'back up every VM carrying this tag when the run starts (repeatable)',
+  },
   mode: {
     type: 'string',
     value: 'auto|full',
@@ -31,9 +44,10 @@ const FLAGS = {
 } as const;
 
 const USAGE =
-  'vdi-vault backup [<vdi-uuid>…] [--mode auto|full] [--job <name> --config <file>] [--local …] [--json]';
+  'vdi-vault backup [<vdi-uuid>…] [--vm <vm-uuid>…] [--tag <tag>…] [--mode auto|full] [--job <name> --config <file>] [--local …] [--json]';
 const DESCRIPTION =
-  'Backs up VDIs now: a snapshot, a full or delta VHD export streamed into S3, a manifest in the catalog.';
+  'Backs up VDIs and VMs now: a snapshot, a full or delta export streamed into S3, a manifest in the catalog ' +
+  '(and for a VM, a VM restore point once every disk is in).';
 
 export async function backupCommand(args: readonly string[], context: CommandContext): Promise<ExitCode> {
   const { values, positionals } = parseCommandArgs('backup', args, FLAGS);
@@ -50,19 +64,26 @@ function backupInput(values: FlagValues, positionals: readonly string[]): Parsed
   const jobName = stringFlag(values, 'job');
   const mode = stringFlag(values, 'mode');
   const pool = stringFlag(values, 'pool');
+  const vmUuids = stringsFlag(values, 'vm');
+  const tags = stringsFlag(values, 'tag');
   if (jobName === undefined) {
-    if (positionals.length === 0) {
-      throw new UsageError('backup needs at least one VDI uuid, or --job <name> with --config <file>');
+    if (positionals.length + vmUuids.length + tags.length === 0) {
+      throw new UsageError(
+        'backup needs a VDI uuid, --vm <vm-uuid> or --tag <tag>, or --job <name> with --config <file>',
+      );
     }
     return validated(() =>
       parseBackupInput({
-        vdiUuids: positionals,
+        ...(positionals.length ? { vdiUuids: positionals } : {}),
+        ...(vmUuids.length ? { vmUuids } : {}),
+        ...(tags.length ? { tags } : {}),
         ...(mode !== undefined ? { mode } : {}),
         ...(pool !== undefined ? { pool } : {}),
       }),
     );
   }
-  if (positionals.length) throw new UsageError('give either VDI uuids or --job, not both');
+  if (positionals.length + vmUuids.length + tags.length)
+    throw new UsageError('give either VDI uuids, --vm or --tag, or --job, not both');
   const configFile = stringFlag(values, 'config');
   if (configFile === undefined)
     throw new UsageError('--job needs --config <file> (the deployment configuration)');
@@ -76,7 +97,9 @@ function backupInput(values: FlagValues, positionals: readonly string[]): Parsed
     throw new UsageError(`--pool ${pool}: job ${jobName} backs up pool ${job.pool}`);
   return validated(() =>
     parseBackupInput({
-      vdiUuids: job.vdiUuids,
+      ...(job.vdiUuids ? { vdiUuids: job.vdiUuids } : {}),
+      ...(job.vmUuids ? { vmUuids: job.vmUuids } : {}),
+      ...(job.tags ? { tags: job.tags } : {}),
       pool: job.pool,
       mode: mode ?? job.mode ?? 'auto',
       ...(job.retention ? { retention: job.retention } : {}),

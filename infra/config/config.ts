@@ -1,5 +1,7 @@
 import type { RetentionPolicy } from '../../lambdas/catalog/retention.ts';
 import type { BackupJob } from '../constructs/backup-triggers.ts';
+import { parseBackupInput } from '../../lambdas/backup/input.ts';
+import { InputValidationError } from '../../lambdas/shared/input-error.ts';
 import { readFileSync } from 'node:fs';
 import { ConfigError, expectArray, expectObject, optional, rejectUnknown } from './config-fields.ts';
 
@@ -87,7 +89,6 @@ export interface VdiVaultConfig {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SCHEDULE =
   /^(cron\(.+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\)|at\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\))$/;
 const SHA256_HEX = /^([0-9a-f]{2}:?){31}[0-9a-f]{2}$/i;
@@ -214,6 +215,8 @@ function parseJobs(value: unknown, pools: ReadonlySet<string>): void {
       'name',
       'pool',
       'vdiUuids',
+      'vmUuids',
+      'tags',
       'schedule',
       'timezone',
       'mode',
@@ -229,17 +232,24 @@ function parseJobs(value: unknown, pools: ReadonlySet<string>): void {
     if (typeof job.pool !== 'string' || !pools.has(job.pool)) {
       throw new ConfigError(`${at}.pool`, `must name a configured pool (${[...pools].join(', ')})`);
     }
-    const vdis = expectArray(job.vdiUuids, `${at}.vdiUuids`, 'must be a list of VDI uuids');
-    if (vdis.length === 0 || vdis.length > 100) {
-      throw new ConfigError(`${at}.vdiUuids`, 'list 1 to 100 VDI uuids');
+    // What the job backs up: disks, VMs by uuid and VMs by tag, checked as the backup input is.
+    if (job.vdiUuids === undefined && job.vmUuids === undefined && job.tags === undefined) {
+      throw new ConfigError(
+        `${at}.vdiUuids`,
+        'is missing: give vdiUuids, vmUuids or tags (a job must back something up)',
+      );
     }
-    vdis.forEach((uuid, vdiIndex) => {
-      if (typeof uuid !== 'string' || !UUID.test(uuid)) {
-        throw new ConfigError(`${at}.vdiUuids[${vdiIndex}]`, `${JSON.stringify(uuid)} is not a VDI uuid`);
+    try {
+      parseBackupInput({
+        ...(job.vdiUuids !== undefined ? { vdiUuids: job.vdiUuids } : {}),
+        ...(job.vmUuids !== undefined ? { vmUuids: job.vmUuids } : {}),
+        ...(job.tags !== undefined ? { tags: job.tags } : {}),
+      });
+    } catch (error) {
+      if (error instanceof InputValidationError) {
+        throw new ConfigError(`${at}.${error.field}`, error.message.slice(error.field.length + 2));
       }
-    });
-    if (new Set(vdis.map((uuid) => String(uuid).toLowerCase())).size !== vdis.length) {
-      throw new ConfigError(`${at}.vdiUuids`, 'lists a VDI twice');
+      throw error;
     }
     if (typeof job.schedule !== 'string' || !SCHEDULE.test(job.schedule)) {
       throw new ConfigError(

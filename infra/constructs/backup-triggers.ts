@@ -11,13 +11,20 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { createDeadLetterQueue } from './vault-notifications.ts';
 
-/** A scheduled backup: its schedule starts the backup state machine with `{vdiUuids, pool, mode, concurrency?, retention?}`. */
+/**
+ * A scheduled backup: its schedule starts the backup state machine with
+ * `{vdiUuids?, vmUuids?, tags?, pool, mode, concurrency?, retention?}`. A job by tags finds its VMs at each run.
+ */
 export interface BackupJob {
   /** Names the schedule's construct id; letters, digits, dash, underscore. */
   readonly name: string;
   /** One of the pools' names. */
   readonly pool: string;
-  readonly vdiUuids: readonly string[];
+  readonly vdiUuids?: readonly string[];
+  /** Whole VMs (a VM restore point each). */
+  readonly vmUuids?: readonly string[];
+  /** Every VM carrying one of these tags when the schedule fires. */
+  readonly tags?: readonly string[];
   /** EventBridge Scheduler expression: `cron(0 2 * * ? *)`, `rate(12 hours)` or `at(2026-01-01T00:00:00)`. */
   readonly schedule: string;
   /** IANA zone the expression is read in. Default `UTC`. */
@@ -47,7 +54,7 @@ export interface BackupTriggersProps {
 
 /**
  * What starts backups: an EventBridge Scheduler schedule per job, and a rule on the custom event
- * `{source: "vdi-vault", detail-type: "Backup Requested", detail: {vdiUuids, pool, mode}}` that starts the
+ * `{source: "vdi-vault", detail-type: "Backup Requested", detail: {vdiUuids | vmUuids | tags, pool, mode}}` that starts the
  * backup state machine with the detail as its input. A start that still fails after the retries (3, within
  * an hour) lands in the dead-letter queue, which `VaultNotifications` alarms on.
  */
@@ -107,7 +114,9 @@ export class BackupTriggers extends Construct {
     const schedules: Record<string, scheduler.Schedule> = {};
     for (const job of props.jobs ?? []) {
       const input = {
-        vdiUuids: [...job.vdiUuids],
+        ...(job.vdiUuids?.length ? { vdiUuids: [...job.vdiUuids] } : {}),
+        ...(job.vmUuids?.length ? { vmUuids: [...job.vmUuids] } : {}),
+        ...(job.tags?.length ? { tags: [...job.tags] } : {}),
         pool: job.pool,
         mode: job.mode ?? 'auto',
         ...(job.concurrency ? { concurrency: job.concurrency } : {}),
@@ -132,12 +141,19 @@ export class BackupTriggers extends Construct {
     this.schedules = schedules;
 
     this.backupRequestRule = new events.Rule(this, 'BackupRequested', {
-      description: 'Starts a vdi-vault backup: detail {vdiUuids, pool?, mode?}',
+      description: 'Starts a vdi-vault backup: detail {vdiUuids?, vmUuids?, tags?, pool?, mode?}',
       ...(props.eventBus ? { eventBus: props.eventBus } : {}),
       eventPattern: {
         source: [BACKUP_REQUEST_EVENT.source],
         detailType: [BACKUP_REQUEST_EVENT.detailType],
-        detail: { vdiUuids: [{ exists: true }] },
+        // Any selection; the workflow's Login names what is wrong with it.
+        detail: {
+          $or: [
+            { vdiUuids: [{ exists: true }] },
+            { vmUuids: [{ exists: true }] },
+            { tags: [{ exists: true }] },
+          ],
+        },
       },
       targets: [
         new targets.SfnStateMachine(props.stateMachine, {
@@ -153,7 +169,12 @@ export class BackupTriggers extends Construct {
 }
 
 function describeJob(job: BackupJob): string {
-  const parts = [`vdi-vault job ${job.name}: ${job.vdiUuids.length} VDI(s) of pool ${job.pool}`];
+  const chosen = [
+    ...(job.vdiUuids?.length ? [`${job.vdiUuids.length} VDI(s)`] : []),
+    ...(job.vmUuids?.length ? [`${job.vmUuids.length} VM(s)`] : []),
+    ...(job.tags?.length ? [`VMs tagged ${job.tags.join(', ')}`] : []),
+  ];
+  const parts = [`vdi-vault job ${job.name}: ${chosen.join(' and ')} of pool ${job.pool}`];
   if (job.concurrency !== undefined) parts.push(`concurrency ${job.concurrency}`);
   if (job.retention)
     parts.push(`retention keep ${job.retention.keep}, full every ${job.retention.fullEvery}`);

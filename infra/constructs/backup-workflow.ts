@@ -21,9 +21,10 @@ export interface BackupWorkflowProps {
 }
 
 /**
- * The backup state machine: Login, then per VDI (in a Map) Plan → Snapshot → CreateTask → Export (on Lambda,
- * or on Fargate by size or after a Lambda timeout) → Commit → Cleanup with every failure caught by
- * FailureCleanup, then Logout, and a failed execution naming each VDI that failed.
+ * The backup state machine: Login, SnapshotVms (the VMs chosen by uuid or tag, each snapshotted whole), then
+ * per disk (in a Map) Plan → Snapshot → CreateTask → Export (on Lambda, or on Fargate by size or after a
+ * Lambda timeout) → Commit → Cleanup with every failure caught by FailureCleanup, then CommitVms (each VM's
+ * restore point), Logout, and a failed execution naming each VDI and VM that failed.
  */
 export class BackupWorkflow extends Construct {
   readonly definition: sfn.IChainable;
@@ -98,9 +99,11 @@ export class BackupWorkflow extends Construct {
 
     const eachVdi = new sfn.Map(this, 'BackupEachVdi', {
       stateName: 'BackupEachVdi',
-      itemsPath: '$.vdiUuids',
+      itemsPath: '$.selection.items',
       itemSelector: {
-        'vdiUuid.$': '$$.Map.Item.Value',
+        'vdiUuid.$': '$$.Map.Item.Value.vdiUuid',
+        'vmUuid.$': '$$.Map.Item.Value.vmUuid',
+        'presetSnapshot.$': '$$.Map.Item.Value.presetSnapshot',
         'pool.$': '$.pool',
         'mode.$': '$.mode',
         'retention.$': '$.retention',
@@ -118,8 +121,44 @@ export class BackupWorkflow extends Construct {
         'pool.$': '$.pool',
         'session.$': '$.session',
         'outcomes.$': '$.outcomes',
+        'vmOutcomes.$': '$.vmOutcomes',
       }),
     });
+    // SnapshotVms removes what it made before it fails, CommitVms turns each VM's trouble into its
+    // outcome: what is left is to log out and fail the run with that failure.
+    const logoutAfterFailure = invoke(
+      f.logout,
+      {
+        resultPath: '$',
+        payload: sfn.TaskInput.fromObject({
+          'pool.$': '$.pool',
+          'session.$': '$.session',
+          'failure.$': '$.failure',
+        }),
+      },
+      f.logout.spec.states[1],
+    );
+    const snapshotVms = invoke(f.snapshotVms, {
+      resultPath: '$.selection',
+      payload: sfn.TaskInput.fromObject({
+        'pool.$': '$.pool',
+        'session.$': '$.session',
+        'vdiUuids.$': '$.vdiUuids',
+        'vmUuids.$': '$.vmUuids',
+        'tags.$': '$.tags',
+        'executionId.$': '$$.Execution.Name',
+      }),
+    }).addCatch(logoutAfterFailure, { resultPath: '$.failure' });
+    const commitVms = invoke(f.commitVms, {
+      resultPath: '$.vmOutcomes',
+      payload: sfn.TaskInput.fromObject({
+        'pool.$': '$.pool',
+        'session.$': '$.session',
+        'executionId.$': '$$.Execution.Name',
+        'vms.$': '$.selection.vms',
+        'outcomes.$': '$.outcomes',
+      }),
+    }).addCatch(logoutAfterFailure, { resultPath: '$.failure' });
     const someFailed = new sfn.Fail(this, 'BackupFailed', {
       stateName: 'BackupFailed',
       errorPath: '$.error',
@@ -129,6 +168,7 @@ export class BackupWorkflow extends Construct {
       .when(sfn.Condition.numberGreaterThan('$.failed', 0), someFailed)
       .otherwise(new sfn.Succeed(this, 'BackupSucceeded', { stateName: 'BackupSucceeded' }));
 
-    this.definition = login.next(eachVdi).next(logout).next(verdict);
+    logoutAfterFailure.next(verdict);
+    this.definition = login.next(snapshotVms).next(eachVdi).next(commitVms).next(logout).next(verdict);
   }
 }

@@ -10,7 +10,12 @@ export type BackupMode = 'auto' | 'full';
 
 /** What starts a backup execution (schedule, event, console or CLI). */
 export interface BackupInput {
-  readonly vdiUuids: readonly string[];
+  /** Disks by uuid. At least one of vdiUuids, vmUuids and tags must select something. */
+  readonly vdiUuids?: readonly string[];
+  /** Whole VMs by uuid: each backed up as a VM restore point (docs/design.md § VM backups). */
+  readonly vmUuids?: readonly string[];
+  /** Every VM of the pool carrying one of these tags when the run starts. */
+  readonly tags?: readonly string[];
   /** Default: the deployment's default pool. */
   readonly pool?: string;
   /** `auto` (default): a delta when a base exists; `full`: always a full. */
@@ -21,10 +26,14 @@ export interface BackupInput {
   readonly concurrency?: number;
 }
 
-const EXAMPLE = '{"vdiUuids":["<vdi uuid>"],"mode":"auto"}';
+const EXAMPLE = '{"vdiUuids":["<vdi uuid>"],"mode":"auto"} or {"tags":["backup-nightly"]}';
+/** At most this many VDIs, and this many VMs, per execution. */
+export const MAX_UUIDS_PER_EXECUTION = 100;
 
 export interface ParsedBackupInput {
   readonly vdiUuids: readonly string[];
+  readonly vmUuids: readonly string[];
+  readonly tags: readonly string[];
   readonly mode: BackupMode;
   readonly pool?: string;
   readonly retention?: RetentionPolicy;
@@ -35,32 +44,21 @@ export function parseBackupInput(raw: unknown): ParsedBackupInput {
   if (!isPlainObject(raw)) {
     throw new InputValidationError('input', 'must be a JSON object', `Example: ${EXAMPLE}`);
   }
-  rejectUnknownFields(raw, ['vdiUuids', 'pool', 'mode', 'retention', 'concurrency'], 'the backup input');
-  const { vdiUuids, pool, mode, retention, concurrency } = raw;
-  if (!Array.isArray(vdiUuids) || vdiUuids.length === 0) {
+  rejectUnknownFields(
+    raw,
+    ['vdiUuids', 'vmUuids', 'tags', 'pool', 'mode', 'retention', 'concurrency'],
+    'the backup input',
+  );
+  const { pool, mode, retention, concurrency } = raw;
+  const vdiUuids = uuidList(raw.vdiUuids, 'vdiUuids', 'VDI', '`xe vdi-list`');
+  const vmUuids = uuidList(raw.vmUuids, 'vmUuids', 'VM', '`xe vm-list`');
+  const tags = tagList(raw.tags);
+  if (vdiUuids.length + vmUuids.length + tags.length === 0) {
+    const given = ['vdiUuids', 'vmUuids', 'tags'].filter((field) => raw[field] !== undefined);
     throw new InputValidationError(
-      'vdiUuids',
-      'must be a non-empty list of VDI uuids',
-      `Example: ${EXAMPLE}`,
-    );
-  }
-  vdiUuids.forEach((uuid, index) => {
-    if (typeof uuid !== 'string' || !UUID_PATTERN.test(uuid)) {
-      throw new InputValidationError(
-        `vdiUuids[${index}]`,
-        `${JSON.stringify(uuid)} is not a VDI uuid`,
-        'Use the uuid `xe vdi-list` shows, e.g. "3f1c2d4e-8a9b-4c5d-9e0f-112233445566".',
-      );
-    }
-  });
-  if (new Set(vdiUuids.map((uuid: string) => uuid.toLowerCase())).size !== vdiUuids.length) {
-    throw new InputValidationError('vdiUuids', 'lists a VDI twice', 'List each VDI once.');
-  }
-  if (vdiUuids.length > 100) {
-    throw new InputValidationError(
-      'vdiUuids',
-      `lists ${vdiUuids.length} VDIs`,
-      'Start at most 100 per execution.',
+      given.length === 1 ? given[0]! : 'vdiUuids',
+      given.length ? 'selects nothing' : 'is missing: the input selects no VDI, VM or tag',
+      `Give a non-empty vdiUuids, vmUuids or tags. Example: ${EXAMPLE}`,
     );
   }
   if (pool !== undefined && (typeof pool !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(pool))) {
@@ -86,10 +84,67 @@ export function parseBackupInput(raw: unknown): ParsedBackupInput {
   return {
     ...(retention !== undefined ? { retention: parseRetention(retention) } : {}),
     ...(concurrency !== undefined ? { concurrency: concurrency as number } : {}),
-    vdiUuids: vdiUuids.map((uuid: string) => uuid.toLowerCase()),
+    vdiUuids,
+    vmUuids,
+    tags,
     mode: (mode as BackupMode | undefined) ?? 'auto',
     ...(pool !== undefined ? { pool: pool as string } : {}),
   };
+}
+
+/** An optional list of uuids: lower-cased, each once, at most MAX_UUIDS_PER_EXECUTION. */
+function uuidList(raw: unknown, field: string, what: string, command: string): string[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) {
+    throw new InputValidationError(field, `must be a list of ${what} uuids`, `Example: ${EXAMPLE}`);
+  }
+  raw.forEach((uuid: unknown, index) => {
+    if (typeof uuid !== 'string' || !UUID_PATTERN.test(uuid)) {
+      throw new InputValidationError(
+        `${field}[${index}]`,
+        `${JSON.stringify(uuid)} is not a ${what} uuid`,
+        `Use the uuid ${command} shows, e.g. "3f1c2d4e-8a9b-4c5d-9e0f-112233445566".`,
+      );
+    }
+  });
+  const uuids = (raw as string[]).map((uuid) => uuid.toLowerCase());
+  if (new Set(uuids).size !== uuids.length) {
+    throw new InputValidationError(field, `lists a ${what} twice`, `List each ${what} once.`);
+  }
+  if (uuids.length > MAX_UUIDS_PER_EXECUTION) {
+    throw new InputValidationError(
+      field,
+      `lists ${uuids.length} ${what}s`,
+      `Start at most ${MAX_UUIDS_PER_EXECUTION} per execution.`,
+    );
+  }
+  return uuids;
+}
+
+function hasControlCharacter(text: string): boolean {
+  return [...text].some((character) => character.charCodeAt(0) < 0x20);
+}
+
+/** XAPI tags are free text; ours must be non-empty, printable and at most 255 characters. */
+function tagList(raw: unknown): string[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) {
+    throw new InputValidationError('tags', 'must be a list of VM tags', `Example: ${EXAMPLE}`);
+  }
+  raw.forEach((tag: unknown, index) => {
+    if (typeof tag !== 'string' || tag.trim() === '' || tag.length > 255 || hasControlCharacter(tag)) {
+      throw new InputValidationError(
+        `tags[${index}]`,
+        `${JSON.stringify(tag)} is not a tag`,
+        'Use the tag as `xe vm-param-get param-name=tags` shows it, e.g. "backup-nightly".',
+      );
+    }
+  });
+  if (new Set(raw).size !== raw.length) {
+    throw new InputValidationError('tags', 'lists a tag twice', 'List each tag once.');
+  }
+  if (raw.length > 20) throw new InputValidationError('tags', `lists ${raw.length} tags`, 'Use at most 20.');
+  return raw as string[];
 }
 
 function parseRetention(raw: unknown): RetentionPolicy {

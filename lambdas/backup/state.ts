@@ -8,6 +8,10 @@ import type { ImageFormat } from '../catalog/manifest.ts';
 /** The state each VDI's iteration carries from step to step (only ids and sizes: payloads stay small). */
 export interface BackupItemState {
   readonly vdiUuid: string;
+  /** The VM this disk is backed up with (a VM restore point), or null for a disk chosen by uuid. */
+  readonly vmUuid?: string | null;
+  /** The disk's snapshot, taken with all of its VM's disks at once by `VM.snapshot`; null: Snapshot makes one. */
+  readonly presetSnapshot?: { readonly ref: string; readonly uuid: string } | null;
   readonly pool: string;
   readonly mode: BackupMode;
   /** null when the input sets none (Step Functions paths need the field to exist). */
@@ -65,6 +69,8 @@ export interface BackupPlan {
 
 export interface BackupOutcome {
   readonly vdiUuid: string;
+  /** Set for a disk backed up with its VM. */
+  readonly vmUuid?: string | null;
   readonly status: 'succeeded' | 'failed';
   readonly backupId?: string;
   readonly kind?: 'full' | 'delta';
@@ -102,9 +108,46 @@ export interface RetentionReport {
   readonly error?: string;
 }
 
+/** One disk to back up, as the Map gets it: every field present (Step Functions paths need them). */
+export interface BackupItem {
+  readonly vdiUuid: string;
+  readonly vmUuid: string | null;
+  readonly presetSnapshot: { readonly ref: string; readonly uuid: string } | null;
+}
+
+/** A VM whose disks this run backs up, between its snapshot and its VM restore point. */
+export interface VmInProgress {
+  readonly vmUuid: string;
+  readonly nameLabel: string;
+  /** The snapshot VM `VM.snapshot` made: destroyed (its VDIs kept) once the VM point is written or has failed. */
+  readonly snapshotRef: string;
+  /** Where its description waits in S3 for CommitVms (states carry ids, not records). */
+  readonly pendingKey: string;
+  readonly disks: number;
+  readonly startedAt: string;
+}
+
+/** What SelectVms hands the Map and CommitVms. */
+export interface BackupSelection {
+  readonly items: readonly BackupItem[];
+  readonly vms: readonly VmInProgress[];
+}
+
+export interface VmOutcome {
+  readonly vmUuid: string;
+  readonly status: 'succeeded' | 'failed';
+  /** The VM restore point, when every disk committed. */
+  readonly vmBackupId?: string;
+  readonly disks: number;
+  readonly error?: string;
+  readonly cause?: string;
+}
+
 export interface BackupSummary {
   readonly pool: string;
   readonly outcomes: readonly BackupOutcome[];
+  /** One per VM of the run (absent when it chose disks only). */
+  readonly vmOutcomes?: readonly VmOutcome[];
   readonly succeeded: number;
   readonly failed: number;
   /** Set when any VDI failed; the workflow fails with these. */

@@ -25,7 +25,17 @@ import { CleanupLog, required } from '../shared/cleanup-log.ts';
 import { isXapiError, XapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { parseBackupInput } from './input.ts';
 import { BACKUP_ID_TAG, isOurSnapshot, SERIES_TAG } from './snapshot-tags.ts';
-import type { BackupItemState, BackupOutcome, BackupPlan, BackupSummary, RetentionReport } from './state.ts';
+import type {
+  BackupItemState,
+  BackupOutcome,
+  BackupPlan,
+  BackupSelection,
+  BackupSummary,
+  RetentionReport,
+  VmInProgress,
+  VmOutcome,
+} from './state.ts';
+import { commitVm, diskItems, snapshotVms, type VmBackupContext } from '../vm/backup-vms.ts';
 
 /** Everything the backup steps use, passed in so Lambda, Fargate, the local runner and tests share them. */
 export interface BackupDeps {
@@ -55,6 +65,8 @@ export interface LoginOutput {
   /** The Map's MaxConcurrencyPath. */
   readonly concurrency: number;
   readonly vdiUuids: readonly string[];
+  readonly vmUuids: readonly string[];
+  readonly tags: readonly string[];
   readonly session: XapiSessionHandle;
 }
 
@@ -64,6 +76,18 @@ export function createBackupSteps(deps: BackupDeps) {
 
   const withSession = <T>(state: SessionState, work: (session: XapiSession) => Promise<T>) =>
     withPoolSession(deps.pools, log, state, work);
+  const vmContext = (
+    state: { pool: string; executionId: string },
+    session: XapiSession,
+  ): VmBackupContext => ({
+    session,
+    s3: deps.s3,
+    catalog: deps.catalog,
+    pool: state.pool,
+    executionId: state.executionId,
+    log,
+    now,
+  });
 
   /** Full or delta (and why), after removing what crashed runs left. Runs under the series lock. */
   async function planUnderLock(state: BackupItemState): Promise<BackupPlan> {
@@ -110,6 +134,8 @@ export function createBackupSteps(deps: BackupDeps) {
       for (const ref of vdi.snapshots) {
         const snapshot = await session.getVdiRecord(ref).catch(() => undefined);
         if (!snapshot || !isOurSnapshot(snapshot, series)) continue;
+        // This run's own, taken with the disk's VM: the snapshot this backup exports.
+        if (snapshot.uuid === state.presetSnapshot?.uuid) continue;
         if (last && snapshot.uuid === last.snapshotUuid) {
           base = { ref, uuid: snapshot.uuid };
           continue;
@@ -240,6 +266,8 @@ export function createBackupSteps(deps: BackupDeps) {
         retention: input.retention ?? null,
         concurrency: input.concurrency ?? deps.defaultConcurrency ?? DEFAULT_BACKUP_CONCURRENCY,
         vdiUuids: input.vdiUuids,
+        vmUuids: input.vmUuids,
+        tags: input.tags,
         session: session.handle,
       };
     },
@@ -256,9 +284,19 @@ export function createBackupSteps(deps: BackupDeps) {
       }
     },
 
-    /** Snapshots the VDI and tags the snapshot with our series and backup id. */
+    /**
+     * Snapshots the VDI and tags the snapshot with our series and backup id. A disk of a VM already has its
+     * snapshot, taken with the VM's other disks (SnapshotVms): it is tagged with the backup id and used.
+     */
     async snapshot(state: BackupItemState): Promise<{ ref: string; uuid: string }> {
       const plan = required(state.plan, 'plan');
+      const preset = state.presetSnapshot;
+      if (preset) {
+        await withSession(state, (session) =>
+          session.addToVdiOtherConfig(preset.ref, BACKUP_ID_TAG, plan.backupId),
+        );
+        return { ref: preset.ref, uuid: preset.uuid };
+      }
       return withSession(state, async (session) => {
         const ref = await session.snapshotVdi(plan.vdiRef);
         try {
@@ -390,6 +428,7 @@ export function createBackupSteps(deps: BackupDeps) {
       await releaseLock(state);
       return {
         vdiUuid: state.vdiUuid,
+        ...(state.vmUuid ? { vmUuid: state.vmUuid } : {}),
         status: 'succeeded',
         backupId: plan.backupId,
         kind: plan.kind,
@@ -417,7 +456,8 @@ export function createBackupSteps(deps: BackupDeps) {
           withSession(state, (session) => session.destroyTask(task.ref)),
         );
       }
-      const snapshot = state.snapshot;
+      // A disk of a VM brought its snapshot with it: it is this backup's new snapshot from the start.
+      const snapshot = state.snapshot ?? state.presetSnapshot ?? undefined;
       if (snapshot && !committed) {
         await cleanup.attempt('destroyed new snapshot', () =>
           withSession(state, (session) => session.destroyVdi(snapshot.ref)),
@@ -437,6 +477,7 @@ export function createBackupSteps(deps: BackupDeps) {
       log.error('backup of a VDI failed', { vdiUuid: state.vdiUuid, error, cause, cleanup: cleanup.actions });
       return {
         vdiUuid: state.vdiUuid,
+        ...(state.vmUuid ? { vmUuid: state.vmUuid } : {}),
         status: 'failed',
         ...(state.plan ? { backupId: state.plan.backupId, kind: state.plan.kind } : {}),
         error: bounded(error),
@@ -445,26 +486,80 @@ export function createBackupSteps(deps: BackupDeps) {
       };
     },
 
-    /** Logs out and sums up every VDI's outcome. */
+    /**
+     * The disks of the run: `vdiUuids` as they are, and each selected VM's disks snapshotted together
+     * (docs/design.md § VM backups). Without VMs or tags it only lists the VDIs.
+     */
+    async snapshotVms(state: LoginOutput & { executionId: string }): Promise<BackupSelection> {
+      if (state.vmUuids.length === 0 && state.tags.length === 0) {
+        return { items: diskItems(state.vdiUuids), vms: [] };
+      }
+      return withSession(state, (session) => snapshotVms(vmContext(state, session), state));
+    },
+
+    /** Writes each VM's restore point whose disks all committed, and removes its snapshot VM. */
+    async commitVms(state: {
+      pool: string;
+      session: XapiSessionHandle;
+      executionId: string;
+      vms: readonly VmInProgress[];
+      outcomes: readonly BackupOutcome[];
+    }): Promise<VmOutcome[]> {
+      const results: VmOutcome[] = [];
+      for (const vm of state.vms) {
+        results.push(
+          await withSession(state, (session) =>
+            commitVm(vmContext(state, session), vm, state.outcomes),
+          ).catch((error: unknown): VmOutcome => ({
+            vmUuid: vm.vmUuid,
+            status: 'failed',
+            disks: vm.disks,
+            error: error instanceof Error ? error.name : 'Error',
+            cause: bounded(`VM ${vm.vmUuid}: ${error instanceof Error ? error.message : String(error)}`),
+          })),
+        );
+      }
+      return results;
+    },
+
+    /**
+     * Logs out and sums up every VDI's and VM's outcome. `failure` is a failure before any disk was backed
+     * up (the VMs' snapshots): the run fails with it.
+     */
     async logout(state: {
       pool: string;
       session: XapiSessionHandle;
-      outcomes: readonly BackupOutcome[];
+      outcomes?: readonly BackupOutcome[];
+      vmOutcomes?: readonly VmOutcome[];
+      failure?: { readonly Error?: string; readonly Cause?: string };
     }): Promise<BackupSummary> {
       const session = XapiSession.resume({ ...deps.pools.get(state.pool).connection, log }, state.session);
       await session.logout();
-      const failed = state.outcomes.filter((outcome) => outcome.status === 'failed');
-      return {
+      const outcomes = state.outcomes ?? [];
+      const vmOutcomes = state.vmOutcomes ?? [];
+      const failed = outcomes.filter((outcome) => outcome.status === 'failed');
+      const failedVms = vmOutcomes.filter((outcome) => outcome.status === 'failed');
+      const base = {
         pool: state.pool,
-        outcomes: state.outcomes,
-        succeeded: state.outcomes.length - failed.length,
-        failed: failed.length,
-        ...(failed.length
-          ? {
-              error: failed.length === 1 ? (failed[0]!.error ?? 'BackupFailed') : 'BackupFailed',
-              cause: summaryCause(failed),
-            }
-          : {}),
+        outcomes,
+        ...(vmOutcomes.length ? { vmOutcomes } : {}),
+        succeeded: outcomes.length - failed.length,
+        failed: failed.length + failedVms.length,
+      };
+      if (state.failure) {
+        const { error, cause } = failureMessage(state.failure);
+        return { ...base, failed: base.failed + 1, error: bounded(error), cause: bounded(cause) };
+      }
+      if (failed.length + failedVms.length === 0) return base;
+      const causes = [
+        ...failedVms.map((vm) => vm.cause ?? `VM ${vm.vmUuid} failed`),
+        ...(failed.length ? [summaryCause(failed)] : []),
+      ];
+      const only = failed.length + failedVms.length === 1;
+      return {
+        ...base,
+        error: only ? ((failedVms[0] ?? failed[0])!.error ?? 'BackupFailed') : 'BackupFailed',
+        cause: bounded(causes.join('; '), 4 * MAX_TEXT),
       };
     },
   };

@@ -38,6 +38,8 @@ export interface VmManifest {
     readonly bootable: boolean;
   }[];
   readonly vifs: readonly DescribedVif[];
+  /** The vTPM's state (base64) as read at the snapshot; null: the VM has none. */
+  readonly vtpm: { readonly isUnique: boolean; readonly contents: string } | null;
 }
 
 /** `<prefix>/<pool>/vms/<vm-uuid>/`: beside the disks' series, which are named by uuid. */

@@ -28,6 +28,8 @@ const exported = (result: { bytes: number; startedAt: string; endedAt: string })
   addTransferMetrics('Exported', result.bytes, Date.parse(result.endedAt) - Date.parse(result.startedAt));
 
 export const login = handle('login');
+export const snapshotVms = handle('snapshotVms');
+export const commitVms = handle('commitVms');
 export const plan = handle('plan');
 export const snapshot = handle('snapshot');
 export const createTask = handle('createTask');

@@ -70,6 +70,16 @@ const step = (spec: Partial<StepSpec> & Pick<StepSpec, 'name' | 'functionId' | '
 
 export const BACKUP_STEPS = {
   login: step({ name: 'login', functionId: 'LoginFunction', states: ['Login'] }),
+  // Selects the VMs and snapshots each (VM.snapshot): a retry could leave a twin behind.
+  snapshotVms: step({
+    name: 'snapshotVms',
+    functionId: 'SnapshotVmsFunction',
+    states: ['SnapshotVms'],
+    timeoutSeconds: 5 * MINUTE,
+    retryable: false,
+    // Each VM's description waits under .vm-pending/ for CommitVms; a failure removes it.
+    catalog: ['s3:PutObject', 's3:DeleteObject'],
+  }),
   plan: step({
     name: 'plan',
     functionId: 'PlanFunction',
@@ -143,7 +153,22 @@ export const BACKUP_STEPS = {
     catalog: ['s3:ListBucketMultipartUploads', 's3:AbortMultipartUpload', 's3:DeleteObject'],
     lock: ['dynamodb:DeleteItem'],
   }),
-  logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['Logout'], logsIn: false }),
+  // Writes each VM restore point (its manifest after every disk's) and removes the snapshot VMs.
+  commitVms: step({
+    name: 'commitVms',
+    functionId: 'CommitVmsFunction',
+    states: ['CommitVms'],
+    timeoutSeconds: 2 * MINUTE,
+    retryable: false,
+    catalog: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+  }),
+  logout: step({
+    name: 'logout',
+    functionId: 'LogoutFunction',
+    // The second: after SnapshotVms or CommitVms failed, before the run fails with that failure.
+    states: ['Logout', 'LogoutAfterFailure'],
+    logsIn: false,
+  }),
 } as const satisfies Record<string, StepSpec>;
 
 export const RESTORE_STEPS = {

@@ -1,4 +1,12 @@
-import { NULL_REF, type Ref, type VdiRecord, type VmRecord, type XapiSession } from '../xapi/index.ts';
+import {
+  isXapiError,
+  NULL_REF,
+  XapiError,
+  type Ref,
+  type VdiRecord,
+  type VmRecord,
+  type XapiSession,
+} from '../xapi/index.ts';
 
 /**
  * A disk whose VDI carries this tag (or `other_config` key set to `true`) stays out of VM backups:
@@ -81,6 +89,8 @@ export interface VmDescription {
     readonly bootable: boolean;
   }[];
   readonly vifs: readonly DescribedVif[];
+  /** The VM's vTPM and its state (base64), read when the VM was snapshotted; null: it has none. */
+  readonly vtpm: { readonly isUnique: boolean; readonly contents: string } | null;
 }
 
 /** The disks of a VM to leave out of its backup: their refs go into `VM.snapshot`'s `ignore_vdis`. */
@@ -99,19 +109,21 @@ export async function excludedDisks(
 }
 
 /**
- * Reads the snapshot VM a backup took: its record (the fields VM_FIELDS_KEPT), NVRAM, disks in slot order
- * (each with the VDI it is a snapshot of), removable drives and VIFs with their network's uuid, name and
- * VLAN (so a restore into another pool can find the same network). `excluded` are the source VM's
- * disks left out of the snapshot, by slot.
+ * What a restore of this VM needs: the source VM's record as read at its snapshot (the fields
+ * VM_FIELDS_KEPT: a snapshot VM has its own name, and is a template), NVRAM and vTPM, and from the
+ * snapshot VM its disks in slot order (each with the VDI it is a snapshot of), removable drives and VIFs
+ * with their network's uuid, name and VLAN (so a restore into another pool can find the same network).
+ * `excluded` are the source VM's disks left out of the snapshot, by slot.
  */
 export async function describeSnapshotVm(
   session: XapiSession,
+  source: VmRecord,
   snapshotRef: Ref,
   excluded: readonly { readonly userdevice: string; readonly vdiUuid: string }[],
 ): Promise<VmDescription> {
   const vm = await session.getVmRecord(snapshotRef);
   const record: Record<string, unknown> = {};
-  for (const field of VM_FIELDS_KEPT) if (vm[field] !== undefined) record[field] = vm[field];
+  for (const field of VM_FIELDS_KEPT) if (source[field] !== undefined) record[field] = source[field];
   const disks: DescribedDisk[] = [];
   const removableDrives: { userdevice: string; type: 'CD' | 'Floppy'; bootable: boolean }[] = [];
   for (const vbdRef of vm.VBDs) {
@@ -155,10 +167,29 @@ export async function describeSnapshotVm(
     Number(a.userdevice) - Number(b.userdevice) || a.userdevice.localeCompare(b.userdevice);
   return {
     record: record as KeptVmFields,
-    nvram: { ...(vm.NVRAM ?? {}) },
+    nvram: { ...(source.NVRAM ?? {}) },
+    vtpm: await readVtpm(session, source),
     disks: disks.sort(bySlot),
     excludedDisks: [...excluded].sort(bySlot),
     removableDrives: removableDrives.sort(bySlot),
     vifs: vifs.sort((a, b) => Number(a.device) - Number(b.device)),
   };
+}
+
+/** The VM's vTPM state. xapi hands it to the local root account only: anything else cannot back it up. */
+async function readVtpm(session: XapiSession, vm: VmRecord): Promise<VmDescription['vtpm']> {
+  const [ref] = vm.VTPMs ?? [];
+  if (ref === undefined) return null;
+  const vtpm = await session.getVtpmRecord(ref);
+  const contents = await session.getVtpmContents(ref).catch((error: unknown) => {
+    if (isXapiError(error, 'RBAC_PERMISSION_DENIED')) {
+      throw new XapiError('VTPM.get_contents', 'RBAC_PERMISSION_DENIED', [
+        vm.uuid,
+        `VM ${vm.name_label} has a vTPM, whose state xapi gives only to the pool's root account: ` +
+          "use root's credentials in the pool's secret, or back up its disks by vdiUuids instead",
+      ]);
+    }
+    throw error;
+  });
+  return { isUnique: vtpm.is_unique, contents };
 }

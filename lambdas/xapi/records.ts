@@ -100,6 +100,7 @@ export interface VmRecord {
   readonly VBDs: readonly Ref[];
   readonly VIFs: readonly Ref[];
   readonly VTPMs?: readonly Ref[];
+  readonly snapshots: readonly Ref[];
 }
 
 export interface VbdRecord {
@@ -140,4 +141,11 @@ export interface PifRecord {
   readonly device: string;
   /** -1 for an untagged PIF. */
   readonly VLAN: number;
+}
+
+export interface VtpmRecord {
+  readonly uuid: string;
+  readonly VM: Ref;
+  readonly is_unique: boolean;
+  readonly is_protected?: boolean;
 }

@@ -14,6 +14,7 @@ import type {
   VdiRecord,
   VifRecord,
   VmRecord,
+  VtpmRecord,
 } from './records.ts';
 import { createXapiAgent, type XapiTlsOptions } from './tls.ts';
 
@@ -154,6 +155,9 @@ export class XapiSession {
   snapshotVm(ref: Ref, newName: string, ignoreVdis: readonly Ref[] = []): Promise<Ref> {
     return this.call('VM.snapshot', ref, newName, ignoreVdis);
   }
+  addToVmOtherConfig(ref: Ref, key: string, value: string): Promise<void> {
+    return this.call('VM.add_to_other_config', ref, key, value);
+  }
   /** Destroys a VM record with its VBDs and VIFs; its VDIs stay. */
   destroyVm(ref: Ref): Promise<void> {
     return this.call('VM.destroy', ref);
@@ -169,6 +173,13 @@ export class XapiSession {
   }
   getPifRecord(ref: Ref): Promise<PifRecord> {
     return this.call('PIF.get_record', ref);
+  }
+  getVtpmRecord(ref: Ref): Promise<VtpmRecord> {
+    return this.call('VTPM.get_record', ref);
+  }
+  /** A vTPM's state (base64); xapi lets only the pool's local root account read it. */
+  getVtpmContents(ref: Ref): Promise<string> {
+    return this.call('VTPM.get_contents', ref);
   }
   getSrByUuid(uuid: string): Promise<Ref> {
     return this.call('SR.get_by_uuid', uuid);

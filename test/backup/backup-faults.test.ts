@@ -70,7 +70,7 @@ const scenarios: Scenario[] = [
 describe('backup failures leave nothing behind', () => {
   let world: BackupWorld;
   beforeEach(async () => {
-    world = await startBackupWorld({ vdi: { virtualSize: 96 * MiB, populate: 'generated' } });
+    world = await startBackupWorld({ vdi: { virtualSize: 48 * MiB, populate: 'generated' } });
   });
   afterEach(async () => {
     await world.close();

@@ -63,16 +63,35 @@ describe('export memory', () => {
 
 describe('backup input', () => {
   it('accepts the documented shape and defaults mode to auto', () => {
-    expect(parseBackupInput({ vdiUuids: [uuid.toUpperCase()] })).toEqual({ vdiUuids: [uuid], mode: 'auto' });
+    const none = { vmUuids: [], tags: [] };
+    expect(parseBackupInput({ vdiUuids: [uuid.toUpperCase()] })).toEqual({
+      vdiUuids: [uuid],
+      ...none,
+      mode: 'auto',
+    });
     expect(parseBackupInput({ vdiUuids: [uuid], concurrency: 3 })).toEqual({
       vdiUuids: [uuid],
+      ...none,
       mode: 'auto',
       concurrency: 3,
     });
     expect(parseBackupInput({ vdiUuids: [uuid], pool: 'lab', mode: 'full' })).toEqual({
       vdiUuids: [uuid],
+      ...none,
       pool: 'lab',
       mode: 'full',
+    });
+    // VMs by uuid and by tag, alone or with disks.
+    expect(parseBackupInput({ vmUuids: [uuid.toUpperCase()], tags: ['nightly'] })).toEqual({
+      vdiUuids: [],
+      vmUuids: [uuid],
+      tags: ['nightly'],
+      mode: 'auto',
+    });
+    expect(parseBackupInput({ tags: ['nightly'] })).toMatchObject({
+      vdiUuids: [],
+      vmUuids: [],
+      tags: ['nightly'],
     });
   });
   it.each([
@@ -86,6 +105,15 @@ describe('backup input', () => {
     [{ vdiUuids: [uuid], vdiUuid: uuid }, 'vdiUuid'],
     [{ vdiUuids: [uuid], concurrency: 0 }, 'concurrency'],
     [{ vdiUuids: [uuid], concurrency: 1.5 }, 'concurrency'],
+    [{ vmUuids: [] }, 'vmUuids'],
+    [{ vmUuids: ['nope'] }, 'vmUuids[0]'],
+    [{ vmUuids: [uuid, uuid.toUpperCase()] }, 'vmUuids'],
+    [{ vmUuids: uuid }, 'vmUuids'],
+    [{ tags: [] }, 'tags'],
+    [{ tags: [''] }, 'tags[0]'],
+    [{ tags: ['a', 'a'] }, 'tags'],
+    [{ tags: ['x'.repeat(256)] }, 'tags[0]'],
+    [{ tags: 'nightly' }, 'tags'],
   ])('names the field of %j', (input, field) => {
     try {
       parseBackupInput(input);

@@ -255,6 +255,33 @@ describe('vdi-vault --local', () => {
     );
   });
 
+  it('backup --tag and --vm: whole VMs, a VM restore point each, in the JSON document', async () => {
+    const disk = sim.addVdi({ virtualSize: 4 * MiB, populate: 'scattered', nameLabel: 'vm disk' }).uuid;
+    const vm = sim.addVm({
+      nameLabel: 'cli-vm',
+      tags: ['cli-nightly'],
+      disks: [{ vdiUuid: disk, userdevice: '0', bootable: true }],
+      vifs: [{ networkUuid: sim.managementNetwork.uuid, device: '0' }],
+    }).uuid;
+    const byTag = await cli('backup', '--tag', 'cli-nightly', '--json');
+    expect(byTag.code, byTag.stderr).toBe(0);
+    const document = JSON.parse(byTag.stdout) as {
+      result: { outcomes: { vdiUuid: string; vmUuid: string; kind: string }[]; vmOutcomes: unknown[] };
+    };
+    expect(document.result.outcomes.map((o) => [o.vdiUuid, o.vmUuid, o.kind])).toEqual([[disk, vm, 'full']]);
+    expect(document.result.vmOutcomes).toEqual([
+      { vmUuid: vm, status: 'succeeded', vmBackupId: expect.stringMatching(/-vm$/), disks: 1 },
+    ]);
+    const byUuid = await cli('backup', '--vm', vm);
+    expect(byUuid.code, byUuid.stderr).toBe(0);
+    const none = await cli('backup', '--tag', 'nobody-has-this');
+    expect(none.code).toBe(1);
+    expect(none.stderr + none.stdout).toMatch(/NothingToBackUp|no VM of pool lab carries "nobody-has-this"/);
+    const usage = await cli('backup', '--vm', 'not-a-uuid');
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/vmUuids\[0\]: "not-a-uuid" is not a VM uuid/);
+  });
+
   it('backup that fails: exit 1 with the cause; the execution is recorded as failed', async () => {
     sim.injectFault({ kind: 'rpc-error', method: 'VDI.snapshot', code: 'SR_FULL', times: 1 });
     const { code, stdout, stderr } = await cli('backup', vdiUuid);

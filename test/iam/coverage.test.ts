@@ -107,6 +107,12 @@ const ALLOWED_UNUSED: readonly { role: RegExp; actions: readonly string[]; reaso
       'paths no scenario reaches deterministically: an upload that outlived its export (the export’s own abort failed, S3 unreachable), an object exported whose Commit then failed',
   },
   {
+    role: /^BackupSnapshotVmsFunction/,
+    actions: ['kms:Decrypt'],
+    reason:
+      'unused by our code: SnapshotVms PUTs and deletes the VMs’ descriptions, never reads them; granted with its s3:PutObject',
+  },
+  {
     role: /^BackupCommitFunction/,
     actions: ['kms:Decrypt'],
     reason:
@@ -132,6 +138,7 @@ const SCENARIOS = [
   'lambda-timeout',
   'fargate-failing-export',
   'fargate-restore',
+  'vm',
 ] as const;
 
 async function latestManifest(world: BackupWorld) {
@@ -375,6 +382,42 @@ describe('IAM coverage: every call allowed, every grant used', () => {
       expect(outcome.retention?.deleted).toBeGreaterThan(0);
       scenariosRun.add('retention');
     });
+
+    it(
+      'a VM by tag, its session expiring at SnapshotVms; then one refused after its snapshot: SnapshotVms removes it all',
+      { timeout: SCENARIO_TIMEOUT },
+      async () => {
+        const second = world.sim.addVdi({
+          virtualSize: 4 * MiB,
+          populate: 'scattered',
+          nameLabel: 'vm disk 2',
+        });
+        const vm = world.sim.addVm({
+          nameLabel: 'iam-vm',
+          tags: ['iam-nightly'],
+          disks: [
+            { vdiUuid: world.vdiUuid, userdevice: '0', bootable: true },
+            { vdiUuid: second.uuid, userdevice: '1' },
+          ],
+          vifs: [{ networkUuid: world.sim.managementNetwork.uuid, device: '0' }],
+        });
+        const from = deployment.gateway.calls.length;
+        const run = await backup({ tags: ['iam-nightly'] }, 'SnapshotVms');
+        expect(run.status, run.cause).toBe('SUCCEEDED');
+        expect((run.output as BackupSummary).vmOutcomes).toMatchObject([
+          { vmUuid: vm.uuid, status: 'succeeded' },
+        ]);
+        const reads = secretReads(deployment, from, ['backup.snapshotVms', 'backup.commitVms']);
+        for (const [step, count] of Object.entries(reads))
+          expect(count, `${step} read the secret`).toBeGreaterThan(0);
+        // Its description was written before the selection was refused, and is deleted again.
+        const refused = await backup({ vmUuids: [vm.uuid], vdiUuids: [second.uuid] });
+        expect(refused.status).toBe('FAILED');
+        expect(refused.cause).toMatch(/is a disk of a VM this run backs up too/);
+        expect(world.sim.vmSnapshotsOf(vm.uuid)).toEqual([]);
+        scenariosRun.add('vm');
+      },
+    );
   });
 
   describe('on Fargate (a small threshold), and a Lambda export killed by its time limit', () => {

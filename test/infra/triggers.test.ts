@@ -20,6 +20,7 @@ beforeAll(() => {
           enabled: false,
           concurrency: 1,
         },
+        { name: 'tagged-vms', pool: 'lab', tags: ['backup-nightly'], schedule: 'rate(1 day)' },
       ],
     },
     { nagChecks: false },
@@ -29,7 +30,7 @@ beforeAll(() => {
 describe('triggers', () => {
   it('creates one schedule per job that starts the backup state machine with the job input', () => {
     const { template } = deployed;
-    template.resourceCountIs('AWS::Scheduler::Schedule', 2);
+    template.resourceCountIs('AWS::Scheduler::Schedule', 3);
     const backupArn = { Ref: Match.stringLikeRegexp('^BackupStateMachine') };
     const nightly = resourceOf(template, 'AWS::Scheduler::Schedule', 'TriggersJobnightly');
     expect(nightly.Properties).toMatchObject({
@@ -63,6 +64,12 @@ describe('triggers', () => {
       mode: 'full',
       concurrency: 1,
     });
+    // A job by tags: the VMs are found at each run, so a VM tagged later is taken.
+    const tagged = resourceOf(template, 'AWS::Scheduler::Schedule', 'TriggersJobtaggedvms');
+    expect(input(tagged.Properties)).toEqual({ tags: ['backup-nightly'], pool: 'lab', mode: 'auto' });
+    expect(tagged.Properties.Description).toBe(
+      'vdi-vault job tagged-vms: VMs tagged backup-nightly of pool lab',
+    );
     const [backup] = Object.values(template.findResources('AWS::StepFunctions::StateMachine')).filter((m) =>
       JSON.stringify(m.Properties.DefinitionString).includes('BackupEachVdi'),
     );
@@ -71,12 +78,18 @@ describe('triggers', () => {
     );
   });
 
-  it('starts a backup on a Backup Requested event with the detail as input', () => {
+  it('starts a backup on a Backup Requested event choosing VDIs, VMs or tags, with the detail as input', () => {
     deployed.template.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: {
         source: ['vdi-vault'],
         'detail-type': ['Backup Requested'],
-        detail: { vdiUuids: [{ exists: true }] },
+        detail: {
+          $or: [
+            { vdiUuids: [{ exists: true }] },
+            { vmUuids: [{ exists: true }] },
+            { tags: [{ exists: true }] },
+          ],
+        },
       },
       Targets: [
         Match.objectLike({

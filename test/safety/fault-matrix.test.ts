@@ -199,24 +199,26 @@ describe('fault matrix', () => {
   it('a lock left by a crashed run blocks until it expires, then the next run takes it over', async () => {
     world = await startBackupWorld({ vdi: disk, lockTtlSeconds: 1 });
     await backupAndRecord(world, hashes);
-    // The crashed run's lock, written straight into the deployment's table, expires after a second.
+    // The crashed run's lock, written straight into the deployment's table, expires after 8 s: long enough
+    // that it still holds when the next run's Plan reads it, however slow the machine.
     const lockTable = world.target.lockTable!;
     const client = new DynamoDBClient({
       endpoint: lockTable.endpoint,
       region: 'us-east-1',
       credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
     });
+    const crashedAt = Date.now();
     await acquireBackupLock(
-      { client, tableName: lockTable.tableName, ttlSeconds: 1 },
+      { client, tableName: lockTable.tableName, ttlSeconds: 8 },
       `lab/${world.vdiUuid}`,
       'crashed-run',
-      new Date(),
+      new Date(crashedAt),
     );
     client.destroy();
     const blocked = await world.backup();
     expect(blocked.status).toBe('FAILED');
     expect(blocked.cause).toMatch(/already running \(crashed-run, since .*; its lock expires at/);
-    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, crashedAt + 8_100 - Date.now())));
     await backupAndRecord(world, hashes);
     await expectInvariants(world, hashes);
   });

@@ -42,6 +42,7 @@ const manifest: VmManifest = {
       network: { uuid: DISK, nameLabel: 'Pool-wide network', vlan: -1 },
     },
   ],
+  vtpm: null,
 };
 
 describe('VM restore points', () => {

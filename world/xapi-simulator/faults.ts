@@ -1,7 +1,7 @@
 /**
  * Faults a test (or a `main.ts` flag) injects. Each is armed until it has fired `times` times (default:
  * forever). Transfer faults apply to exports and imports unless `on` narrows them, and to every VDI
- * unless `vdiUuid` does; a transfer claims (and uses up one `times` of) each matching fault when it starts,
+ * unless `vdiUuid` does (that VDI and its snapshots); a transfer claims (and uses up one `times` of) each matching fault when it starts,
  * except `expire-sessions`, which every matching transfer watches and which is used up only when it fires.
  * Byte offsets count body bytes only: the export body sent, or the import body received. They are counted
  * here, where the bytes flow, so a test needs no hook into the code under test (which may run in another
@@ -90,13 +90,13 @@ export class FaultRegistry {
   }
 
   /** Every transfer fault matching this transfer, used up once each. */
-  claimTransferFaults(direction: 'export' | 'import', vdiUuid: string): TransferFault[] {
+  claimTransferFaults(direction: 'export' | 'import', vdiUuids: readonly string[]): TransferFault[] {
     const claimed: TransferFault[] = [];
     for (const entry of [...this.#armed]) {
       const fault = entry.fault;
       if (fault.kind === 'rpc-error' || fault.kind === 'expire-sessions') continue;
       if (fault.on !== undefined && fault.on !== direction) continue;
-      if (fault.vdiUuid !== undefined && fault.vdiUuid !== vdiUuid) continue;
+      if (fault.vdiUuid !== undefined && !vdiUuids.includes(fault.vdiUuid)) continue;
       this.#use(entry);
       claimed.push(fault);
     }
@@ -104,13 +104,13 @@ export class FaultRegistry {
   }
 
   /** The `expire-sessions` faults matching this transfer; each is used up when (and if) it fires. */
-  watchSessionExpiries(direction: 'export' | 'import', vdiUuid: string): SessionExpiryWatch[] {
+  watchSessionExpiries(direction: 'export' | 'import', vdiUuids: readonly string[]): SessionExpiryWatch[] {
     const watches: SessionExpiryWatch[] = [];
     for (const entry of this.#armed) {
       const fault = entry.fault;
       if (fault.kind !== 'expire-sessions') continue;
       if (fault.on !== undefined && fault.on !== direction) continue;
-      if (fault.vdiUuid !== undefined && fault.vdiUuid !== vdiUuid) continue;
+      if (fault.vdiUuid !== undefined && !vdiUuids.includes(fault.vdiUuid)) continue;
       watches.push({
         afterBytes: fault.afterBytes,
         fire: () => {

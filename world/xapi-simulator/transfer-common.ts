@@ -77,8 +77,11 @@ export function startTransfer(
     return undefined;
   }
 
-  const faults = new ByteFaultPlan(pool.faults.claimTransferFaults(direction, vdi.uuid), {
-    expiries: pool.faults.watchSessionExpiries(direction, vdi.uuid),
+  // A fault scoped to a VDI also strikes the exports of its snapshots (a test rarely knows their uuids).
+  const parentUuid = pool.vdis.get(vdi.snapshotOf)?.uuid;
+  const scope = parentUuid === undefined ? [vdi.uuid] : [vdi.uuid, parentUuid];
+  const faults = new ByteFaultPlan(pool.faults.claimTransferFaults(direction, scope), {
+    expiries: pool.faults.watchSessionExpiries(direction, scope),
     expireSessions: () => pool.expireSessions(),
   });
   if (faults.refuseStatus !== undefined) {
