@@ -3,18 +3,45 @@ import { chainOf, formatOf, type ImageFormat } from '../../lambdas/catalog/manif
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { UUID_PATTERN } from '../../lambdas/shared/input-error.ts';
 import { formatBytes } from '../format.ts';
-import { COMMON_FLAGS, helpText, parseCommandArgs, stringFlag } from '../args.ts';
+import { COMMON_FLAGS, helpText, parseCommandArgs, stringFlag, type FlagValues } from '../args.ts';
+import { listVmManifests } from '../../lambdas/catalog/vm-manifest.ts';
 import { catalogFromFlags } from '../catalog-access.ts';
 import { EXIT, UsageError, type ExitCode } from '../exit-codes.ts';
 import type { CommandContext } from '../execute.ts';
 import { formatTable, note, printJson, printLine } from '../output.ts';
 import { catalogError } from './catalog-errors.ts';
 
-const FLAGS = { ...COMMON_FLAGS } as const;
+const FLAGS = {
+  vm: {
+    type: 'string',
+    value: '<vm-uuid>',
+    help: 'list the VM restore points of a VM instead, each with the restore point of every disk',
+  },
+  ...COMMON_FLAGS,
+} as const;
 const USAGE =
-  'vdi-vault list <vdi-uuid> [--pool <name>] [--local --s3-endpoint <url> --bucket <name>] [--json]';
+  'vdi-vault list <vdi-uuid> | --vm <vm-uuid> [--pool <name>] [--local --s3-endpoint <url> --bucket <name>] [--json]';
 const DESCRIPTION =
-  'Lists the restore points of a VDI from the catalog, oldest first, with the chain each needs.';
+  'Lists the restore points of a VDI (or of a VM) from the catalog, oldest first, with what each needs.';
+
+/** A VM restore point as `list --vm` shows it: each disk's point, and whether the catalog still holds them all. */
+export interface VmRestorePointRow {
+  readonly vmBackupId: string;
+  readonly startedAt: string;
+  readonly endedAt: string;
+  readonly nameLabel: string | undefined;
+  readonly disks: readonly {
+    readonly userdevice: string;
+    readonly vdiUuid: string;
+    readonly backupId: string;
+    /** False when that disk's point (or a layer of its chain) is gone from the catalog. */
+    readonly restorable: boolean;
+  }[];
+  readonly excludedDisks: number;
+  readonly vifs: number;
+  /** Why the VM point cannot be restored whole: its disks' points that are gone. */
+  readonly broken?: string;
+}
 
 /** A restore point and the layers a restore of it applies, oldest (the full) first. */
 export interface RestorePointRow {
@@ -46,6 +73,8 @@ export async function listCommand(args: readonly string[], context: CommandConte
     printLine(output, helpText(USAGE, DESCRIPTION, FLAGS));
     return EXIT.ok;
   }
+  const vmUuid = stringFlag(values, 'vm');
+  if (vmUuid !== undefined) return listVmCommand(vmUuid, positionals, values, context);
   const vdiUuid = positionals[0];
   if (positionals.length !== 1 || vdiUuid === undefined)
     throw new UsageError(`list takes one VDI uuid, got ${positionals.length}`);
@@ -90,6 +119,79 @@ export async function listCommand(args: readonly string[], context: CommandConte
             ? dim('(full)')
             : `${row.chain[0]} + ${row.chain.length - 1} delta${row.chain.length > 2 ? 's' : ''}`,
     },
+  ])) {
+    printLine(output, line);
+  }
+  return EXIT.ok;
+}
+
+async function listVmCommand(
+  vmUuid: string,
+  positionals: readonly string[],
+  values: FlagValues,
+  context: CommandContext,
+): Promise<ExitCode> {
+  const { output } = context;
+  if (positionals.length) throw new UsageError('give either a VDI uuid or --vm, not both');
+  if (!UUID_PATTERN.test(vmUuid)) throw new UsageError(`--vm: ${JSON.stringify(vmUuid)} is not a uuid`);
+  const catalog = await catalogFromFlags(values, context.env, context.aws(stringFlag(values, 'region')));
+  const uuid = vmUuid.toLowerCase();
+  const points = await listVmManifests(catalog.s3, catalog.location, catalog.pool, uuid).catch(
+    catalogError(catalog.location.bucket),
+  );
+  // Each disk's series once: a VM point is restorable while every disk's point has its whole chain.
+  const series = new Map<string, RestorePointRow[]>();
+  for (const vdi of new Set(points.flatMap((point) => point.disks.map((disk) => disk.vdiUuid)))) {
+    const manifests = await listManifests(catalog.s3, catalog.location, catalog.pool, vdi).catch(
+      catalogError(catalog.location.bucket),
+    );
+    series.set(vdi, restorePoints(manifests));
+  }
+  const rows: VmRestorePointRow[] = points.map((point) => {
+    const disks = point.disks.map((disk) => {
+      const row = series.get(disk.vdiUuid)?.find((candidate) => candidate.backupId === disk.backupId);
+      return {
+        userdevice: disk.userdevice,
+        vdiUuid: disk.vdiUuid,
+        backupId: disk.backupId,
+        restorable: row !== undefined && row.broken === undefined,
+      };
+    });
+    const gone = disks.filter((disk) => !disk.restorable);
+    return {
+      vmBackupId: point.vmBackupId,
+      startedAt: point.startedAt,
+      endedAt: point.endedAt,
+      nameLabel: point.record.name_label,
+      disks,
+      excludedDisks: point.excludedDisks.length,
+      vifs: point.vifs.length,
+      ...(gone.length
+        ? {
+            broken: `disk ${gone.map((disk) => `${disk.userdevice} (${disk.backupId})`).join(', ')} no longer in the catalog`,
+          }
+        : {}),
+    };
+  });
+  if (output.json) {
+    printJson(output, { pool: catalog.pool, vmUuid: uuid, vmRestorePoints: rows });
+    return EXIT.ok;
+  }
+  if (rows.length === 0) {
+    note(output, `no VM restore points of VM ${vmUuid} in pool ${catalog.pool}`);
+    return EXIT.ok;
+  }
+  const { red } = output.colour;
+  for (const line of formatTable(rows, [
+    { title: 'VM RESTORE POINT', value: (row) => row.vmBackupId },
+    { title: 'TAKEN', value: (row) => row.startedAt },
+    { title: 'VM', value: (row) => row.nameLabel ?? '-' },
+    {
+      title: 'DISKS',
+      value: (row) => row.disks.map((disk) => `${disk.userdevice}:${disk.backupId}`).join(' '),
+    },
+    { title: 'VIFS', value: (row) => String(row.vifs), align: 'right' },
+    { title: 'STATE', value: (row) => (row.broken ? red(`broken: ${row.broken}`) : 'restorable') },
   ])) {
     printLine(output, line);
   }

@@ -35,7 +35,7 @@ import type {
   VmInProgress,
   VmOutcome,
 } from './state.ts';
-import { commitVm, diskItems, snapshotVms, type VmBackupContext } from '../vm/backup-vms.ts';
+import { diskItems, snapshotVms, writeVmPoint, type VmBackupContext } from '../vm/backup-vms.ts';
 
 /** Everything the backup steps use, passed in so Lambda, Fargate, the local runner and tests share them. */
 export interface BackupDeps {
@@ -76,11 +76,7 @@ export function createBackupSteps(deps: BackupDeps) {
 
   const withSession = <T>(state: SessionState, work: (session: XapiSession) => Promise<T>) =>
     withPoolSession(deps.pools, log, state, work);
-  const vmContext = (
-    state: { pool: string; executionId: string },
-    session: XapiSession,
-  ): VmBackupContext => ({
-    session,
+  const vmContext = (state: { pool: string; executionId: string }): Omit<VmBackupContext, 'session'> => ({
     s3: deps.s3,
     catalog: deps.catalog,
     pool: state.pool,
@@ -494,10 +490,13 @@ export function createBackupSteps(deps: BackupDeps) {
       if (state.vmUuids.length === 0 && state.tags.length === 0) {
         return { items: diskItems(state.vdiUuids), vms: [] };
       }
-      return withSession(state, (session) => snapshotVms(vmContext(state, session), state));
+      return withSession(state, (session) => snapshotVms({ ...vmContext(state), session }, state));
     },
 
-    /** Writes each VM's restore point whose disks all committed, and removes its snapshot VM. */
+    /**
+     * Writes each VM's restore point whose disks all committed, and removes its snapshot VM (its VDIs
+     * stay: the committed ones are the next bases). One VM's trouble is its outcome, not the run's.
+     */
     async commitVms(state: {
       pool: string;
       session: XapiSessionHandle;
@@ -505,18 +504,25 @@ export function createBackupSteps(deps: BackupDeps) {
       vms: readonly VmInProgress[];
       outcomes: readonly BackupOutcome[];
     }): Promise<VmOutcome[]> {
+      const context = vmContext(state);
       const results: VmOutcome[] = [];
       for (const vm of state.vms) {
         results.push(
-          await withSession(state, (session) =>
-            commitVm(vmContext(state, session), vm, state.outcomes),
-          ).catch((error: unknown): VmOutcome => ({
+          await writeVmPoint(context, vm, state.outcomes).catch((error: unknown): VmOutcome => ({
             vmUuid: vm.vmUuid,
             status: 'failed',
             disks: vm.disks,
             error: error instanceof Error ? error.name : 'Error',
             cause: bounded(`VM ${vm.vmUuid}: ${error instanceof Error ? error.message : String(error)}`),
           })),
+        );
+        // In a session that logs in again if this one expired; a snapshot VM left anyway is removed by the
+        // VM's next backup (it carries our tag).
+        await withSession(state, (session) => session.destroyVm(vm.snapshotRef)).catch((error: unknown) =>
+          log.warn('could not destroy the snapshot VM; the next backup of the VM removes it', {
+            vmUuid: vm.vmUuid,
+            error: String(error),
+          }),
         );
       }
       return results;

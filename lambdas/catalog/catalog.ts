@@ -20,12 +20,16 @@ export async function listSeriesKeys(
   pool: string,
   vdiUuid: string,
 ): Promise<string[]> {
-  const prefix = seriesPrefix(location, pool, vdiUuid);
+  return listKeysUnder(s3, location.bucket, seriesPrefix(location, pool, vdiUuid));
+}
+
+/** Every key under a prefix, sorted (so backup ids come oldest first). */
+export async function listKeysUnder(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
     const page = await s3.send(
-      new ListObjectsV2Command({ Bucket: location.bucket, Prefix: prefix, ContinuationToken: token }),
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
     );
     for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
     token = page.IsTruncated ? page.NextContinuationToken : undefined;

@@ -1,4 +1,7 @@
 import type { DescribedVif, KeptVmFields } from '../vm/describe.ts';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
+import { listKeysUnder } from './catalog.ts';
 import type { CatalogLocation } from './keys.ts';
 import { CatalogError } from './manifest.ts';
 
@@ -80,4 +83,19 @@ export function parseVmManifest(text: string, key: string): VmManifest {
   }
   if (problems.length) throw new CatalogError(`VM manifest ${key} is invalid: ${problems.join(', ')}`);
   return m as VmManifest;
+}
+
+/** Every VM restore point of one VM, oldest first. */
+export async function listVmManifests(
+  s3: S3Client,
+  location: CatalogLocation,
+  pool: string,
+  vmUuid: string,
+): Promise<VmManifest[]> {
+  const prefix = vmSeriesPrefix(location, pool, vmUuid);
+  const keys = (await listKeysUnder(s3, location.bucket, prefix)).filter((key) => key.endsWith('.json'));
+  return mapConcurrently(keys, CATALOG_READS_IN_FLIGHT, async (key) => {
+    const object = await s3.send(new GetObjectCommand({ Bucket: location.bucket, Key: key }));
+    return parseVmManifest((await object.Body?.transformToString('utf8')) ?? '', key);
+  });
 }

@@ -176,16 +176,16 @@ async function removeStaleSnapshotVms(session: XapiSession, snapshots: readonly 
 
 /**
  * A VM's restore point, once its disks are done: written only when every disk committed (the manifest
- * last, naming each disk's restore point), else a failure naming the disks that did not. Either way the
- * snapshot VM record is destroyed (its VDIs stay: the committed ones are the next bases) and the pending
- * description deleted.
+ * last, naming each disk's restore point), else a failure naming the disks that did not. The pending
+ * description is deleted either way. S3 only: the snapshot VM is the caller's to remove, in a session
+ * that may log in again (a call that failed on an expired session must not pass for done).
  */
-export async function commitVm(
-  context: VmBackupContext,
+export async function writeVmPoint(
+  context: Omit<VmBackupContext, 'session'>,
   vm: VmInProgress,
   outcomes: readonly BackupOutcome[],
 ): Promise<VmOutcome> {
-  const { session, s3, catalog } = context;
+  const { s3, catalog } = context;
   try {
     const object = await s3.send(new GetObjectCommand({ Bucket: catalog.bucket, Key: vm.pendingKey }));
     const pending = JSON.parse(await object.Body!.transformToString()) as PendingVm;
@@ -250,12 +250,6 @@ export async function commitVm(
     context.log.info('VM restore point committed', { vmUuid: vm.vmUuid, vmBackupId, disks: disks.length });
     return { vmUuid: vm.vmUuid, status: 'succeeded', vmBackupId, disks: disks.length };
   } finally {
-    await session.destroyVm(vm.snapshotRef).catch((error: unknown) => {
-      context.log.warn('could not destroy the snapshot VM; the next run removes it', {
-        vmUuid: vm.vmUuid,
-        error: String(error),
-      });
-    });
     await s3
       .send(new DeleteObjectCommand({ Bucket: catalog.bucket, Key: vm.pendingKey }))
       .catch(() => undefined);

@@ -274,6 +274,22 @@ describe('vdi-vault --local', () => {
     ]);
     const byUuid = await cli('backup', '--vm', vm);
     expect(byUuid.code, byUuid.stderr).toBe(0);
+    const listed = JSON.parse((await cli('list', '--vm', vm, '--json')).stdout) as {
+      vmRestorePoints: {
+        vmBackupId: string;
+        nameLabel: string;
+        disks: { vdiUuid: string; restorable: boolean }[];
+      }[];
+    };
+    expect(
+      listed.vmRestorePoints.map((p) => [p.nameLabel, p.disks.map((d) => [d.vdiUuid, d.restorable])]),
+    ).toEqual([
+      ['cli-vm', [[disk, true]]],
+      ['cli-vm', [[disk, true]]],
+    ]);
+    const table = await cli('list', '--vm', vm);
+    expect(table.stdout).toMatch(/^VM RESTORE POINT\s+TAKEN\s+VM\s+DISKS\s+VIFS\s+STATE$/m);
+    expect(table.stdout).toMatch(/cli-vm\s+0:\S+-delta\s+1\s+restorable/);
     const none = await cli('backup', '--tag', 'nobody-has-this');
     expect(none.code).toBe(1);
     expect(none.stderr + none.stdout).toMatch(/NothingToBackUp|no VM of pool lab carries "nobody-has-this"/);
@@ -382,7 +398,7 @@ describe('vdi-vault usage errors (exit 2, naming what is wrong)', () => {
     [['frobnicate'], 'unknown command "frobnicate"'],
     [['backup', 'not-a-uuid', '--local'], 'vdiUuids[0]: "not-a-uuid" is not a VDI uuid'],
     [['backup', uuid, '--mode', 'sometimes', '--local'], 'mode: "sometimes" is not a mode'],
-    [['backup', '--local'], 'backup needs at least one VDI uuid'],
+    [['backup', '--local'], 'backup needs a VDI uuid, --vm <vm-uuid> or --tag <tag>'],
     [['restore', uuid, '--sr-uuid', 'nope', '--local'], 'srUuid: "nope" is not a uuid'],
     [['restore', uuid, '--local'], 'srUuid: is missing'],
     [

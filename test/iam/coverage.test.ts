@@ -410,6 +410,8 @@ describe('IAM coverage: every call allowed, every grant used', () => {
         const reads = secretReads(deployment, from, ['backup.snapshotVms', 'backup.commitVms']);
         for (const [step, count] of Object.entries(reads))
           expect(count, `${step} read the secret`).toBeGreaterThan(0);
+        // CommitVms removed the snapshot VM in the session it logged in again for.
+        expect(world.sim.vmSnapshotsOf(vm.uuid)).toEqual([]);
         // Its description was written before the selection was refused, and is deleted again.
         const refused = await backup({ vmUuids: [vm.uuid], vdiUuids: [second.uuid] });
         expect(refused.status).toBe('FAILED');

@@ -116,6 +116,30 @@ describe('standalone simulator (npm run sim)', () => {
     const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
     expect(digest(converted.subarray(0, size))).toBe(digest(raw.body.subarray(0, size)));
 
+    // The seeded VM: the VDI as its boot disk, a second disk, an empty CD drive, VIFs on two networks.
+    const { vms } = ready as Ready & { vms: { uuid: string; disks: string[] }[] };
+    expect(vms).toHaveLength(1);
+    expect(vms[0]!.disks[0]).toBe(vdi!.uuid);
+    const vmRef = (await call(ready.url, 'VM.get_by_uuid', [session, vms[0]!.uuid])) as string;
+    const vm = (await call(ready.url, 'VM.get_record', [session, vmRef])) as {
+      VBDs: string[];
+      VIFs: string[];
+    };
+    const vbds = await Promise.all(
+      vm.VBDs.map(
+        (ref) => call(ready.url, 'VBD.get_record', [session, ref]) as Promise<Record<string, unknown>>,
+      ),
+    );
+    expect(vbds.map((vbd) => [vbd.userdevice, vbd.type, vbd.empty]).sort()).toEqual([
+      ['0', 'Disk', false],
+      ['1', 'Disk', false],
+      ['3', 'CD', true],
+    ]);
+    const vifs = await Promise.all(
+      vm.VIFs.map((ref) => call(ready.url, 'VIF.get_record', [session, ref]) as Promise<{ network: string }>),
+    );
+    expect(new Set(vifs.map((vif) => vif.network)).size).toBe(2);
+
     await call(ready.url, 'session.logout', [session]);
     cli.child.kill('SIGTERM');
     expect(await cli.exited).toBe(0);

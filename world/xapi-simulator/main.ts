@@ -1,13 +1,15 @@
 /**
  * Standalone simulator: `npm run sim -- --port 0`. Prints exactly one JSON line on stdout,
- * `{"url","memberUrl","username","password","vdis":[{"uuid","srUuid","virtualSize","imageFormat"}]}` (plus
+ * `{"url","memberUrl","username","password","vdis":[{"uuid","srUuid","virtualSize","imageFormat"}],
+ * "vms":[{"uuid","nameLabel","disks":[vdi uuids],"networks"}]}` (plus
  * "caPem" with --tls), logs to stderr, and serves until SIGINT or SIGTERM, then exits 0. Options: cli-args.ts.
  * imageFormat is the seeded VDI's sm_config["image-format"] (--image-format, else the SR's: vhd, or qcow2
  * over 2040 GiB). With --vdi-image FILE the VDI's content is the raw image, read 2 MiB block by block (never
  * whole), and only its blocks that are not all zeros are written, so a sparse image stays sparse; its size is
  * the file's, or --vdi-size when that is bigger. Sparse sizes up to 16 TiB (a real host's qcow2 VDIs go to
  * 16,381 GiB) start at once: nothing is done per block of the disk, only per allocated block. Bad options and unreadable images: `xapi simulator: <message>` on
- * stderr and exit code 2.
+ * stderr and exit code 2. The seeded VM ("demo vm", halted) has the seeded VDI as its boot disk, a 64 MiB
+ * second disk, an empty CD drive and two VIFs (the management network and "storage", VLAN 42).
  */
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -146,6 +148,30 @@ async function main(): Promise<void> {
   } finally {
     await image?.file.close();
   }
+  // One VM to back up whole: the seeded VDI as its boot disk, a second disk, an empty CD drive and two
+  // VIFs, on the management network and on a VLAN network.
+  const second = sim.addVdi({
+    virtualSize: 64 * 1024 * 1024,
+    nameLabel: 'demo data disk',
+    populate: 'scattered',
+    onMember: options.member,
+    seed: 2,
+  });
+  const storage = sim.addNetwork({ nameLabel: 'storage', vlan: 42, mtu: 9000 });
+  const vm = sim.addVm({
+    nameLabel: 'demo vm',
+    hvmBootParams: { order: 'c', firmware: 'uefi' },
+    nvram: { 'EFI-variables': Buffer.from('demo vm EFI variables').toString('base64') },
+    disks: [
+      { vdiUuid: vdi.uuid, userdevice: '0', bootable: true },
+      { vdiUuid: second.uuid, userdevice: '1' },
+    ],
+    cdDrives: ['3'],
+    vifs: [
+      { networkUuid: sim.managementNetwork.uuid, device: '0' },
+      { networkUuid: storage.uuid, device: '1', mtu: 9000 },
+    ],
+  });
   for (const fault of options.faults) sim.injectFault(fault);
   const ready = {
     url: sim.url,
@@ -153,6 +179,7 @@ async function main(): Promise<void> {
     username: sim.username,
     password: sim.password,
     vdis: [{ uuid: vdi.uuid, srUuid: vdi.srUuid, virtualSize, imageFormat }],
+    vms: [{ uuid: vm.uuid, nameLabel: 'demo vm', disks: [vdi.uuid, second.uuid], networks: 2 }],
     ...(sim.caPem === undefined ? {} : { caPem: sim.caPem }),
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
