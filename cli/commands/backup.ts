@@ -56,7 +56,18 @@ export async function backupCommand(args: readonly string[], context: CommandCon
     return 0;
   }
   const input = backupInput(values, positionals);
-  return reportOutcome(context.output, await execute('backup', input, values, context));
+  return reportOutcome(context.output, await execute('backup', asStarted(input), values, context));
+}
+
+/** The input as the execution gets it: only the selections given (the console shows it so). */
+function asStarted(input: ParsedBackupInput): Omit<ParsedBackupInput, 'vdiUuids' | 'vmUuids' | 'tags'> {
+  const { vdiUuids, vmUuids, tags, ...rest } = input;
+  return {
+    ...(vdiUuids.length ? { vdiUuids } : {}),
+    ...(vmUuids.length ? { vmUuids } : {}),
+    ...(tags.length ? { tags } : {}),
+    ...rest,
+  };
 }
 
 /** The workflow input from the command line, validated as the workflow will validate it. */
