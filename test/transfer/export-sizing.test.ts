@@ -5,10 +5,11 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBackupSteps } from '../../lambdas/backup/steps.ts';
+import { createBackupSteps, type BackupSteps } from '../../lambdas/backup/steps.ts';
 import type { BackupItemState } from '../../lambdas/backup/state.ts';
 import { exportToS3, PartLimitError } from '../../lambdas/export/export-to-s3.ts';
 import { poolDirectory } from '../../lambdas/shared/pools.ts';
+import type { Log } from '../../lambdas/shared/log.ts';
 import { XapiSession } from '../../lambdas/xapi/index.ts';
 import {
   createTestBucket,
@@ -161,6 +162,22 @@ describe('export sizing', () => {
   });
 });
 
+/** Plan → Snapshot → CreateTask → Export → Commit → Cleanup, each on the state the workflow would pass. */
+async function backupThroughSteps(
+  steps: BackupSteps,
+  vdiUuid: string,
+  session: BackupItemState['session'],
+): Promise<BackupItemState> {
+  let state: BackupItemState = { vdiUuid, pool: 'lab', mode: 'auto', retention: null, session };
+  state = { ...state, plan: await steps.plan(state) };
+  state = { ...state, snapshot: await steps.snapshot(state) };
+  state = { ...state, task: await steps.createTask(state) };
+  state = { ...state, export: await steps.export(state) };
+  state = { ...state, commit: await steps.commit(state) };
+  await steps.cleanup(state);
+  return state;
+}
+
 describe('export sizing against the simulator and S3', () => {
   const world = s3World();
   let sim: XapiSimulator;
@@ -174,13 +191,10 @@ describe('export sizing against the simulator and S3', () => {
     await deleteTestBucket(world.client, bucket);
   });
 
-  it("Plan sizes a 2 TiB disk's delta for the Lambda's memory, its full for Fargate; the export uses Plan's parts", async () => {
-    const vdi = sim.addVdi({ virtualSize: BIG_DISK, nameLabel: 'big' });
-    sim.writeDisk(vdi.uuid, 0, Buffer.alloc(4 * MiB, 7));
-    const logged: Record<string, unknown>[] = [];
-    const steps = createBackupSteps({
+  const backupSteps = (prefix: string, log?: Log) =>
+    createBackupSteps({
       s3: world.client,
-      catalog: { bucket, prefix: 'backups' },
+      catalog: { bucket, prefix },
       pools: poolDirectory({
         lab: {
           connection: { url: sim.url },
@@ -188,31 +202,21 @@ describe('export sizing against the simulator and S3', () => {
         },
       }),
       routing: lambda1GiB,
-      log: {
-        debug() {},
-        info: (message, fields) => void (message === 'export planned' && logged.push(fields ?? {})),
-        warn() {},
-        error() {},
-      },
+      ...(log ? { log } : {}),
+    });
+
+  it("Plan sizes a 2 TiB disk's delta for the Lambda's memory, its full for Fargate; the export uses Plan's parts", async () => {
+    const vdi = sim.addVdi({ virtualSize: BIG_DISK, nameLabel: 'big' });
+    sim.writeDisk(vdi.uuid, 0, Buffer.alloc(4 * MiB, 7));
+    const logged: Record<string, unknown>[] = [];
+    const steps = backupSteps('backups', {
+      debug() {},
+      info: (message, fields) => void (message === 'export planned' && logged.push(fields ?? {})),
+      warn() {},
+      error() {},
     });
     const login = await steps.login({ vdiUuids: [vdi.uuid], pool: 'lab' });
-    // Plan → Snapshot → CreateTask → Export → Commit → Cleanup, each on the state the workflow would pass.
-    const backup = async () => {
-      let state: BackupItemState = {
-        vdiUuid: vdi.uuid,
-        pool: 'lab',
-        mode: 'auto',
-        retention: null,
-        session: login.session,
-      };
-      state = { ...state, plan: await steps.plan(state) };
-      state = { ...state, snapshot: await steps.snapshot(state) };
-      state = { ...state, task: await steps.createTask(state) };
-      state = { ...state, export: await steps.export(state) };
-      state = { ...state, commit: await steps.commit(state) };
-      await steps.cleanup(state);
-      return state;
-    };
+    const backup = () => backupThroughSteps(steps, vdi.uuid, login.session);
     const full = await backup();
     expect(full.plan).toMatchObject({ kind: 'full', route: 'fargate', partSize: 233 * MiB });
     expect(full.plan!.routeReason).toMatch(/more than the export Lambda's 1 GiB$/);
@@ -236,31 +240,9 @@ describe('export sizing against the simulator and S3', () => {
     const TiB = 1024 * GiB;
     const vdi = sim.addVdi({ virtualSize: 3 * TiB, nameLabel: 'sparse', imageFormat: 'qcow2' });
     sim.writeDisk(vdi.uuid, 2 * TiB, Buffer.alloc(3 * MiB, 5));
-    const steps = createBackupSteps({
-      s3: world.client,
-      catalog: { bucket, prefix: 'sparse' },
-      pools: poolDirectory({
-        lab: {
-          connection: { url: sim.url },
-          credentials: async () => ({ username: sim.username, password: sim.password }),
-        },
-      }),
-      routing: lambda1GiB,
-    });
+    const steps = backupSteps('sparse');
     const login = await steps.login({ vdiUuids: [vdi.uuid], pool: 'lab' });
-    let state: BackupItemState = {
-      vdiUuid: vdi.uuid,
-      pool: 'lab',
-      mode: 'auto',
-      retention: null,
-      session: login.session,
-    };
-    state = { ...state, plan: await steps.plan(state) };
-    state = { ...state, snapshot: await steps.snapshot(state) };
-    state = { ...state, task: await steps.createTask(state) };
-    state = { ...state, export: await steps.export(state) };
-    state = { ...state, commit: await steps.commit(state) };
-    await steps.cleanup(state);
+    const state = await backupThroughSteps(steps, vdi.uuid, login.session);
     await steps.logout({ pool: 'lab', session: login.session, outcomes: [] });
     // Before the export, only the virtual size is known: every cluster present, 350 MiB parts.
     expect(state.plan).toMatchObject({
