@@ -37,10 +37,10 @@ export function manifestKey(
 }
 
 /**
- * Backup ids sort by time: `20261126T164000.123Z-full`. Milliseconds keep two backups started in the same
- * second apart.
+ * Backup ids sort by time: `20261126T164000.123Z-full`, `…-delta`, and `…-vm` for a VM restore point.
+ * Milliseconds keep two backups started in the same second apart.
  */
-export function newBackupId(startedAt: Date, kind: 'full' | 'delta'): string {
+export function newBackupId(startedAt: Date, kind: 'full' | 'delta' | 'vm'): string {
   const stamp = startedAt.toISOString().replace(/[-:]/g, '');
   return `${stamp}-${kind}`;
 }

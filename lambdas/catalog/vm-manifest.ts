@@ -1,4 +1,4 @@
-import type { DescribedVif, KeptVmFields } from '../vm/describe.ts';
+import type { VmDescription } from '../vm/describe.ts';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import { listKeysUnder } from './catalog.ts';
@@ -24,25 +24,14 @@ export interface VmManifestDisk {
  * A VM restore point (docs/design.md § VM backups): written last, once every disk committed, so its
  * presence means every disk it names has a restore point.
  */
-export interface VmManifest {
+export interface VmManifest extends Omit<VmDescription, 'disks'> {
   readonly formatVersion: typeof VM_MANIFEST_FORMAT_VERSION;
   readonly vmBackupId: string;
   readonly pool: string;
   readonly vmUuid: string;
   readonly startedAt: string;
   readonly endedAt: string;
-  readonly record: KeptVmFields;
-  readonly nvram: Record<string, string>;
   readonly disks: readonly VmManifestDisk[];
-  readonly excludedDisks: readonly { readonly userdevice: string; readonly vdiUuid: string }[];
-  readonly removableDrives: readonly {
-    readonly userdevice: string;
-    readonly type: 'CD' | 'Floppy';
-    readonly bootable: boolean;
-  }[];
-  readonly vifs: readonly DescribedVif[];
-  /** The vTPM's state (base64) as read at the snapshot; null: the VM has none. */
-  readonly vtpm: { readonly isUnique: boolean; readonly contents: string } | null;
 }
 
 /** `<prefix>/<pool>/vms/<vm-uuid>/`: beside the disks' series, which are named by uuid. */

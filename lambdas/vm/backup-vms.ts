@@ -1,6 +1,6 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { CatalogLocation } from '../catalog/keys.ts';
-import { seriesName } from '../catalog/keys.ts';
+import { newBackupId, seriesName } from '../catalog/keys.ts';
 import {
   VM_MANIFEST_FORMAT_VERSION,
   vmManifestKey,
@@ -222,8 +222,8 @@ export async function writeVmPoint(
           `${failed.join('; ')}. The disks that committed are restore points of their own.`,
       };
     }
-    const { description } = pending;
-    const vmBackupId = `${pending.startedAt.replace(/[-:]/g, '')}-vm`;
+    const vmBackupId = newBackupId(new Date(pending.startedAt), 'vm');
+    const { disks: _described, ...described } = pending.description;
     const manifest: VmManifest = {
       formatVersion: VM_MANIFEST_FORMAT_VERSION,
       vmBackupId,
@@ -231,13 +231,8 @@ export async function writeVmPoint(
       vmUuid: vm.vmUuid,
       startedAt: pending.startedAt,
       endedAt: context.now().toISOString(),
-      record: description.record,
-      nvram: description.nvram,
+      ...described,
       disks,
-      excludedDisks: description.excludedDisks,
-      removableDrives: description.removableDrives,
-      vifs: description.vifs,
-      vtpm: description.vtpm,
     };
     await s3.send(
       new PutObjectCommand({

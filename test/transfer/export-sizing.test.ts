@@ -16,8 +16,13 @@ import {
   deleteTestBucket,
   listKeys,
   listOpenMultipartUploads,
+  readObject,
   s3World,
 } from '../world/s3.ts';
+import { readChainOutside } from '../world/outside-readers.ts';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startXapiSimulator, type XapiSimulator } from '../../world/xapi-simulator/index.ts';
 import {
   exportMemoryBytes,
@@ -255,6 +260,16 @@ describe('export sizing against the simulator and S3', () => {
     expect(state.export).toMatchObject({ format: 'qcow2', partSize: 16 * MiB, presentBlocks: 48 });
     const transfer = sim.transfers().find((t) => t.direction === 'export' && t.snapshotOfUuid === vdi.uuid);
     expect(transfer).toMatchObject({ outcome: 'success', format: 'qcow2', bytes: state.export!.bytes });
+    // The object stored with those parts, read by qemu-img: the snapshot's content.
+    const dir = await mkdtemp(join(tmpdir(), 'sizing-'));
+    try {
+      const file = join(dir, 'full.qcow2');
+      await writeFile(file, await readObject(world.client, bucket, state.plan!.objectKey));
+      const read = await readChainOutside([file], sim.diskContent(state.snapshot!.uuid));
+      expect(read, read.why).toMatchObject({ reader: 'qemu-img', same: true });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
     expect(sim.openSessions()).toEqual([]);
     expect(sim.openTasks()).toEqual([]);
   });
