@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the machine has what the tests need beyond npm: qemu-img and libvhdi (outside VHD readers) and
-# the OpenStack Swift servers (the S3-compatible server the tests run against), and that npm installed
+# the OpenStack Swift servers and the memcached their proxy caches in (the S3-compatible server the tests
+# run against), and that npm installed
 # the pinned Node 24. Runs as `pretest`; quiet when all is present.
 # On Debian as root it installs missing packages with apt-get; elsewhere it says what to install.
 #   --packages-only   skip the Node check (CI installs packages before `npm ci`)
@@ -16,6 +17,7 @@ declare -A package_of=(
   [swift-account-server]=swift-account
   [swift-container-server]=swift-container
   [swift-object-server]=swift-object
+  [memcached]=memcached
 )
 
 missing_packages() {
@@ -61,4 +63,4 @@ if [[ $node_version != v24.* ]]; then
   exit 1
 fi
 
-echo "ensure-test-deps: ok (qemu-img, Swift, node ${node_version})"
+echo "ensure-test-deps: ok (qemu-img, libvhdi, Swift, memcached, node ${node_version})"

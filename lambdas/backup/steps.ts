@@ -1,6 +1,12 @@
 import { DEFAULT_BACKUP_CONCURRENCY, DEFAULT_PARTS_IN_FLIGHT } from '../runtime/defaults.ts';
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { abortUploads, commitManifest, listManifests, quarantineBrokenChain } from '../catalog/catalog.ts';
+import {
+  abortUploads,
+  commitManifest,
+  listManifests,
+  listSeries,
+  quarantineBrokenChain,
+} from '../catalog/catalog.ts';
 import { newBackupId, objectKey, seriesName, seriesPrefix, type CatalogLocation } from '../catalog/keys.ts';
 import {
   applyRetention,
@@ -88,7 +94,7 @@ export function createBackupSteps(deps: BackupDeps) {
   /** Full or delta (and why), after removing what crashed runs left. Runs under the series lock. */
   async function planUnderLock(state: BackupItemState): Promise<BackupPlan> {
     const series = seriesName(state.pool, state.vdiUuid);
-    const manifests = await listManifests(deps.s3, deps.catalog, state.pool, state.vdiUuid);
+    const { manifests, sizes } = await listSeries(deps.s3, deps.catalog, state.pool, state.vdiUuid);
     const last = manifests.at(-1);
     // Under the lock no other run of this VDI is uploading: any open upload is a killed run's.
     const staleUploadsAborted = deps.lock
@@ -100,7 +106,7 @@ export function createBackupSteps(deps: BackupDeps) {
       : 0;
     const chain = last ? chainOf(manifests, last.backupId) : [];
     const chainProblem = last
-      ? await quarantineBrokenChain(deps.s3, deps.catalog, state.pool, state.vdiUuid, chain)
+      ? await quarantineBrokenChain(deps.s3, deps.catalog, state.pool, state.vdiUuid, chain, sizes)
       : undefined;
     return withSession(state, async (session) => {
       const vdiRef = await session.getVdiByUuid(state.vdiUuid).catch((error: unknown) => {

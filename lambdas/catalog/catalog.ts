@@ -25,16 +25,21 @@ export async function listSeriesKeys(
 
 /** Every key under a prefix, sorted (so backup ids come oldest first). */
 export async function listKeysUnder(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
+  return [...(await listSizesUnder(s3, bucket, prefix)).keys()];
+}
+
+/** Every object under a prefix with its size in bytes, sorted by key. */
+async function listSizesUnder(s3: S3Client, bucket: string, prefix: string): Promise<Map<string, number>> {
+  const sizes: [string, number][] = [];
   let token: string | undefined;
   do {
     const page = await s3.send(
       new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
     );
-    for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
+    for (const object of page.Contents ?? []) if (object.Key) sizes.push([object.Key, object.Size ?? 0]);
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
-  return keys.sort();
+  return new Map(sizes.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 /** Every committed restore point of one VDI, oldest first. */
@@ -44,8 +49,26 @@ export async function listManifests(
   pool: string,
   vdiUuid: string,
 ): Promise<Manifest[]> {
-  const keys = (await listSeriesKeys(s3, location, pool, vdiUuid)).filter((key) => key.endsWith('.json'));
-  return mapConcurrently(keys, CATALOG_READS_IN_FLIGHT, (key) => readManifest(s3, location.bucket, key));
+  return (await listSeries(s3, location, pool, vdiUuid)).manifests;
+}
+
+/**
+ * One VDI's series: its committed restore points, oldest first, and the size of every object the same
+ * listing found (S3 lists with strong consistency, so a size from it is as good as a HEAD, without one
+ * request per object: design.md § The catalog in S3).
+ */
+export async function listSeries(
+  s3: S3Client,
+  location: CatalogLocation,
+  pool: string,
+  vdiUuid: string,
+): Promise<{ manifests: Manifest[]; sizes: ReadonlyMap<string, number> }> {
+  const sizes = await listSizesUnder(s3, location.bucket, seriesPrefix(location, pool, vdiUuid));
+  const keys = [...sizes.keys()].filter((key) => key.endsWith('.json'));
+  const manifests = await mapConcurrently(keys, CATALOG_READS_IN_FLIGHT, (key) =>
+    readManifest(s3, location.bucket, key),
+  );
+  return { manifests, sizes };
 }
 
 export async function readManifest(s3: S3Client, bucket: string, key: string): Promise<Manifest> {
@@ -109,7 +132,8 @@ export async function abortUploads(s3: S3Client, bucket: string, prefix: string)
 }
 
 /**
- * Checks the newest backup's chain (newest first): every object must be there with its recorded size.
+ * Checks the newest backup's chain (newest first): every object must be there with its recorded size (in
+ * `sizes`, the series' listing).
  * Layers that can't be restored any more (a missing object, and everything built on it) have their
  * manifests moved aside to `<id>.json.broken`, so the catalog only lists restorable points; the reason is
  * returned and the next backup is a full.
@@ -120,16 +144,12 @@ export async function quarantineBrokenChain(
   pool: string,
   vdiUuid: string,
   chain: readonly Manifest[],
+  sizes: ReadonlyMap<string, number>,
 ): Promise<string | undefined> {
   const bucket = location.bucket;
   let broken = -1;
   let reason: string | undefined;
-  const intact = await mapConcurrently(chain, CATALOG_READS_IN_FLIGHT, async (manifest) => {
-    const head = await s3
-      .send(new HeadObjectCommand({ Bucket: bucket, Key: manifest.objectKey }))
-      .catch(() => undefined);
-    return head?.ContentLength === manifest.bytes;
-  });
+  const intact = chain.map((manifest) => sizes.get(manifest.objectKey) === manifest.bytes);
   // The newest broken layer decides: everything from the full up to it depended on it.
   for (let i = chain.length - 1; i >= 0 && broken < 0; i--) {
     if (!intact[i]) {

@@ -218,7 +218,9 @@ describe('fault matrix', () => {
     const blocked = await world.backup();
     expect(blocked.status).toBe('FAILED');
     expect(blocked.cause).toMatch(/already running \(crashed-run, since .*; its lock expires at/);
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, crashedAt + 8_100 - Date.now())));
+    // The lock counts whole seconds: it expires at floor(crashedAt) + 8 s and is free once that is past.
+    const freeAt = (Math.floor(crashedAt / 1000) + 9) * 1000 + 100;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, freeAt - Date.now())));
     await backupAndRecord(world, hashes);
     await expectInvariants(world, hashes);
   });

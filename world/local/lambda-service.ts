@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 
-const WORKER = fileURLToPath(new URL('./lambda-worker.ts', import.meta.url));
+const WORKER = fileURLToPath(new URL('./lambda-worker.mjs', import.meta.url));
 
 export interface LocalFunction {
   readonly logicalId: string;

@@ -19,6 +19,7 @@
 #   VDI_VAULT_SWIFT_PORT          proxy (S3 endpoint) port on 127.0.0.1; default 18080
 #   VDI_VAULT_SWIFT_BACKEND_PORT  first of three backend ports (object, container, account); default 16200
 #   VDI_VAULT_SWIFT_PROXY_WORKERS proxy worker processes; default 2
+#   VDI_VAULT_SWIFT_MEMCACHE_PORT the memcached this script starts beside the servers; default backend port + 3
 # Only stdout carries the endpoint; progress and errors go to stderr. Needs no stdin or terminal.
 set -euo pipefail
 
@@ -30,12 +31,15 @@ object_port=$backend_port
 container_port=$((backend_port + 1))
 account_port=$((backend_port + 2))
 proxy_workers=${VDI_VAULT_SWIFT_PROXY_WORKERS:-2}
+memcache_port=${VDI_VAULT_SWIFT_MEMCACHE_PORT:-$((backend_port + 3))}
 endpoint=http://127.0.0.1:$proxy_port
 access_key=test:tester
 secret_key=testing
 # The Debian Swift packages run on the system Python; a pyenv or venv python3 on PATH lacks them.
 python=/usr/bin/python3
 servers=(account container object proxy)
+# Every process we start and stop: the servers and the proxy's cache.
+processes=(memcache "${servers[@]}")
 
 say() { echo "swift-aio: $*" >&2; }
 die() {
@@ -44,7 +48,9 @@ die() {
 }
 
 probe() { "$python" "$here/s3-probe.py" "$endpoint" "$access_key" "$secret_key" "$@"; }
-healthy() { probe health 2>/dev/null && probe list-buckets 2>/dev/null; }
+# Without its memcached the proxy still answers, but looks up the account and container on the backend
+# servers for every request (about twice as slow): a Swift without it is restarted.
+healthy() { live_pid memcache >/dev/null && probe health 2>/dev/null && probe list-buckets 2>/dev/null; }
 
 pid_file() { echo "$state/run/$1.pid"; }
 
@@ -55,7 +61,9 @@ live_pid() {
   [[ -f $file ]] || return 1
   pid=$(<"$file")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$state/etc/$1-server.conf" || return 1
+  local marker="$state/etc/$1-server.conf"
+  [[ $1 == memcache ]] && marker="-p $memcache_port"
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
   echo "$pid"
 }
 
@@ -69,12 +77,12 @@ lock() {
 require_tools() {
   local missing=()
   for tool in swift-proxy-server swift-account-server swift-container-server swift-object-server \
-    swift-ring-builder flock setsid; do
+    swift-ring-builder memcached flock setsid; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   [[ -x $python ]] || missing+=("$python")
   ((${#missing[@]} == 0)) ||
-    die "missing ${missing[*]}; run: bash scripts/ensure-test-deps.sh (installs the Debian Swift packages)"
+    die "missing ${missing[*]}; run: bash scripts/ensure-test-deps.sh (installs the Debian Swift and memcached packages)"
 }
 
 port_free() {
@@ -91,7 +99,8 @@ render() {
   sed -e "s|@SWIFT_DIR@|$state/etc|g" -e "s|@DEVICES_DIR@|$state/srv|g" -e "s|@USER@|$(id -un)|g" \
     -e "s|@PROXY_PORT@|$proxy_port|g" -e "s|@PROXY_WORKERS@|$proxy_workers|g" \
     -e "s|@OBJECT_PORT@|$object_port|g" -e "s|@CONTAINER_PORT@|$container_port|g" \
-    -e "s|@ACCOUNT_PORT@|$account_port|g" "$here/conf/$1" >"$state/etc/$1"
+    -e "s|@ACCOUNT_PORT@|$account_port|g" -e "s|@MEMCACHE_PORT@|$memcache_port|g" \
+    "$here/conf/$1" >"$state/etc/$1"
 }
 
 # One ring per server kind, each with a single device on loopback. Rebuilt only when ports change.
@@ -119,6 +128,13 @@ build_rings() {
 
 launch() {
   local name=$1
+  if [[ $name == memcache ]]; then
+    # 64 MiB, loopback only, no UDP; -u: memcached refuses to run as root without naming a user.
+    setsid bash -c 'echo $$ >"$1"; exec "${@:2}"' _ "$(pid_file memcache)" \
+      memcached -l 127.0.0.1 -p "$memcache_port" -U 0 -m 64 -u "$(id -un)" \
+      </dev/null >>"$state/log/memcache.log" 2>&1 9>&- &
+    return
+  fi
   # setsid: each server leads its own process group (so stop can end its workers too) and is
   # detached from the caller's terminal and signals. fd 9 (our lock) is closed so servers don't hold it.
   # -v logs to the console, redirected to a file: there may be no syslog socket.
@@ -129,7 +145,7 @@ launch() {
 
 log_tails() {
   local name
-  for name in "${servers[@]}"; do
+  for name in "${processes[@]}"; do
     [[ -s $state/log/$name.log ]] || continue
     echo "----- $state/log/$name.log (last 20 lines)" >&2
     tail -n 20 "$state/log/$name.log" >&2
@@ -138,7 +154,7 @@ log_tails() {
 
 stop_servers() {
   local name pid pids=()
-  for name in "${servers[@]}"; do
+  for name in "${processes[@]}"; do
     if pid=$(live_pid "$name"); then
       # The server leads its own process group (setsid); signal the group to reach its workers.
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -190,9 +206,9 @@ start() {
   fi
   stop_servers # leftovers of an unhealthy earlier start
   local port
-  for port in "$proxy_port" "$object_port" "$container_port" "$account_port"; do
+  for port in "$proxy_port" "$object_port" "$container_port" "$account_port" "$memcache_port"; do
     port_free "$port" || die "127.0.0.1:$port is in use by another program;" \
-      "choose other ports with VDI_VAULT_SWIFT_PORT / VDI_VAULT_SWIFT_BACKEND_PORT"
+      "choose other ports with VDI_VAULT_SWIFT_PORT / VDI_VAULT_SWIFT_BACKEND_PORT / VDI_VAULT_SWIFT_MEMCACHE_PORT"
   done
 
   say "starting in $state"
@@ -202,18 +218,18 @@ start() {
     render "$name"
   done
   build_rings
-  for name in "${servers[@]}"; do
+  for name in "${processes[@]}"; do
     echo "===== $(date -u +%FT%TZ) start" >>"$state/log/$name.log"
     launch "$name"
   done
 
   local deadline=$((SECONDS + 60))
   until healthy; do
-    for name in "${servers[@]}"; do
+    for name in "${processes[@]}"; do
       if ! live_pid "$name" >/dev/null; then
         sleep 0.5 # the pid file may not be written yet
         live_pid "$name" >/dev/null || {
-          say "swift-$name-server exited"
+          say "$name exited"
           log_tails
           stop_servers
           exit 1
