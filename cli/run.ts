@@ -1,6 +1,7 @@
 import { backupCommand } from './commands/backup.ts';
 import { listCommand } from './commands/list.ts';
 import { restoreCommand } from './commands/restore.ts';
+import { restoreVmCommand } from './commands/restore-vm.ts';
 import { verifyCommand } from './commands/verify.ts';
 import { watchCommand } from './commands/watch.ts';
 import { awsClients } from './deployed.ts';
@@ -11,6 +12,10 @@ import { createOutput, printJson, printLine } from './output.ts';
 const COMMANDS = {
   backup: { run: backupCommand, summary: 'back up VDIs now (full or delta), or a job' },
   restore: { run: restoreCommand, summary: 'restore a restore point into a new VDI' },
+  'restore-vm': {
+    run: restoreVmCommand,
+    summary: 'restore a VM restore point into a new VM (never started)',
+  },
   list: { run: listCommand, summary: 'list the restore points of a VDI, with their chains' },
   watch: { run: watchCommand, summary: 'follow an execution step by step until it ends' },
   verify: {

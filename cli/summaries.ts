@@ -1,5 +1,6 @@
 import type { BackupOutcome, BackupSummary, RetentionReport } from '../lambdas/backup/state.ts';
 import type { RestoreResult } from '../lambdas/restore/state.ts';
+import type { VmRestoreResult } from '../lambdas/vm/restore-vm.ts';
 import { formatBytes, formatDuration } from './format.ts';
 import { readableCause, type ExecutionOutcome } from './execution-events.ts';
 import { EXIT, type ExitCode } from './exit-codes.ts';
@@ -29,6 +30,7 @@ export function reportOutcome(
   } else if (status === 'SUCCEEDED') {
     if (isBackupSummary(result)) printBackupSummary(output, result);
     else if (isRestoreResult(result)) printRestoreResult(output, result);
+    else if (isVmRestoreResult(result)) printVmRestoreResult(output, result);
     else printLine(output, output.colour.green('execution succeeded'));
   } else {
     const { red, bold } = output.colour;
@@ -95,6 +97,36 @@ export function describeRetention(retention: RetentionReport): string {
     `retention kept ${retention.kept} restore point(s), deleted ${retention.deleted}${ids}${orphans}: ` +
     `${retention.keysDeleted} object(s)`;
   return retention.error ? `${line}; stopped: ${retention.error}` : line;
+}
+
+export function isVmRestoreResult(value: unknown): value is VmRestoreResult {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as VmRestoreResult).sourceVmUuid === 'string' &&
+    Array.isArray((value as VmRestoreResult).disks)
+  );
+}
+
+function printVmRestoreResult(output: Output, result: VmRestoreResult): void {
+  const { green, bold } = output.colour;
+  printLine(
+    output,
+    `${green('restored')} ${result.restorePoint} of VM ${result.sourceVmUuid} into new VM ${bold(result.vmUuid)} "${result.nameLabel}" (halted; we never start it)`,
+  );
+  for (const line of formatTable(result.disks, [
+    { title: 'SLOT', value: (d) => d.userdevice },
+    { title: 'VDI', value: (d) => d.vdiUuid },
+    { title: 'FROM', value: (d) => `${d.sourceVdiUuid} ${d.backupId}` },
+    { title: 'SENT', value: (d) => formatBytes(d.bytesMoved), align: 'right' },
+  ])) {
+    printLine(output, line);
+  }
+  for (const vif of result.vifs)
+    printLine(output, `  VIF ${vif.device}: ${vif.mac} on network ${vif.networkUuid}`);
+  if (result.excludedSlots.length)
+    printLine(output, `  not restored (excluded from the backup): slot ${result.excludedSlots.join(', ')}`);
+  printLine(output, `  done in ${formatDuration(result.durationMs)}`);
 }
 
 function printRestoreResult(output: Output, result: RestoreResult): void {

@@ -156,7 +156,8 @@ export class RestoreWorkflow extends Construct {
       .addCatch(failureCleanup, { resultPath: '$.failure' });
     mergedOnLambda.next(cleanup);
     replayOnLambda.next(cleanup);
-    cleanup.next(invoke(f.logout));
+    const logout = invoke(f.logout);
+    cleanup.next(logout);
 
     const strategy = new sfn.Choice(this, 'Strategy', { stateName: 'Strategy' })
       .when(
@@ -170,6 +171,86 @@ export class RestoreWorkflow extends Construct {
       .when(sfn.Condition.stringEquals('$.chain.route', 'fargate'), mergedOnFargate)
       .otherwise(mergedOnLambda);
 
-    this.definition = validate.next(login).next(resolve).next(createVdi).next(strategy);
+    const restoreVm = this.vmBranch(f, invoke, collect, failed, logout, props.transfer, transferTimeout);
+    const kind = new sfn.Choice(this, 'RestoreKind', { stateName: 'RestoreKind' })
+      .when(sfn.Condition.isPresent('$.vmRequest'), restoreVm)
+      .otherwise(resolve.next(createVdi).next(strategy));
+    this.definition = validate.next(login).next(kind);
+  }
+
+  /**
+   * A VM restore (docs/design.md § VM restores): ResolveVm → CreateVm → a Map over the disks, one at a time,
+   * each through the disk steps (its chain, a VDI, one merged stream on Lambda or Fargate, marked complete)
+   * and attached in its slot → FinishVm → Logout. Any failure destroys the VM and the VDIs made for it.
+   */
+  private vmBranch(
+    f: RestoreWorkflow['functions'],
+    invoke: (target: StepFunction, resultPath?: string, timeout?: Duration) => sfn.TaskStateBase,
+    collect: (stateName: string, keyPath: string, resultPath?: string) => sfn.TaskStateBase,
+    failed: sfn.Fail,
+    logout: sfn.TaskStateBase,
+    transfer: TransferTask,
+    transferTimeout: Duration,
+  ): sfn.IChainable {
+    const vmCleanup = invoke(f.vmFailureCleanup).next(failed);
+    const catchToVmCleanup = <T extends sfn.TaskStateBase | sfn.Map>(state: T): T => {
+      state.addCatch(vmCleanup, { resultPath: '$.failure' });
+      return state;
+    };
+    const [, diskChainState] = f.resolveChain.spec.states as [string, string];
+    const [, diskCreateState] = f.createVdi.spec.states as [string, string];
+    const [, diskImportState] = f.importMerged.spec.states as [string, string];
+    const [, diskDoneState] = f.cleanup.spec.states as [string, string];
+    const collectDiskState = f.collectImport.spec.states[3]!;
+    const diskStep = (stateName: string, target: StepFunction, resultPath?: string, timeout?: Duration) =>
+      lambdaStep(this, stateName, target, {
+        ...(resultPath ? { resultPath } : {}),
+        retry: target.spec.retryable,
+        ...(timeout ? { timeout } : {}),
+      });
+    const diskDone = diskStep(diskDoneState, f.cleanup, '$.cleanup');
+    // Its result is the item's output: the disk, its new VDI and the bytes moved.
+    diskDone.next(diskStep(f.attachVmDisk.spec.states[0]!, f.attachVmDisk));
+    const diskOnFargate = transfer.runState(
+      this,
+      'VmDiskImportOnFargate',
+      'restore.importMerged',
+      '$.chain.transferResultKey',
+      ['pool', 'vdi', 'chain.backupId', 'chain.chainKey', 'chain.transferResultKey', 'chain.layerCount'],
+    );
+    diskOnFargate.next(collect(collectDiskState, '$.chain.transferResultKey', '$.imported').next(diskDone));
+    const diskOnLambda = diskStep(diskImportState, f.importMerged, '$.imported', transferTimeout).addCatch(
+      diskOnFargate,
+      { errors: [...OUT_OF_LAMBDA_ERRORS], resultPath: '$.lambdaTimeout' },
+    );
+    diskOnLambda.next(diskDone);
+    const diskRoute = new sfn.Choice(this, 'VmDiskRoute', { stateName: 'VmDiskRoute' })
+      .when(sfn.Condition.stringEquals('$.chain.route', 'fargate'), diskOnFargate)
+      .otherwise(diskOnLambda);
+    const disks = catchToVmCleanup(
+      new sfn.Map(this, 'RestoreVmDisks', {
+        stateName: 'RestoreVmDisks',
+        itemsPath: '$.vmPoint.disks',
+        itemSelector: {
+          'request.$': '$$.Map.Item.Value.request',
+          'disk.$': '$$.Map.Item.Value',
+          'pool.$': '$.pool',
+          'startedAt.$': '$.startedAt',
+          'session.$': '$.session',
+          'vm.$': '$.vm',
+        },
+        maxConcurrency: 1,
+        resultPath: '$.vmDisks',
+      }).itemProcessor(
+        diskStep(diskChainState, f.resolveChain, '$.chain')
+          .next(diskStep(diskCreateState, f.createVdi, '$.vdi'))
+          .next(diskRoute),
+      ),
+    );
+    return catchToVmCleanup(invoke(f.resolveVm, '$.vmPoint'))
+      .next(catchToVmCleanup(invoke(f.createVm, '$.vm')))
+      .next(disks)
+      .next(catchToVmCleanup(invoke(f.finishVm, '$.vmResult')))
+      .next(logout);
   }
 }

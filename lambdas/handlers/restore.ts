@@ -46,6 +46,11 @@ export const replayChain = handle('replayChain', (_event, result, ms) =>
   ),
 );
 export const collectImport = handle('collectImport');
+export const resolveVm = handle('resolveVm');
+export const createVm = handle('createVm');
+export const attachVmDisk = handle('attachVmDisk');
+export const finishVm = handle('finishVm');
+export const vmFailureCleanup = handle('vmFailureCleanup', () => addCount('RestoreFailed'));
 export const cleanup = handle('cleanup');
 export const logout = handle('logout', () => addCount('RestoreSucceeded'));
 export const failureCleanup = handle('failureCleanup', () => addCount('RestoreFailed'));

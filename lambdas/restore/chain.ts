@@ -31,39 +31,54 @@ export function chooseRestorePoint(
   restorePoint: string,
   vdiUuid: string,
 ): Manifest {
-  if (manifests.length === 0) {
+  return choosePoint(manifests, (m) => m.backupId, restorePoint, {
+    field: 'vdiUuid',
+    subject: `VDI ${vdiUuid}`,
+    isId: isBackupId,
+  });
+}
+
+/**
+ * The point of `points` (oldest first) that `restorePoint` names: `latest`, an id, or an ISO time (the
+ * newest at or before it). Shared by disk and VM restore points (`subject` names whose they are).
+ */
+export function choosePoint<T>(
+  points: readonly T[],
+  idOf: (point: T) => string,
+  restorePoint: string,
+  where: { readonly field: string; readonly subject: string; readonly isId: (text: string) => boolean },
+): T {
+  if (points.length === 0) {
     throw new InputValidationError(
-      'vdiUuid',
-      `VDI ${vdiUuid} has no backups in the catalog`,
+      where.field,
+      `${where.subject} has no backups in the catalog`,
       'Check the uuid and the pool.',
     );
   }
-  if (restorePoint === 'latest') return manifests.at(-1)!;
-  if (isBackupId(restorePoint)) {
-    const found = manifests.find((m) => m.backupId === restorePoint);
+  const nearest = (time: number) =>
+    [...points]
+      .map(idOf)
+      .sort((a, b) => Math.abs(backupIdTime(a) - time) - Math.abs(backupIdTime(b) - time))
+      .slice(0, 3)
+      .sort();
+  if (restorePoint === 'latest') return points.at(-1)!;
+  if (where.isId(restorePoint)) {
+    const found = points.find((point) => idOf(point) === restorePoint);
     if (found) return found;
     throw new InputValidationError(
       'restorePoint',
-      `no backup ${restorePoint} of VDI ${vdiUuid}`,
-      `Nearest restore points: ${nearest(manifests, backupIdTime(restorePoint)).join(', ')}.`,
+      `no backup ${restorePoint} of ${where.subject}`,
+      `Nearest restore points: ${nearest(backupIdTime(restorePoint)).join(', ')}.`,
     );
   }
   const time = Date.parse(restorePoint);
-  const candidates = manifests.filter((m) => backupIdTime(m.backupId) <= time);
+  const candidates = points.filter((point) => backupIdTime(idOf(point)) <= time);
   if (candidates.length) return candidates.at(-1)!;
   throw new InputValidationError(
     'restorePoint',
-    `no restore point of VDI ${vdiUuid} at or before ${restorePoint}`,
-    `The earliest is ${manifests[0]!.backupId}; nearest: ${nearest(manifests, time).join(', ')}.`,
+    `no restore point of ${where.subject} at or before ${restorePoint}`,
+    `The earliest is ${idOf(points[0]!)}; nearest: ${nearest(time).join(', ')}.`,
   );
-}
-
-function nearest(manifests: readonly Manifest[], time: number): string[] {
-  return [...manifests]
-    .sort((a, b) => Math.abs(backupIdTime(a.backupId) - time) - Math.abs(backupIdTime(b.backupId) - time))
-    .slice(0, 3)
-    .map((m) => m.backupId)
-    .sort();
 }
 
 /**
@@ -126,6 +141,11 @@ export async function resolveChain(
       sha256: m.sha256,
     })),
   };
+}
+
+/** A disk restore's id among the transfers (its chain document, its Fargate results). */
+export function restoreTransferId(pool: string, vdiUuid: string, startedAt: string): string {
+  return `restores/${pool}/${vdiUuid}/${startedAt.replace(/[-:]/g, '')}`;
 }
 
 /** Where ResolveChain leaves a restore's chain for the imports: beside the transfer results. */

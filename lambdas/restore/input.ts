@@ -29,6 +29,7 @@ export interface RestoreRequest {
 const EXAMPLE =
   '{"vdiUuid":"<source VDI uuid>","restorePoint":"latest","srUuid":"<target SR uuid>","strategy":"merge"}';
 const BACKUP_ID = /^\d{8}T\d{6}(\.\d{3})?Z-(full|delta)$/;
+const POOL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export function parseRestoreRequest(raw: unknown): RestoreRequest {
   if (!isPlainObject(raw))
@@ -92,7 +93,7 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
     );
   }
   const pool = raw.pool;
-  if (pool !== undefined && (typeof pool !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(pool))) {
+  if (pool !== undefined && (typeof pool !== 'string' || !POOL_NAME.test(pool))) {
     throw new InputValidationError(
       'pool',
       `${JSON.stringify(pool)} is not a pool name`,
@@ -110,6 +111,150 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
   };
 }
 
+/**
+ * A whole VM back (docs/design.md § VM restores): the restore workflow's input when it names `vmUuid`.
+ * Each disk goes to `srMap[<slot or source VDI uuid>]`, else to `srUuid`.
+ */
+export interface VmRestoreRequest {
+  readonly vmUuid: string;
+  /** `latest` (default), a VM restore point id (`…Z-vm`), or an ISO time. */
+  readonly restorePoint: string;
+  readonly srUuid?: string;
+  readonly srMap?: Readonly<Record<string, string>>;
+  /** Source network uuid → target network uuid; wins over the matching by uuid or by name and VLAN. */
+  readonly networkMap?: Readonly<Record<string, string>>;
+  readonly nameLabel?: string;
+  /** Give the VIFs new MACs (the host generates them) instead of the recorded ones. Default false. */
+  readonly newMacs: boolean;
+  /** Keep the partial VM and its disks after a failure (for inspection). Default false. */
+  readonly keepPartial: boolean;
+  readonly pool?: string;
+}
+
+const VM_EXAMPLE = '{"vmUuid":"<source VM uuid>","restorePoint":"latest","srUuid":"<target SR uuid>"}';
+const VM_BACKUP_ID = /^\d{8}T\d{6}(\.\d{3})?Z-vm$/;
+
+/** The restore input: a VM restore when it names `vmUuid`, else a disk restore. */
+export function parseRestoreInput(raw: unknown): RestoreRequest | VmRestoreRequest {
+  if (isPlainObject(raw) && raw.vmUuid !== undefined) return parseVmRestoreRequest(raw);
+  return parseRestoreRequest(raw);
+}
+
+export function parseVmRestoreRequest(raw: unknown): VmRestoreRequest {
+  if (!isPlainObject(raw))
+    throw new InputValidationError('input', 'must be a JSON object', `Example: ${VM_EXAMPLE}`);
+  rejectUnknownFields(
+    raw,
+    [
+      'vmUuid',
+      'restorePoint',
+      'srUuid',
+      'srMap',
+      'networkMap',
+      'nameLabel',
+      'newMacs',
+      'keepPartial',
+      'pool',
+    ],
+    'the VM restore input (a disk restore names vdiUuid instead of vmUuid)',
+  );
+  const uuidOf = (field: string, value: unknown, what: string): string => {
+    if (typeof value !== 'string' || !UUID_PATTERN.test(value)) {
+      throw new InputValidationError(
+        field,
+        `${JSON.stringify(value)} is not a uuid`,
+        `Give the ${what}, e.g. "3f1c2d4e-8a9b-4c5d-9e0f-112233445566".`,
+      );
+    }
+    return value.toLowerCase();
+  };
+  const vmUuid = uuidOf('vmUuid', raw.vmUuid, 'uuid of the VM that was backed up (`vdi-vault list --vm`)');
+  const restorePoint = raw.restorePoint ?? 'latest';
+  if (
+    typeof restorePoint !== 'string' ||
+    !(restorePoint === 'latest' || VM_BACKUP_ID.test(restorePoint) || isIsoTime(restorePoint))
+  ) {
+    throw new InputValidationError(
+      'restorePoint',
+      `${JSON.stringify(restorePoint)} is neither "latest", a VM restore point id nor an ISO time`,
+      'Use "latest", an id such as "20261126T164000.000Z-vm" (`vdi-vault list --vm <uuid>`), or a time such as "2026-11-26T16:40:00Z".',
+    );
+  }
+  const srUuid =
+    raw.srUuid === undefined ? undefined : uuidOf('srUuid', raw.srUuid, 'uuid of the SR to restore into');
+  const uuidMap = (field: 'srMap' | 'networkMap', keys: string): Record<string, string> | undefined => {
+    const value = raw[field];
+    if (value === undefined) return undefined;
+    if (!isPlainObject(value)) {
+      throw new InputValidationError(
+        field,
+        'must be an object',
+        field === 'srMap'
+          ? 'Map each disk slot (or source VDI uuid) to an SR uuid, e.g. {"0":"<SR uuid>","1":"<SR uuid>"}.'
+          : 'Map each source network uuid to a network of the target pool, e.g. {"<old uuid>":"<new uuid>"}.',
+      );
+    }
+    const map: Record<string, string> = {};
+    for (const [key, target] of Object.entries(value)) {
+      if (!/^[0-9a-fA-F-]{1,36}$/.test(key)) {
+        throw new InputValidationError(`${field}.${key}`, `is not ${keys}`, `Use ${keys} as keys.`);
+      }
+      map[key.toLowerCase()] = uuidOf(`${field}.${key}`, target, 'target uuid');
+    }
+    return map;
+  };
+  const srMap = uuidMap('srMap', 'a disk slot ("0", "1", …) or a source VDI uuid');
+  const networkMap = uuidMap('networkMap', 'a source network uuid');
+  if (srUuid === undefined && srMap === undefined) {
+    throw new InputValidationError(
+      'srUuid',
+      'is missing',
+      `Give the SR for every disk (srUuid), or one per disk (srMap). Example: ${VM_EXAMPLE}`,
+    );
+  }
+  const flag = (field: 'newMacs' | 'keepPartial', fix: string): boolean => {
+    const value = raw[field] ?? false;
+    if (typeof value !== 'boolean') throw new InputValidationError(field, 'must be true or false', fix);
+    return value;
+  };
+  const newMacs = flag('newMacs', 'Use true to give the VIFs new MACs (when the source VM still runs).');
+  const keepPartial = flag('keepPartial', 'Use true to keep a partial VM and its disks after a failure.');
+  const nameLabel = raw.nameLabel;
+  if (
+    nameLabel !== undefined &&
+    (typeof nameLabel !== 'string' || nameLabel.length === 0 || nameLabel.length > 255)
+  ) {
+    throw new InputValidationError(
+      'nameLabel',
+      'must be a non-empty string of at most 255 characters',
+      'Or leave it out.',
+    );
+  }
+  const pool = raw.pool;
+  if (pool !== undefined && (typeof pool !== 'string' || !POOL_NAME.test(pool))) {
+    throw new InputValidationError(
+      'pool',
+      `${JSON.stringify(pool)} is not a pool name`,
+      'Use a configured pool name.',
+    );
+  }
+  return {
+    vmUuid,
+    restorePoint,
+    newMacs,
+    keepPartial,
+    ...(srUuid !== undefined ? { srUuid } : {}),
+    ...(srMap !== undefined ? { srMap } : {}),
+    ...(networkMap !== undefined ? { networkMap } : {}),
+    ...(nameLabel !== undefined ? { nameLabel: nameLabel as string } : {}),
+    ...(pool !== undefined ? { pool: pool as string } : {}),
+  };
+}
+
+export function isVmBackupId(text: string): boolean {
+  return VM_BACKUP_ID.test(text);
+}
+
 export function isBackupId(text: string): boolean {
   return BACKUP_ID.test(text);
 }
@@ -121,7 +266,7 @@ function isIsoTime(text: string): boolean {
   );
 }
 
-/** The time a backup id names (when its run started, just before the snapshot). */
+/** The time a backup id (or VM restore point id) names (when its run started, just before the snapshot). */
 export function backupIdTime(backupId: string): number {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\.\d{3})?Z/.exec(backupId);
   if (!m) return Number.NaN;

@@ -40,6 +40,8 @@ export interface RestoreState {
   readonly session?: XapiSessionHandle;
   readonly chain?: ChainInState;
   readonly vdi?: { readonly ref: string; readonly uuid: string };
+  /** A disk of a VM restore: the VM being restored (its disk Map's items carry it). */
+  readonly vm?: { readonly ref: string; readonly uuid: string };
   readonly imported?: readonly ImportedLayer[];
   readonly failure?: { readonly Error?: string; readonly Cause?: string };
 }

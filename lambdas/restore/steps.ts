@@ -17,13 +17,20 @@ import {
   chainDocumentKey,
   readChainDocument,
   resolveChain,
+  restoreTransferId,
   writeChainDocument,
   type RestoreLayer,
 } from './chain.ts';
 import { routeFor, type TransferRouting } from '../transfer/routing.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { importIntoVdi } from './import-vdi.ts';
-import { parseRestoreRequest } from './input.ts';
+import { parseRestoreInput } from './input.ts';
+import {
+  createVmRestoreSteps,
+  RESTORE_VM_TAG,
+  type VmRestoreResult,
+  type VmRestoreState,
+} from '../vm/restore-vm.ts';
 import { mergedBlockSource, mergedClusterSource, readRange } from './merged-source.ts';
 import type {
   ChainInState,
@@ -155,15 +162,17 @@ export function createRestoreSteps(deps: RestoreDeps) {
   }
 
   return {
-    /** Checks the request a person typed; nothing else happens before it passes. */
-    async validate(raw: unknown): Promise<RestoreState> {
-      const request = parseRestoreRequest(raw);
+    ...createVmRestoreSteps({ ...deps, log, now, withSession }),
+    /** Checks the request a person typed (a disk's, or a VM's); nothing else happens before it passes. */
+    async validate(raw: unknown): Promise<RestoreState | VmRestoreState> {
+      const request = parseRestoreInput(raw);
       const pool = request.pool ?? deps.pools.defaultPool;
       deps.pools.get(pool);
-      return { request, pool, startedAt: now().toISOString() };
+      const startedAt = now().toISOString();
+      return 'vmUuid' in request ? { vmRequest: request, pool, startedAt } : { request, pool, startedAt };
     },
 
-    async login(state: RestoreState): Promise<XapiSessionHandle> {
+    async login(state: { readonly pool: string }): Promise<XapiSessionHandle> {
       const access = deps.pools.get(state.pool);
       const session = await XapiSession.login({ ...access.connection, log }, await access.credentials());
       await session.close();
@@ -191,7 +200,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
           throw error;
         }),
       );
-      const id = `restores/${state.pool}/${state.request.vdiUuid}/${state.startedAt.replace(/[-:]/g, '')}`;
+      const id = restoreTransferId(state.pool, state.request.vdiUuid, state.startedAt);
       const chainKey = chainDocumentKey(deps.catalog, id);
       await writeChainDocument(deps.s3, deps.catalog, chainKey, chain);
       // A merge sends about the sum of the layers at most; a replay on Lambda sends each layer in its own
@@ -238,6 +247,8 @@ export function createRestoreSteps(deps: RestoreDeps) {
           other_config: {
             [RESTORED_FROM_TAG]: `${state.pool}/${state.request.vdiUuid}/${chain.backupId}`,
             [RESTORE_STATE_TAG]: 'in-progress',
+            // A disk of a VM restore: the VM's failure clean-up finds it by this.
+            ...(state.vm ? { [RESTORE_VM_TAG]: state.vm.uuid } : {}),
           },
         });
         const record = await session.getVdiRecord(ref);
@@ -330,8 +341,12 @@ export function createRestoreSteps(deps: RestoreDeps) {
       return { completedAt: now().toISOString() };
     },
 
-    /** Logs out and reports what was restored. */
-    async logout(state: RestoreState): Promise<RestoreResult> {
+    /** Logs out and reports what was restored (a disk, or a VM by FinishVm). */
+    async logout(state: RestoreState | VmRestoreState): Promise<RestoreResult | VmRestoreResult> {
+      if ('vmRequest' in state) {
+        await withSession(state, (session) => session.logout());
+        return required(state.vmResult, 'vmResult');
+      }
       const chain = required(state.chain, 'chain');
       const vdi = required(state.vdi, 'vdi');
       const imported = state.imported ?? [];

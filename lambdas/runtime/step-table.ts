@@ -183,7 +183,8 @@ export const RESTORE_STEPS = {
   resolveChain: step({
     name: 'resolveChain',
     functionId: 'ResolveChainFunction',
-    states: ['ResolveChain'],
+    // The second: each disk of a VM restore, in its disk Map (the same steps as a disk restore's merge).
+    states: ['ResolveChain', 'VmDiskChain'],
     timeoutSeconds: 2 * MINUTE,
     // Writes the resolved chain where the imports (and a Fargate task) read it.
     catalog: ['s3:ListBucket', 's3:GetObject', 's3:PutObject'],
@@ -191,7 +192,7 @@ export const RESTORE_STEPS = {
   createVdi: step({
     name: 'createVdi',
     functionId: 'CreateVdiFunction',
-    states: ['CreateVdi'],
+    states: ['CreateVdi', 'VmDiskCreate'],
     retryable: false,
   }),
   importLayer: step({
@@ -207,7 +208,7 @@ export const RESTORE_STEPS = {
   importMerged: step({
     name: 'importMerged',
     functionId: 'ImportMergedFunction',
-    states: ['ImportMerged'],
+    states: ['ImportMerged', 'VmDiskImport'],
     timeoutSeconds: TRANSFER_TIMEOUT_SECONDS,
     memoryMiB: TRANSFER_MEMORY_MIB,
     catalog: ['s3:GetObject'],
@@ -227,7 +228,7 @@ export const RESTORE_STEPS = {
   collectImport: step({
     name: 'collectImport',
     functionId: 'CollectImportFunction',
-    states: ['CollectImportLayer', 'CollectImportMerged', 'CollectImportReplay'],
+    states: ['CollectImportLayer', 'CollectImportMerged', 'CollectImportReplay', 'CollectVmDiskImport'],
     logsIn: false,
     catalog: ['s3:GetObject', 's3:DeleteObject'],
   }),
@@ -235,7 +236,38 @@ export const RESTORE_STEPS = {
   cleanup: step({
     name: 'cleanup',
     functionId: 'CleanupFunction',
-    states: ['RestoreCleanup'],
+    states: ['RestoreCleanup', 'VmDiskDone'],
+    catalog: ['s3:DeleteObject'],
+  }),
+  // A VM restore (docs/design.md § VM restores): the point, every disk's chain, SRs and networks checked.
+  resolveVm: step({
+    name: 'resolveVm',
+    functionId: 'ResolveVmFunction',
+    states: ['ResolveVm'],
+    timeoutSeconds: 2 * MINUTE,
+    catalog: ['s3:ListBucket', 's3:GetObject'],
+  }),
+  // Makes the VM (blocked from starting), its NVRAM, vTPM, VIFs and drives: a retry could make a twin.
+  createVm: step({
+    name: 'createVm',
+    functionId: 'CreateVmFunction',
+    states: ['CreateVm'],
+    catalog: ['s3:GetObject'],
+    retryable: false,
+  }),
+  // A retried VBD.create could fail on the slot its first attempt took.
+  attachVmDisk: step({
+    name: 'attachVmDisk',
+    functionId: 'AttachVmDiskFunction',
+    states: ['AttachVmDisk'],
+    retryable: false,
+  }),
+  finishVm: step({ name: 'finishVm', functionId: 'FinishVmFunction', states: ['FinishVm'] }),
+  vmFailureCleanup: step({
+    name: 'vmFailureCleanup',
+    functionId: 'VmFailureCleanupFunction',
+    states: ['VmRestoreFailureCleanup'],
+    timeoutSeconds: 5 * MINUTE,
     catalog: ['s3:DeleteObject'],
   }),
   logout: step({ name: 'logout', functionId: 'LogoutFunction', states: ['RestoreLogout'], logsIn: false }),

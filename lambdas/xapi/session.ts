@@ -158,6 +158,40 @@ export class XapiSession {
   addToVmOtherConfig(ref: Ref, key: string, value: string): Promise<void> {
     return this.call('VM.add_to_other_config', ref, key, value);
   }
+  /** `VM.create`: every field datamodel_vm.ml requires must be in `record` (the host names a missing one). */
+  createVm(record: Record<string, unknown>): Promise<Ref> {
+    return this.call('VM.create', record);
+  }
+  setVmNameLabel(ref: Ref, value: string): Promise<void> {
+    return this.call('VM.set_name_label', ref, value);
+  }
+  /** UEFI variables (`EFI-variables`, base64), as `VM.set_NVRAM` takes them. */
+  setVmNvram(ref: Ref, value: Record<string, string>): Promise<void> {
+    return this.call('VM.set_NVRAM', ref, value);
+  }
+  setVmBlockedOperations(ref: Ref, value: Record<string, string>): Promise<void> {
+    return this.call('VM.set_blocked_operations', ref, value);
+  }
+  setVmOtherConfig(ref: Ref, value: Record<string, string>): Promise<void> {
+    return this.call('VM.set_other_config', ref, value);
+  }
+  createVbd(record: Record<string, unknown>): Promise<Ref> {
+    return this.call('VBD.create', record);
+  }
+  createVif(record: Record<string, unknown>): Promise<Ref> {
+    return this.call('VIF.create', record);
+  }
+  getAllNetworkRecords(): Promise<Record<Ref, NetworkRecord>> {
+    return this.call('network.get_all_records');
+  }
+  /** `VTPM.create(vM, is_unique)`: not a record. */
+  createVtpm(vmRef: Ref, isUnique: boolean): Promise<Ref> {
+    return this.call('VTPM.create', vmRef, isUnique);
+  }
+  /** Writes a vTPM's state (base64); like reading it, only the pool's local root account may. */
+  setVtpmContents(ref: Ref, contents: string): Promise<void> {
+    return this.call('VTPM.set_contents', ref, contents);
+  }
   /** Destroys a VM record with its VBDs and VIFs; its VDIs stay. */
   destroyVm(ref: Ref): Promise<void> {
     return this.call('VM.destroy', ref);

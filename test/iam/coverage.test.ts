@@ -17,10 +17,12 @@ import { unusedGrants } from '../../world/local/aws/usage.ts';
 import { deployLocally, localConfig, type LocalDeployment } from '../../world/local/local-deployment.ts';
 import { synthesizeApp } from '../../world/local/synthesized-workflows.ts';
 import { acquireBackupLock, releaseBackupLock } from '../../lambdas/backup/backup-lock.ts';
+import type { VmRestoreResult } from '../../lambdas/vm/restore-vm.ts';
 import type { BackupSummary } from '../../lambdas/backup/state.ts';
 import type { RestoreResult } from '../../lambdas/restore/state.ts';
 import { VHD_BLOCK_SIZE } from '../../lambdas/vhd/index.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
+import { listKeys } from '../world/s3.ts';
 import {
   describeCall,
   principalName,
@@ -139,6 +141,7 @@ const SCENARIOS = [
   'fargate-failing-export',
   'fargate-restore',
   'vm',
+  'vm-restore',
 ] as const;
 
 async function latestManifest(world: BackupWorld) {
@@ -167,6 +170,7 @@ describe('IAM coverage: every call allowed, every grant used', () => {
     let world: BackupWorld;
     let deployment: LocalDeployment;
     let fullBackupId: string;
+    let vmUuid: string;
     const srUuid = () => world.sim.srs.shared.uuid;
     beforeAll(async () => {
       world = await startBackupWorld({ vdi: { virtualSize: 48 * MiB, populate: 'scattered' } });
@@ -417,7 +421,30 @@ describe('IAM coverage: every call allowed, every grant used', () => {
         expect(refused.status).toBe('FAILED');
         expect(refused.cause).toMatch(/is a disk of a VM this run backs up too/);
         expect(world.sim.vmSnapshotsOf(vm.uuid)).toEqual([]);
+        vmUuid = vm.uuid;
         scenariosRun.add('vm');
+      },
+    );
+
+    it(
+      'a VM restore, its session expiring at AttachVmDisk; then one failing at its second disk: VmRestoreFailureCleanup removes it all',
+      { timeout: SCENARIO_TIMEOUT },
+      async () => {
+        const from = deployment.gateway.calls.length;
+        const run = await restore({ vmUuid, srUuid: srUuid() }, 'AttachVmDisk');
+        expect(run.status, run.cause).toBe('SUCCEEDED');
+        const restored = run.output as VmRestoreResult;
+        expect(restored.disks.map((disk) => disk.userdevice)).toEqual(['0', '1']);
+        const reads = secretReads(deployment, from, ['restore.attachVmDisk']);
+        expect(reads['restore.attachVmDisk'], 'AttachVmDisk logged in again').toBeGreaterThan(0);
+        const vms = world.sim.allVms().length;
+        const thick = world.sim.addSr({ nameLabel: 'LVM', type: 'lvm', shared: true, prezeroed: false });
+        const failed = await restore({ vmUuid, srMap: { '0': srUuid(), '1': thick.uuid } });
+        expect(failed.status).toBe('FAILED');
+        expect(failed.cause).toMatch(/thick-provisioned/);
+        expect(world.sim.allVms()).toHaveLength(vms);
+        expect(await listKeys(world.s3, world.bucket, 'backups/.transfers/')).toEqual([]);
+        scenariosRun.add('vm-restore');
       },
     );
   });

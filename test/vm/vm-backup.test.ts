@@ -8,10 +8,10 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseVmManifest, vmSeriesPrefix, type VmManifest } from '../../lambdas/catalog/vm-manifest.ts';
-import { EXCLUDE_DISK_TAG } from '../../lambdas/vm/describe.ts';
 import type { BackupSummary } from '../../lambdas/backup/state.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { listKeys } from '../world/s3.ts';
+import { addWebVm, WEB_VM_ROOT_DISK } from './web-vm.ts';
 
 const MiB = 1024 * 1024;
 const TAG = 'backup-nightly';
@@ -21,52 +21,12 @@ describe('VM backups', () => {
   let vmUuid: string;
   let disks: { root: string; data: string; scratch: string };
   let networks: { lan: string; storage: string };
-  const nvram = { 'EFI-variables': Buffer.from('efi vars of web-1').toString('base64') };
-  const vtpm = Buffer.from('vtpm state of web-1').toString('base64');
+  let nvram: Record<string, string>;
+  let vtpm: string;
 
   beforeAll(async () => {
-    world = await startBackupWorld({
-      vdi: { virtualSize: 8 * MiB, populate: 'scattered', nameLabel: 'root' },
-    });
-    const sr = world.sim.srs.shared.uuid;
-    const data = world.sim.addVdi({
-      virtualSize: 12 * MiB,
-      populate: 'scattered',
-      nameLabel: 'data',
-      srUuid: sr,
-    });
-    const scratch = world.sim.addVdi({
-      virtualSize: 4 * MiB,
-      populate: 'scattered',
-      nameLabel: 'scratch',
-      srUuid: sr,
-      tags: [EXCLUDE_DISK_TAG],
-    });
-    disks = { root: world.vdiUuid, data: data.uuid, scratch: scratch.uuid };
-    networks = {
-      lan: world.sim.managementNetwork.uuid,
-      storage: world.sim.addNetwork({ nameLabel: 'storage', vlan: 42, mtu: 9000 }).uuid,
-    };
-    vmUuid = world.sim.addVm({
-      nameLabel: 'web-1',
-      nameDescription: 'the web server',
-      powerState: 'Running',
-      memory: 4 * 1024 * MiB,
-      vcpus: 4,
-      hvmBootParams: { order: 'c', firmware: 'uefi' },
-      nvram,
-      vtpm: { contents: vtpm },
-      disks: [
-        { vdiUuid: disks.root, userdevice: '0', bootable: true },
-        { vdiUuid: disks.data, userdevice: '1' },
-        { vdiUuid: disks.scratch, userdevice: '2' },
-      ],
-      cdDrives: ['3'],
-      vifs: [
-        { networkUuid: networks.lan, device: '0', mac: 'aa:bb:cc:00:00:01' },
-        { networkUuid: networks.storage, device: '1', mac: 'aa:bb:cc:00:00:02', mtu: 9000 },
-      ],
-    }).uuid;
+    world = await startBackupWorld({ vdi: WEB_VM_ROOT_DISK });
+    ({ vmUuid, disks, networks, nvram, vtpm } = addWebVm(world));
   });
   afterAll(async () => {
     await world?.close();

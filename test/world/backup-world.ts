@@ -5,7 +5,12 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { listManifests } from '../../lambdas/catalog/catalog.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { runLocalBackup, type LocalBackupRun, type LocalTarget } from '../../world/local/local-backup.ts';
-import { runLocalRestore, type LocalRestoreRun } from '../../world/local/local-restore.ts';
+import {
+  runLocalRestore,
+  runLocalVmRestore,
+  type LocalRestoreRun,
+  type LocalVmRestoreRun,
+} from '../../world/local/local-restore.ts';
 import type { LocalDeployment } from '../../world/local/local-deployment.ts';
 import { closeLocalDeployment, localDeploymentOf } from '../../world/local/local-deployments.ts';
 import { XapiSession } from '../../lambdas/xapi/index.ts';
@@ -37,6 +42,8 @@ export interface BackupWorld {
    * by an outside reader and compared with the VDI's content at the host and with the point's (outsideReaders).
    */
   restore(input: unknown): Promise<LocalRestoreRun>;
+  /** A VM restore through the restore workflow; then each restored disk's stream is read as by restore. */
+  restoreVm(input: unknown): Promise<LocalVmRestoreRun>;
   /** What the outside readers checked so far (in this world). */
   readonly outsideChecks: OutsideReadChecks;
   /** Every VDI uuid the pool holds, snapshots included (read over XAPI). */
@@ -108,6 +115,19 @@ export async function startBackupWorld(
       const run = await runLocalRestore(target, input);
       if (outsideReaders && run.result !== undefined) {
         await checks.restoredStreams(run.result, sim.transfers().slice(before));
+      }
+      return run;
+    },
+    async restoreVm(input) {
+      const before = sim.transfers().length;
+      const run = await runLocalVmRestore(target, input);
+      if (outsideReaders && run.result !== undefined) {
+        for (const disk of run.result.disks) {
+          await checks.restoredStreams(
+            { vdiUuid: disk.vdiUuid, restorePoint: disk.backupId },
+            sim.transfers().slice(before),
+          );
+        }
       }
       return run;
     },

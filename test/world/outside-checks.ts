@@ -90,7 +90,10 @@ export class OutsideReadChecks {
    * one stream), read by an outside reader: equal to the VDI's content at the host and, when this world
    * stored the point, the host's content equals what it exported for that point.
    */
-  async restoredStreams(result: RestoreResult, transfers: readonly SimTransfer[]): Promise<void> {
+  async restoredStreams(
+    result: Pick<RestoreResult, 'vdiUuid' | 'restorePoint'>,
+    transfers: readonly SimTransfer[],
+  ): Promise<void> {
     const bodies = transfers.filter(
       (transfer) =>
         transfer.direction === 'import' &&
