@@ -427,20 +427,28 @@ describe('IAM coverage: every call allowed, every grant used', () => {
     );
 
     it(
-      'a VM restore, its session expiring at AttachVmDisk; then one failing at its second disk: VmRestoreFailureCleanup removes it all',
+      'a VM restore, its session expiring at ResolveVm; then one failing at its second disk, expiring again at VmRestoreFailureCleanup: it removes it all',
       { timeout: SCENARIO_TIMEOUT },
       async () => {
         const from = deployment.gateway.calls.length;
-        const run = await restore({ vmUuid, srUuid: srUuid() }, 'AttachVmDisk');
+        const run = await restore({ vmUuid, srUuid: srUuid() }, 'ResolveVm');
         expect(run.status, run.cause).toBe('SUCCEEDED');
         const restored = run.output as VmRestoreResult;
         expect(restored.disks.map((disk) => disk.userdevice)).toEqual(['0', '1']);
-        const reads = secretReads(deployment, from, ['restore.attachVmDisk']);
-        expect(reads['restore.attachVmDisk'], 'AttachVmDisk logged in again').toBeGreaterThan(0);
+        // Each VM step after the expiry found it and logged in again.
+        const vmSteps = ['restore.resolveVm', 'restore.createVm', 'restore.attachVmDisk', 'restore.finishVm'];
+        for (const [step, count] of Object.entries(secretReads(deployment, from, vmSteps)))
+          expect(count, `${step} read the secret`).toBeGreaterThan(0);
         const vms = world.sim.allVms().length;
         const thick = world.sim.addSr({ nameLabel: 'LVM', type: 'lvm', shared: true, prezeroed: false });
-        const failed = await restore({ vmUuid, srMap: { '0': srUuid(), '1': thick.uuid } });
+        const failedFrom = deployment.gateway.calls.length;
+        const failed = await restore(
+          { vmUuid, srMap: { '0': srUuid(), '1': thick.uuid } },
+          'VmRestoreFailureCleanup',
+        );
         expect(failed.status).toBe('FAILED');
+        const cleanupReads = secretReads(deployment, failedFrom, ['restore.vmFailureCleanup']);
+        expect(cleanupReads['restore.vmFailureCleanup'], 'the clean-up logged in again').toBeGreaterThan(0);
         expect(failed.cause).toMatch(/thick-provisioned/);
         expect(world.sim.allVms()).toHaveLength(vms);
         expect(await listKeys(world.s3, world.bucket, 'backups/.transfers/')).toEqual([]);

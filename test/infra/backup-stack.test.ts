@@ -54,6 +54,11 @@ describe('the app on the example config', () => {
         'restore.logout',
         'restore.resolveChain',
         'restore.validate',
+        'restore.resolveVm',
+        'restore.createVm',
+        'restore.attachVmDisk',
+        'restore.finishVm',
+        'restore.vmFailureCleanup',
       ].sort(),
     );
     for (const fn of functions) expect(fn.Properties.Runtime).toBe('nodejs24.x');

@@ -386,6 +386,7 @@ describe('deploy defects', () => {
       'ImportLayerOnFargate',
       'ImportMergedOnFargate',
       'ReplayOnFargate',
+      'VmDiskImportOnFargate',
     ]);
     for (const [name, state] of ecsStates) {
       expect(state.TimeoutSeconds, name).toBe(25 * 3600);
