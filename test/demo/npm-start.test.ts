@@ -15,10 +15,18 @@ interface Summary {
     seconds: number;
     sha256Match: boolean;
   }[];
+  vms: {
+    vmUuid: string;
+    restorePoint: string;
+    disks: number;
+    restoredVmUuid: string;
+    disksMatch: boolean;
+    vifsMatch: boolean;
+  }[];
 }
 
 describe('npm start', () => {
-  it('backs up a vhd disk (a full and two deltas) and a sparse 3 TiB qcow2 disk (a full and a delta), restores each with each strategy, and ends stdout with the JSON summary', async () => {
+  it('backs up a vhd disk (a full and two deltas), a sparse 3 TiB qcow2 disk (a full and a delta) and a VM twice, restores each disk with each strategy and the VM whole, and ends stdout with the JSON summary', async () => {
     const { stdout, stderr } = await run(
       'npm',
       ['start', '--silent', '--', '--json', '--vdi-size', '64MiB'],
@@ -57,6 +65,12 @@ describe('npm start', () => {
       expect(restore.bytes).toBeGreaterThan(0);
       expect(restore.seconds).toBeGreaterThan(0);
     }
+    // The demo VM: backed up twice, its latest point restored into a new VM (proved at the simulator in
+    // test/vm/vm-restore.test.ts; here the demo's own comparison).
+    expect(summary.vms).toHaveLength(1);
+    expect(summary.vms[0]).toMatchObject({ disks: 2, disksMatch: true, vifsMatch: true });
+    expect(summary.vms[0]!.restorePoint).toMatch(/^\d{8}T\d{6}\.\d{3}Z-vm$/);
+    expect(summary.vms[0]!.restoredVmUuid).not.toBe(summary.vms[0]!.vmUuid);
     // People read the same on stderr with --json: each disk, its size and format.
     expect(stderr).toContain(`qcow2 disk: VDI ${qcow2Vdi}, qcow2, 3.0 TiB`);
     expect(stderr).toContain(`vhd disk: VDI ${vhdVdi}, vhd, 64.0 MiB`);

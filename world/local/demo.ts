@@ -6,11 +6,14 @@
  * and checks their content:
  *   - a VHD-backed VDI (--vdi-size, 256 MiB by default, a third of it written): a full and two deltas;
  *   - a sparse qcow2-backed VDI (--qcow2-size, 3 TiB by default, a few MiB written across it): a full
- *     and a delta (docs/design.md § QCOW2 backups).
+ *     and a delta (docs/design.md § QCOW2 backups);
+ *   - then a whole VM ("demo vm": two disks, a CD drive, NVRAM, two VIFs): backed up twice (fulls, then
+ *     deltas) and restored into a new VM (docs/design.md § VM restores).
  *
  *   npm start                 people: progress while transfers run, then a summary per disk
  *   npm start -- --json       ends stdout with {"backups":[{"vdi","format","id","kind","bytes","sha256"},…],
- *                             "restores":[{"vdi","format","strategy","vdiUuid","bytes","seconds","sha256Match"},…]}
+ *                             "restores":[{"vdi","format","strategy","vdiUuid","bytes","seconds","sha256Match"},…],
+ *                             "vms":[{"vmUuid","restorePoint","disks","restoredVmUuid","disksMatch","vifsMatch"}]}
  *   npm start -- --vdi-size 1GiB --qcow2-size 16TiB
  *
  * sha256Match compares the restored VDI's content with the source snapshot's by the simulator's sparse
@@ -27,7 +30,8 @@ import { startEmbeddedS3 } from '../embedded-s3.ts';
 import { parseSize } from '../xapi-simulator/cli-args.ts';
 import { startXapiSimulator, type AddVdiOptions, type XapiSimulator } from '../xapi-simulator/index.ts';
 import { runLocalBackup, type LocalTarget } from './local-backup.ts';
-import { runLocalRestore } from './local-restore.ts';
+import { runLocalRestore, runLocalVmRestore } from './local-restore.ts';
+import { addDemoVm } from '../xapi-simulator/demo-vm.ts';
 import { closeLocalDeployment } from './local-deployments.ts';
 import { formatBytes, formatRate, TransferProgress } from './progress.ts';
 
@@ -49,6 +53,15 @@ interface DemoBackup {
   kind: string;
   bytes: number;
   sha256: string;
+}
+
+interface DemoVm {
+  vmUuid: string;
+  restorePoint: string;
+  disks: number;
+  restoredVmUuid: string;
+  disksMatch: boolean;
+  vifsMatch: boolean;
 }
 
 interface DemoRestore {
@@ -136,13 +149,67 @@ async function main(): Promise<void> {
       backups.push(...outcome.backups);
       restores.push(...outcome.restores);
     }
+    const vms = [await demoVm(sim, local, say)];
     if (restores.some((restore) => !restore.sha256Match)) process.exitCode = 1;
-    if (json) process.stdout.write(JSON.stringify({ backups, restores }) + '\n');
+    if (vms.some((vm) => !vm.disksMatch || !vm.vifsMatch)) process.exitCode = 1;
+    if (json) process.stdout.write(JSON.stringify({ backups, restores, vms }) + '\n');
   } finally {
     if (target) await closeLocalDeployment(target);
     await sim.close();
     await s3.close();
   }
+}
+
+/**
+ * The demo VM backed up whole twice (fulls, then deltas after writes) and its latest VM point restored into
+ * a new VM: each restored disk must hold its point's content, each VIF the source's MAC and network.
+ */
+async function demoVm(sim: XapiSimulator, local: LocalTarget, say: (line: string) => void): Promise<DemoVm> {
+  const boot = sim.addVdi({ virtualSize: 64 * 1024 * KiB, populate: 'scattered', nameLabel: 'demo vm root' });
+  const vm = addDemoVm(sim, boot.uuid);
+  say(`\nVM "${vm.nameLabel}" ${vm.uuid}: ${vm.disks.length} disks, a CD drive, NVRAM, two VIFs`);
+  let restorePoint = '';
+  for (const [index, label] of ['first backup (fulls)', 'second backup (deltas)'].entries()) {
+    if (index > 0) for (const disk of vm.disks) sim.writeDisk(disk, 4096 * 64, randomBytes(64 * KiB));
+    const started = Date.now();
+    const run = await runLocalBackup(local, { vmUuids: [vm.uuid] });
+    const outcome = run.summary?.vmOutcomes?.[0];
+    if (run.status !== 'SUCCEEDED' || outcome?.status !== 'succeeded')
+      throw new Error(`VM ${label} failed: ${run.error ?? outcome?.error}: ${run.cause ?? outcome?.cause}`);
+    restorePoint = outcome.vmBackupId!;
+    const kinds = run.summary!.outcomes.map((o) => `${o.kind} ${formatBytes(o.bytes ?? 0)}`).join(', ');
+    say(`  ${label}: VM point ${restorePoint} (${kinds}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+  const started = Date.now();
+  const run = await runLocalVmRestore(local, { vmUuid: vm.uuid, srUuid: sim.srs.shared.uuid });
+  if (run.status !== 'SUCCEEDED') throw new Error(`VM restore failed: ${run.error}: ${run.cause}`);
+  const result = run.result!;
+  let disksMatch = true;
+  const catalog = { bucket: local.bucket, prefix: local.prefix ?? DEFAULT_CATALOG_PREFIX };
+  for (const disk of result.disks) {
+    const point = (
+      await listManifests(createS3Client(local.s3), catalog, local.pool!, disk.sourceVdiUuid)
+    ).find((manifest) => manifest.backupId === disk.backupId)!;
+    disksMatch &&= sim.sparseSha256(disk.vdiUuid) === sim.sparseSha256(point.snapshotUuid);
+  }
+  const vifsOf = (uuid: string) =>
+    sim
+      .vifsOf(uuid)
+      .map((vif) => `${String(vif.device)} ${String(vif.MAC)} ${String(vif.network)}`)
+      .sort();
+  const vifsMatch = JSON.stringify(vifsOf(result.vmUuid)) === JSON.stringify(vifsOf(vm.uuid));
+  say(
+    `  restored ${restorePoint} into new VM ${result.vmUuid} (halted) in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
+      `${result.disks.length} disks ${disksMatch ? 'match' : 'DIFFER FROM'} their points, VIFs ${vifsMatch ? 'match' : 'DIFFER'}`,
+  );
+  return {
+    vmUuid: vm.uuid,
+    restorePoint,
+    disks: result.disks.length,
+    restoredVmUuid: result.vmUuid,
+    disksMatch,
+    vifsMatch,
+  };
 }
 
 /** One disk's backups and restores, said as they happen. */

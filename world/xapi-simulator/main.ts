@@ -17,6 +17,7 @@ import { DEFAULT_VDI_SIZE, parseCliArgs, USAGE } from './cli-args.ts';
 import type { CliOptions } from './cli-args.ts';
 import { BLOCK_SIZE, MAX_VHD_SIZE, startXapiSimulator } from './index.ts';
 import type { XapiSimulator } from './index.ts';
+import { addDemoVm } from './demo-vm.ts';
 
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 
@@ -148,30 +149,7 @@ async function main(): Promise<void> {
   } finally {
     await image?.file.close();
   }
-  // One VM to back up whole: the seeded VDI as its boot disk, a second disk, an empty CD drive and two
-  // VIFs, on the management network and on a VLAN network.
-  const second = sim.addVdi({
-    virtualSize: 64 * 1024 * 1024,
-    nameLabel: 'demo data disk',
-    populate: 'scattered',
-    onMember: options.member,
-    seed: 2,
-  });
-  const storage = sim.addNetwork({ nameLabel: 'storage', vlan: 42, mtu: 9000 });
-  const vm = sim.addVm({
-    nameLabel: 'demo vm',
-    hvmBootParams: { order: 'c', firmware: 'uefi' },
-    nvram: { 'EFI-variables': Buffer.from('demo vm EFI variables').toString('base64') },
-    disks: [
-      { vdiUuid: vdi.uuid, userdevice: '0', bootable: true },
-      { vdiUuid: second.uuid, userdevice: '1' },
-    ],
-    cdDrives: ['3'],
-    vifs: [
-      { networkUuid: sim.managementNetwork.uuid, device: '0' },
-      { networkUuid: storage.uuid, device: '1', mtu: 9000 },
-    ],
-  });
+  const vm = addDemoVm(sim, vdi.uuid, { onMember: options.member });
   for (const fault of options.faults) sim.injectFault(fault);
   const ready = {
     url: sim.url,
@@ -179,7 +157,7 @@ async function main(): Promise<void> {
     username: sim.username,
     password: sim.password,
     vdis: [{ uuid: vdi.uuid, srUuid: vdi.srUuid, virtualSize, imageFormat }],
-    vms: [{ uuid: vm.uuid, nameLabel: 'demo vm', disks: [vdi.uuid, second.uuid], networks: 2 }],
+    vms: [{ uuid: vm.uuid, nameLabel: vm.nameLabel, disks: vm.disks, networks: 2 }],
     ...(sim.caPem === undefined ? {} : { caPem: sim.caPem }),
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
