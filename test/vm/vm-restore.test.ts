@@ -290,6 +290,21 @@ describe('VM restores', () => {
       cause: /cannot take VHD imports \(thick-provisioned\)/,
     },
     {
+      step: "AttachVmDisk: the second disk's VBD.create fails",
+      arm: async () => {
+        // Let through the CD drive's (CreateVm) and the first disk's.
+        world.sim.injectFault({
+          kind: 'rpc-error',
+          method: 'VBD.create',
+          code: 'DEVICE_ALREADY_EXISTS',
+          skip: 2,
+          times: 1,
+        });
+        return async () => world.sim.clearFaults();
+      },
+      cause: /DEVICE_ALREADY_EXISTS/,
+    },
+    {
       step: 'FinishVm: VM.set_blocked_operations fails',
       arm: async () => {
         world.sim.injectFault({

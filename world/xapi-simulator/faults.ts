@@ -8,8 +8,11 @@
  * thread or process).
  */
 export type Fault =
-  /** Any RPC method fails with `code` (e.g. login → SESSION_AUTHENTICATION_FAILED, VDI.snapshot → SR_FULL). */
-  | { kind: 'rpc-error'; method: string; code: string; params?: string[]; times?: number }
+  /**
+   * Any RPC method fails with `code` (e.g. login → SESSION_AUTHENTICATION_FAILED, VDI.snapshot → SR_FULL),
+   * after the first `skip` calls of it (default 0) went through.
+   */
+  | { kind: 'rpc-error'; method: string; code: string; params?: string[]; times?: number; skip?: number }
   /** The transfer is refused before its 200 with a plain HTTP error response; the caller's task is untouched. */
   | (TransferScope & { kind: 'refuse-transfer'; status?: number })
   /** The connection is cut after `afterBytes` body bytes (TCP reset, or a clean FIN with `mode: 'close'`). */
@@ -56,6 +59,8 @@ interface Armed {
   fault: Fault;
   remaining: number;
   fired: number;
+  /** Calls let through so far (an rpc-error's `skip`). */
+  skipped: number;
 }
 
 export class FaultRegistry {
@@ -63,7 +68,7 @@ export class FaultRegistry {
 
   inject(fault: Fault): FaultHandle {
     validateFault(fault);
-    const armed: Armed = { fault, remaining: fault.times ?? Number.POSITIVE_INFINITY, fired: 0 };
+    const armed: Armed = { fault, remaining: fault.times ?? Number.POSITIVE_INFINITY, fired: 0, skipped: 0 };
     this.#armed.push(armed);
     return {
       remove: () => {
@@ -85,6 +90,10 @@ export class FaultRegistry {
       (armed) => armed.fault.kind === 'rpc-error' && armed.fault.method === method,
     );
     if (entry === undefined || entry.fault.kind !== 'rpc-error') return undefined;
+    if (entry.skipped < (entry.fault.skip ?? 0)) {
+      entry.skipped += 1;
+      return undefined;
+    }
     this.#use(entry);
     return { code: entry.fault.code, params: entry.fault.params ?? [] };
   }
@@ -157,6 +166,7 @@ function validateFault(fault: Fault): void {
     }
   };
   nonNegative('times', fault.times);
+  if (fault.kind === 'rpc-error') nonNegative('skip', fault.skip);
   switch (fault.kind) {
     case 'drop-connection':
     case 'http-500-in-body':
