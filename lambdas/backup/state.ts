@@ -139,6 +139,8 @@ export interface VmOutcome {
   /** The VM restore point, when every disk committed. */
   readonly vmBackupId?: string;
   readonly disks: number;
+  /** Earlier VM points removed because retention (or a broken chain) took one of their disks' points. */
+  readonly vmPointsRemoved?: number;
   readonly error?: string;
   readonly cause?: string;
 }

@@ -153,14 +153,15 @@ export const BACKUP_STEPS = {
     catalog: ['s3:ListBucketMultipartUploads', 's3:AbortMultipartUpload', 's3:DeleteObject'],
     lock: ['dynamodb:DeleteItem'],
   }),
-  // Writes each VM restore point (its manifest after every disk's) and removes the snapshot VMs.
+  // Writes each VM restore point (its manifest after every disk's), removes the VM's points whose disk
+  // points retention took (lists the series), and removes the snapshot VMs.
   commitVms: step({
     name: 'commitVms',
     functionId: 'CommitVmsFunction',
     states: ['CommitVms'],
     timeoutSeconds: 2 * MINUTE,
     retryable: false,
-    catalog: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+    catalog: ['s3:ListBucket', 's3:GetObject', 's3:PutObject', 's3:DeleteObject'],
   }),
   logout: step({
     name: 'logout',

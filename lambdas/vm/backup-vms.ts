@@ -1,7 +1,9 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { CatalogLocation } from '../catalog/keys.ts';
-import { newBackupId, seriesName } from '../catalog/keys.ts';
+import { manifestKey, newBackupId, seriesName } from '../catalog/keys.ts';
+import { listSeriesKeys } from '../catalog/catalog.ts';
 import {
+  listVmManifests,
   VM_MANIFEST_FORMAT_VERSION,
   vmManifestKey,
   type VmManifest,
@@ -180,6 +182,43 @@ async function removeStaleSnapshotVms(session: XapiSession, snapshots: readonly 
  * description is deleted either way. S3 only: the snapshot VM is the caller's to remove, in a session
  * that may log in again (a call that failed on an expired session must not pass for done).
  */
+/**
+ * Deletes the VM's points that name a disk point no longer in its series: retention keeps each disk's
+ * series on its own, so after it ran (each disk's Cleanup, before CommitVms) an old VM point may lack a
+ * disk and could not be restored. Returns how many it deleted.
+ */
+export async function removeUnrestorableVmPoints(
+  context: Pick<VmBackupContext, 's3' | 'catalog' | 'pool' | 'log'>,
+  vmUuid: string,
+): Promise<number> {
+  const { s3, catalog, pool } = context;
+  const points = await listVmManifests(s3, catalog, pool, vmUuid);
+  const series = new Map<string, Set<string>>();
+  for (const vdiUuid of new Set(points.flatMap((point) => point.disks.map((disk) => disk.vdiUuid)))) {
+    series.set(vdiUuid, new Set(await listSeriesKeys(s3, catalog, pool, vdiUuid)));
+  }
+  let removed = 0;
+  for (const point of points) {
+    const lost = point.disks.filter(
+      (disk) => !series.get(disk.vdiUuid)?.has(manifestKey(catalog, pool, disk.vdiUuid, disk.backupId)),
+    );
+    if (lost.length === 0) continue;
+    await s3.send(
+      new DeleteObjectCommand({
+        Bucket: catalog.bucket,
+        Key: vmManifestKey(catalog, pool, vmUuid, point.vmBackupId),
+      }),
+    );
+    context.log.info('removed a VM restore point whose disk points are gone', {
+      vmUuid,
+      vmBackupId: point.vmBackupId,
+      lost: lost.map((disk) => `${disk.userdevice}:${disk.backupId}`),
+    });
+    removed += 1;
+  }
+  return removed;
+}
+
 export async function writeVmPoint(
   context: Omit<VmBackupContext, 'session'>,
   vm: VmInProgress,
@@ -243,7 +282,14 @@ export async function writeVmPoint(
       }),
     );
     context.log.info('VM restore point committed', { vmUuid: vm.vmUuid, vmBackupId, disks: disks.length });
-    return { vmUuid: vm.vmUuid, status: 'succeeded', vmBackupId, disks: disks.length };
+    const removed = await removeUnrestorableVmPoints(context, vm.vmUuid);
+    return {
+      vmUuid: vm.vmUuid,
+      status: 'succeeded',
+      vmBackupId,
+      disks: disks.length,
+      ...(removed ? { vmPointsRemoved: removed } : {}),
+    };
   } finally {
     await s3
       .send(new DeleteObjectCommand({ Bucket: catalog.bucket, Key: vm.pendingKey }))

@@ -191,4 +191,21 @@ describe('VM backups', () => {
     expect(twice.cause).toMatch(/vdiUuids: .* is a disk of a VM this run backs up too/);
     await expectNothingLeft();
   });
+
+  it("retention that takes a VM point's disk points takes the VM point too: only restorable VM points stay", async () => {
+    const before = await vmManifests();
+    expect(before.length).toBeGreaterThan(0);
+    const run = await world.backup({ vmUuids: [vmUuid], mode: 'full', retention: { keep: 1, fullEvery: 1 } });
+    expect(run.status, run.cause).toBe('SUCCEEDED');
+    const summary = run.summary as BackupSummary;
+    // Counted in S3: each disk keeps its new full only, so every earlier VM point lost its disks.
+    for (const vdi of [disks.root, disks.data]) {
+      const kept = await world.manifests(vdi);
+      expect(kept.map((m) => m.kind)).toEqual(['full']);
+    }
+    const after = await vmManifests();
+    expect(after.map((point) => point.vmBackupId)).toEqual([summary.vmOutcomes![0]!.vmBackupId]);
+    expect(summary.vmOutcomes![0]!.vmPointsRemoved).toBe(before.length);
+    await expectNothingLeft();
+  });
 });
