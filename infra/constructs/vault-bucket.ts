@@ -2,6 +2,8 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
+import { WORK_AREAS, workAreaPrefix } from '../../lambdas/catalog/keys.ts';
+import { WORK_AREA_EXPIRY_DAYS } from '../../lambdas/runtime/defaults.ts';
 
 /** S3 Object Lock default retention applied to every new backup object. */
 export interface ObjectLockRetentionProps {
@@ -22,6 +24,8 @@ export interface VaultBucketProps {
    * Default 30 days. Object Lock still protects a version until its retention ends.
    */
   readonly noncurrentVersionExpiration?: Duration;
+  /** The catalog's prefix: its work areas' leftovers expire (`WORK_AREA_EXPIRY_DAYS`). */
+  readonly catalogPrefix: string;
 }
 
 export interface VaultBuckets {
@@ -71,6 +75,12 @@ export function createVaultBucket(scope: Construct, props: VaultBucketProps): Va
     lifecycleRules: [
       // Second line of defence behind our own abort: no part outlives a crashed export by more than a day.
       { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      // What a killed execution left in the work areas (each run deletes its own): nothing else removes it.
+      ...Object.entries(WORK_AREAS).map(([name, area]) => ({
+        id: `expire-${name}-leftovers`,
+        prefix: workAreaPrefix({ prefix: props.catalogPrefix }, area),
+        expiration: Duration.days(WORK_AREA_EXPIRY_DAYS),
+      })),
       {
         id: 'expire-old-versions',
         noncurrentVersionExpiration: props.noncurrentVersionExpiration ?? Duration.days(30),

@@ -169,6 +169,7 @@ export class VdiVault extends Construct {
       props.existingBucket ??
       createVaultBucket(this, {
         key,
+        catalogPrefix: this.prefix,
         ...(props.objectLock ? { objectLock: props.objectLock } : {}),
         ...(props.serverAccessLogs !== undefined ? { accessLogs: props.serverAccessLogs } : {}),
       }).bucket;

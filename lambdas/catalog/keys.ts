@@ -13,6 +13,22 @@ export interface CatalogLocation {
   readonly prefix: string;
 }
 
+/**
+ * The catalog's working areas, beside the series: what one execution hands from step to step (chain
+ * documents, Fargate results) and VM descriptions between SnapshotVms and CommitVms. Each execution deletes
+ * its own; the bucket's lifecycle expires what a killed one left (`WORK_AREA_EXPIRY_DAYS` in
+ * `lambdas/runtime/defaults.ts`).
+ */
+export const WORK_AREAS = { transfers: '.transfers', vmPending: '.vm-pending' } as const;
+
+/** `<prefix>/<area>/`. */
+export function workAreaPrefix(
+  location: Pick<CatalogLocation, 'prefix'>,
+  area: (typeof WORK_AREAS)[keyof typeof WORK_AREAS],
+): string {
+  return `${location.prefix ? location.prefix + '/' : ''}${area}/`;
+}
+
 export function seriesPrefix(location: CatalogLocation, pool: string, vdiUuid: string): string {
   return `${location.prefix ? location.prefix + '/' : ''}${pool}/${vdiUuid}/`;
 }

@@ -1,7 +1,7 @@
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { listSeries } from '../catalog/catalog.ts';
 import { chainOf } from '../catalog/manifest.ts';
-import type { CatalogLocation } from '../catalog/keys.ts';
+import { WORK_AREAS, workAreaPrefix, type CatalogLocation } from '../catalog/keys.ts';
 import { CatalogError, formatOf, type ImageFormat, type Manifest } from '../catalog/manifest.ts';
 import { InputValidationError } from '../shared/input-error.ts';
 import { backupIdTime, isBackupId } from './input.ts';
@@ -150,7 +150,7 @@ export function restoreTransferId(pool: string, vdiUuid: string, startedAt: stri
 
 /** Where ResolveChain leaves a restore's chain for the imports: beside the transfer results. */
 export function chainDocumentKey(catalog: CatalogLocation, restoreId: string): string {
-  return `${catalog.prefix ? catalog.prefix + '/' : ''}.transfers/${restoreId}.chain.json`;
+  return `${workAreaPrefix(catalog, WORK_AREAS.transfers)}${restoreId}.chain.json`;
 }
 
 export async function writeChainDocument(

@@ -12,6 +12,13 @@ const GiB = 1024 ** 3;
 /** Catalog key prefix in the bucket: keeps our keys apart from anything else in a shared bucket. */
 export const DEFAULT_CATALOG_PREFIX = 'backups';
 
+/**
+ * The bucket's lifecycle expires what a killed execution left in the catalog's work areas (chain
+ * documents, Fargate results, VM descriptions holding NVRAM and vTPM state) after this many days: longer
+ * than any execution runs (a 16 TiB export at 100 MB/s takes two days).
+ */
+export const WORK_AREA_EXPIRY_DAYS = 7;
+
 /** VDIs one backup execution exports at once when neither input nor configuration says: a light load. */
 export const DEFAULT_BACKUP_CONCURRENCY = 2;
 

@@ -1,5 +1,5 @@
 import { GetObjectCommand, DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { CatalogLocation } from '../catalog/keys.ts';
+import { WORK_AREAS, workAreaPrefix, type CatalogLocation } from '../catalog/keys.ts';
 import { InputValidationError } from '../shared/input-error.ts';
 
 /** The steps that move disk data and so may run on Fargate. */
@@ -83,7 +83,7 @@ export function parseTransferParameters(
 
 /** Where a transfer's result goes: outside every VDI's series prefix, so the catalog never lists it. */
 export function transferResultKey(catalog: CatalogLocation, id: string): string {
-  return `${catalog.prefix ? catalog.prefix + '/' : ''}.transfers/${id}.result`;
+  return `${workAreaPrefix(catalog, WORK_AREAS.transfers)}${id}.result`;
 }
 
 /** The container's answer, as the collecting state reads it. */

@@ -1,6 +1,6 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { CatalogLocation } from '../catalog/keys.ts';
-import { manifestKey, newBackupId, seriesName } from '../catalog/keys.ts';
+import { manifestKey, newBackupId, seriesName, WORK_AREAS, workAreaPrefix } from '../catalog/keys.ts';
 import { listSeriesKeys } from '../catalog/catalog.ts';
 import {
   listVmManifests,
@@ -24,7 +24,7 @@ export const MAX_DISKS_PER_EXECUTION = 100;
 
 /** `<prefix>/.vm-pending/<execution>/<vm-uuid>.json`: a VM's description between its snapshot and its point. */
 export function pendingVmKey(location: CatalogLocation, executionId: string, vmUuid: string): string {
-  return `${location.prefix ? location.prefix + '/' : ''}.vm-pending/${executionId}/${vmUuid}.json`;
+  return `${workAreaPrefix(location, WORK_AREAS.vmPending)}${executionId}/${vmUuid}.json`;
 }
 
 interface PendingVm {

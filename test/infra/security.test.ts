@@ -39,6 +39,9 @@ describe('bucket', () => {
       LifecycleConfiguration: {
         Rules: Match.arrayWith([
           Match.objectLike({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }),
+          // What a killed execution left in the work areas: chain documents, Fargate results, VM descriptions.
+          Match.objectLike({ Prefix: 'backups/.transfers/', ExpirationInDays: 7, Status: 'Enabled' }),
+          Match.objectLike({ Prefix: 'backups/.vm-pending/', ExpirationInDays: 7, Status: 'Enabled' }),
         ]),
       },
       LoggingConfiguration: Match.objectLike({ LogFilePrefix: 'backups/' }),
