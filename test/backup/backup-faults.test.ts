@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Fault } from '../../world/xapi-simulator/index.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { listKeys } from '../world/s3.ts';
@@ -68,15 +68,17 @@ const scenarios: Scenario[] = [
 ];
 
 describe('backup failures leave nothing behind', () => {
-  let world: BackupWorld;
-  beforeEach(async () => {
-    world = await startBackupWorld({ vdi: { virtualSize: 48 * MiB, populate: 'generated' } });
+  // One world (its functions warm), a fresh VDI per scenario: each starts from its own empty series.
+  let shared: BackupWorld;
+  beforeAll(async () => {
+    shared = await startBackupWorld({ vdi: { virtualSize: 48 * MiB, populate: 'generated' } });
   });
-  afterEach(async () => {
-    await world.close();
+  afterAll(async () => {
+    await shared?.close();
   });
 
   it.each(scenarios)('$name', async ({ fault, cause }) => {
+    const world = shared.withNewVdi();
     const hashes: RestorePointHashes = new Map();
     const earlier = await backupAndRecord(world, hashes);
     const keysBefore = await listKeys(world.s3, world.bucket);

@@ -181,8 +181,8 @@ describe('the Fargate transfer in the template', () => {
         expect(match[1]).not.toContain('layers');
       }
     }
-    // ExportOnFargate, ImportLayerOnFargate, ImportMergedOnFargate, ReplayOnFargate.
-    expect(overrides).toBe(4);
+    // ExportOnFargate, ImportLayerOnFargate, ImportMergedOnFargate, ReplayOnFargate, VmDiskImportOnFargate.
+    expect(overrides).toBe(5);
   });
 
   it('passes the configured Fargate threshold and the allocator setting to every transfer process', () => {

@@ -360,3 +360,40 @@ describe('VM restores', () => {
     await expectNothingOpen();
   });
 });
+
+describe('a VM restore whose disks are too large for a Lambda (routing threshold of 1 byte)', () => {
+  let world: BackupWorld;
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('imports each disk in a Fargate task, attaches it in its slot, and leaves nothing', async () => {
+    world = await startBackupWorld({
+      vdi: WEB_VM_ROOT_DISK,
+      target: { routing: { fargateThresholdBytes: 1 } },
+    });
+    const web = addWebVm(world);
+    const backup = await world.backup({ vmUuids: [web.vmUuid] });
+    expect(backup.status, backup.cause).toBe('SUCCEEDED');
+    const expected = new Map<string, string>();
+    for (const [slot, vdiUuid] of [
+      ['0', web.disks.root],
+      ['1', web.disks.data],
+    ] as const) {
+      expected.set(slot, world.sim.diskSha256((await world.manifests(vdiUuid)).at(-1)!.snapshotUuid));
+    }
+    const run = await world.restoreVm({ vmUuid: web.vmUuid, srUuid: world.sim.srs.shared.uuid });
+    expect(run.status, run.cause).toBe('SUCCEEDED');
+    // Counted in the execution's history: one Fargate import per disk, none on Lambda.
+    expect(run.statesEntered.filter((state) => state === 'VmDiskImportOnFargate')).toHaveLength(2);
+    expect(run.statesEntered).not.toContain('VmDiskImport');
+    const slots = new Map(world.sim.vbdsOf(run.result!.vmUuid).map((vbd) => [vbd.userdevice as string, vbd]));
+    for (const disk of run.result!.disks) {
+      expect(slots.get(disk.userdevice)!.VDI).toBe(world.sim.vdiRecord(disk.vdiUuid)!.ref);
+      expect(world.sim.diskSha256(disk.vdiUuid)).toBe(expected.get(disk.userdevice));
+    }
+    expect(world.sim.openTasks()).toEqual([]);
+    expect(world.sim.openSessions()).toEqual([]);
+    expect(await listKeys(world.s3, world.bucket, 'backups/.transfers/')).toEqual([]);
+  });
+});

@@ -52,6 +52,12 @@ export interface BackupWorld {
   openUploads(): Promise<unknown[]>;
   /** The local deployment the runs go through: its gateway counts every AWS call. */
   deployment(): Promise<LocalDeployment>;
+  /**
+   * The same world (pool, bucket, deployment and its warm functions) around a new VDI of the pool: its
+   * `vdiUuid` and the defaults of `backup()` and `manifests()` are that VDI's. Scenarios that need a fresh
+   * disk but no world of their own share one this way; `close()` of the view closes nothing.
+   */
+  withNewVdi(options?: Partial<AddVdiOptions>): BackupWorld;
   close(): Promise<void>;
 }
 
@@ -75,12 +81,15 @@ export async function startBackupWorld(
     ...(recordings === undefined ? {} : { recordTransfersIn: recordings }),
   });
   const locks = await startLockTable(options.lockTtlSeconds ? { ttlSeconds: options.lockTtlSeconds } : {});
-  const vdi = sim.addVdi({
-    virtualSize: 64 * MiB,
-    populate: 'scattered',
-    nameLabel: 'web-01 root',
-    ...options.vdi,
-  });
+  const addVdi = (more: Partial<AddVdiOptions> = {}) =>
+    sim.addVdi({
+      virtualSize: 64 * MiB,
+      populate: 'scattered',
+      nameLabel: 'web-01 root',
+      ...options.vdi,
+      ...more,
+    });
+  const vdi = addVdi();
   const world = s3World();
   const bucket = await createTestBucket(world.client, 'backup');
   const target: LocalTarget = {
@@ -98,13 +107,13 @@ export async function startBackupWorld(
     ...options.target,
   };
   const checks = new OutsideReadChecks(sim, world.client, target);
-  return {
+  const around = (vdiUuid: string, close: () => Promise<void>): BackupWorld => ({
     sim,
-    vdiUuid: vdi.uuid,
+    vdiUuid,
     s3: world.client,
     bucket,
     target,
-    async backup(input = { vdiUuids: [vdi.uuid] }) {
+    async backup(input = { vdiUuids: [vdiUuid] }) {
       const before = sim.transfers().length;
       const run = await runLocalBackup(target, input);
       if (outsideReaders) await checks.storedPoints(sim.transfers().slice(before));
@@ -145,16 +154,17 @@ export async function startBackupWorld(
         await session.logout();
       }
     },
-    manifests: (vdiUuid = vdi.uuid) =>
-      listManifests(world.client, { bucket, prefix: 'backups' }, 'lab', vdiUuid),
+    manifests: (uuid = vdiUuid) => listManifests(world.client, { bucket, prefix: 'backups' }, 'lab', uuid),
     openUploads: () => listOpenMultipartUploads(world.client, bucket),
     deployment: () => localDeploymentOf(target),
-    async close() {
-      await closeLocalDeployment(target);
-      await sim.close();
-      await locks.close();
-      await deleteTestBucket(world.client, bucket);
-      if (recordings !== undefined) await rm(recordings, { recursive: true, force: true });
-    },
-  };
+    withNewVdi: (more) => around(addVdi(more).uuid, async () => undefined),
+    close,
+  });
+  return around(vdi.uuid, async () => {
+    await closeLocalDeployment(target);
+    await sim.close();
+    await locks.close();
+    await deleteTestBucket(world.client, bucket);
+    if (recordings !== undefined) await rm(recordings, { recursive: true, force: true });
+  });
 }
