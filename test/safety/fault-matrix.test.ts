@@ -5,7 +5,7 @@
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { acquireBackupLock } from '../../lambdas/backup/backup-lock.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { listKeys, readObject, s3World } from '../world/s3.ts';
@@ -53,15 +53,23 @@ describe('fault matrix', () => {
   let world: BackupWorld;
   let proxy: TcpProxy | undefined;
   const hashes: RestorePointHashes = new Map();
+  // Scenarios that need no world options of their own share one (its functions warm), each on a fresh
+  // VDI; closing the view (afterEach) closes nothing.
+  let shared: Promise<BackupWorld> | undefined;
+  const sharedWorld = async (vdi: Partial<typeof disk> & { onMember?: boolean } = {}) =>
+    (await (shared ??= startBackupWorld({ vdi: disk }))).withNewVdi(vdi);
   afterEach(async () => {
     hashes.clear();
     await world?.close();
     await proxy?.close();
     proxy = undefined;
   });
+  afterAll(async () => {
+    await (await shared)?.close();
+  });
 
   it('a session that expires mid-export: the steps log in again and the backup completes', async () => {
-    world = await startBackupWorld({ vdi: disk });
+    world = await sharedWorld();
     await backupAndRecord(world, hashes);
     const expiry = armSessionExpiry(world, 'export', 10 * MiB);
     world.sim.writeDisk(world.vdiUuid, 0, Buffer.alloc(MiB, 1));
@@ -71,7 +79,7 @@ describe('fault matrix', () => {
   });
 
   it('a session that expires and then a failure: clean-up logs in again and leaves nothing', async () => {
-    world = await startBackupWorld({ vdi: disk });
+    world = await sharedWorld();
     await backupAndRecord(world, hashes);
     const exportExpiry = armSessionExpiry(world, 'export', 4 * MiB);
     world.sim.injectFault({ kind: 'fail-task-after-body', on: 'export', code: 'VDI_IO_ERROR', times: 1 });
@@ -96,7 +104,7 @@ describe('fault matrix', () => {
   });
 
   it('a redirect to a host that is down fails the backup cleanly', async () => {
-    world = await startBackupWorld({ vdi: { ...disk, onMember: true } });
+    world = await sharedWorld({ onMember: true });
     await backupAndRecord(world, hashes);
     world.sim.setHostDown('member', true);
     const run = await world.backup();
@@ -177,7 +185,7 @@ describe('fault matrix', () => {
   });
 
   it('two runs racing for one VDI: one backs up, the other fails fast and touches nothing', async () => {
-    world = await startBackupWorld({ vdi: disk });
+    world = await sharedWorld();
     await backupAndRecord(world, hashes);
     world.sim.injectFault({ kind: 'throttle', on: 'export', bytesPerSecond: 30 * MiB });
     const runs = await Promise.all([
@@ -226,7 +234,7 @@ describe('fault matrix', () => {
   });
 
   it('a manifest whose object was deleted: its points leave the catalog and the next backup is a full', async () => {
-    world = await startBackupWorld({ vdi: disk });
+    world = await sharedWorld();
     const full = await backupAndRecord(world, hashes);
     world.sim.writeDisk(world.vdiUuid, 0, Buffer.alloc(MiB, 2));
     const delta = await backupAndRecord(world, hashes);
@@ -249,7 +257,7 @@ describe('fault matrix', () => {
   });
 
   it('an object altered in S3: a replay restore refuses it by sha256 and leaves nothing behind', async () => {
-    world = await startBackupWorld({ vdi: disk });
+    world = await sharedWorld();
     const full = await backupAndRecord(world, hashes);
     const original = await readObject(world.s3, world.bucket, full.objectKey);
     const altered = Buffer.from(original);
