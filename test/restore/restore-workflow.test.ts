@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_RESTORE_STRATEGY } from '../../lambdas/restore/input.ts';
 import { VHD_BLOCK_SIZE } from '../../lambdas/vhd/index.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
@@ -45,14 +45,19 @@ async function restoreCounted(world: BackupWorld, input: Record<string, unknown>
 }
 
 describe('restore workflow (synthesized state machine, simulator, Swift)', () => {
+  // One world (its functions warm); each test gets a fresh VDI of its own, so its own empty series.
+  let shared: BackupWorld;
   let world: BackupWorld;
   const hashes = new Map<string, string>();
-  beforeEach(async () => {
-    world = await startBackupWorld({ vdi: { virtualSize: 48 * MiB, populate: 'scattered' } });
+  beforeAll(async () => {
+    shared = await startBackupWorld({ vdi: { virtualSize: 48 * MiB, populate: 'scattered' } });
+  });
+  beforeEach(() => {
+    world = shared.withNewVdi();
     hashes.clear();
   });
-  afterEach(async () => {
-    await world.close();
+  afterAll(async () => {
+    await shared?.close();
   });
 
   it('restores the latest point and earlier ones, bit-exact, with each strategy', async () => {
