@@ -81,33 +81,15 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
       'Use true to keep a partial VDI after a failure.',
     );
   }
-  const nameLabel = raw.nameLabel;
-  if (
-    nameLabel !== undefined &&
-    (typeof nameLabel !== 'string' || nameLabel.length === 0 || nameLabel.length > 255)
-  ) {
-    throw new InputValidationError(
-      'nameLabel',
-      'must be a non-empty string of at most 255 characters',
-      'Or leave it out.',
-    );
-  }
-  const pool = raw.pool;
-  if (pool !== undefined && (typeof pool !== 'string' || !POOL_NAME.test(pool))) {
-    throw new InputValidationError(
-      'pool',
-      `${JSON.stringify(pool)} is not a pool name`,
-      'Use a configured pool name.',
-    );
-  }
+  const { nameLabel, pool } = nameAndPool(raw);
   return {
     vdiUuid,
     restorePoint,
     srUuid,
     strategy,
     keepPartial,
-    ...(nameLabel !== undefined ? { nameLabel: nameLabel as string } : {}),
-    ...(pool !== undefined ? { pool: pool as string } : {}),
+    ...(nameLabel !== undefined ? { nameLabel } : {}),
+    ...(pool !== undefined ? { pool } : {}),
   };
 }
 
@@ -219,7 +201,23 @@ export function parseVmRestoreRequest(raw: unknown): VmRestoreRequest {
   };
   const newMacs = flag('newMacs', 'Use true to give the VIFs new MACs (when the source VM still runs).');
   const keepPartial = flag('keepPartial', 'Use true to keep a partial VM and its disks after a failure.');
-  const nameLabel = raw.nameLabel;
+  const { nameLabel, pool } = nameAndPool(raw);
+  return {
+    vmUuid,
+    restorePoint,
+    newMacs,
+    keepPartial,
+    ...(srUuid !== undefined ? { srUuid } : {}),
+    ...(srMap !== undefined ? { srMap } : {}),
+    ...(networkMap !== undefined ? { networkMap } : {}),
+    ...(nameLabel !== undefined ? { nameLabel } : {}),
+    ...(pool !== undefined ? { pool } : {}),
+  };
+}
+
+/** The optional `nameLabel` and `pool` both restore inputs take. */
+function nameAndPool(raw: Record<string, unknown>): { nameLabel?: string; pool?: string } {
+  const { nameLabel, pool } = raw;
   if (
     nameLabel !== undefined &&
     (typeof nameLabel !== 'string' || nameLabel.length === 0 || nameLabel.length > 255)
@@ -230,7 +228,6 @@ export function parseVmRestoreRequest(raw: unknown): VmRestoreRequest {
       'Or leave it out.',
     );
   }
-  const pool = raw.pool;
   if (pool !== undefined && (typeof pool !== 'string' || !POOL_NAME.test(pool))) {
     throw new InputValidationError(
       'pool',
@@ -239,13 +236,6 @@ export function parseVmRestoreRequest(raw: unknown): VmRestoreRequest {
     );
   }
   return {
-    vmUuid,
-    restorePoint,
-    newMacs,
-    keepPartial,
-    ...(srUuid !== undefined ? { srUuid } : {}),
-    ...(srMap !== undefined ? { srMap } : {}),
-    ...(networkMap !== undefined ? { networkMap } : {}),
     ...(nameLabel !== undefined ? { nameLabel: nameLabel as string } : {}),
     ...(pool !== undefined ? { pool: pool as string } : {}),
   };

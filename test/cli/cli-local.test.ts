@@ -255,7 +255,7 @@ describe('vdi-vault --local', () => {
     );
   });
 
-  it('backup --tag and --vm: whole VMs, a VM restore point each, in the JSON document', async () => {
+  it('backup --tag and --vm: whole VMs, a VM restore point each, in the JSON document; restore-vm brings one back as a new, halted VM', async () => {
     const disk = sim.addVdi({ virtualSize: 4 * MiB, populate: 'scattered', nameLabel: 'vm disk' }).uuid;
     const vm = sim.addVm({
       nameLabel: 'cli-vm',
@@ -296,6 +296,32 @@ describe('vdi-vault --local', () => {
     const usage = await cli('backup', '--vm', 'not-a-uuid');
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/vmUuids\[0\]: "not-a-uuid" is not a VM uuid/);
+
+    // restore-vm: the latest VM point into a new, halted VM, its disk in slot 0 holding the point.
+    const restored = await cli(
+      'restore-vm',
+      vm,
+      '--sr-uuid',
+      sim.srs.shared.uuid,
+      '--name-label',
+      'cli-vm copy',
+    );
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stdout).toMatch(
+      /restored \S+-vm of VM \S+ into new VM \S+ "cli-vm copy" \(halted; we never start it\)/,
+    );
+    const again = await cli('restore-vm', vm, '--sr-uuid', sim.srs.shared.uuid, '--json');
+    expect(again.code, again.stderr).toBe(0);
+    const result = (JSON.parse(again.stdout) as { result: { vmUuid: string; disks: { vdiUuid: string }[] } })
+      .result;
+    expect(sim.vmRecord(result.vmUuid)).toMatchObject({ name_label: 'cli-vm', power_state: 'Halted' });
+    const [slot0] = sim.vbdsOf(result.vmUuid).filter((vbd) => vbd.type === 'Disk');
+    expect(slot0!.VDI).toBe(sim.vdiRecord(result.disks[0]!.vdiUuid)!.ref);
+    const latest = sim.snapshotsOf(disk).at(-1)!;
+    expect(sim.diskSha256(result.disks[0]!.vdiUuid)).toBe(sim.diskSha256(latest.uuid));
+    const badMap = await cli('restore-vm', vm, '--sr-map', 'zero');
+    expect(badMap.code).toBe(2);
+    expect(badMap.stderr).toMatch(/--sr-map takes <from>=<to>, got "zero"/);
   });
 
   it('backup that fails: exit 1 with the cause; the execution is recorded as failed', async () => {
