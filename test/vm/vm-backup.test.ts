@@ -192,6 +192,23 @@ describe('VM backups', () => {
     await expectNothingLeft();
   });
 
+  it('CommitVms cannot remove the snapshot VM: the VM point stands, and the next backup removes the snapshot VM', async () => {
+    world.sim.injectFault({ kind: 'rpc-error', method: 'VM.destroy', code: 'INTERNAL_ERROR', times: 1 });
+    const run = await world.backup({ vmUuids: [vmUuid] });
+    world.sim.clearFaults();
+    expect(run.status, run.cause).toBe('SUCCEEDED');
+    const summary = run.summary as BackupSummary;
+    expect(summary.vmOutcomes![0]).toMatchObject({ vmUuid, status: 'succeeded' });
+    // Counted at the simulator: the snapshot VM is still there, tagged as ours.
+    const left = world.sim.vmSnapshotsOf(vmUuid);
+    expect(left).toHaveLength(1);
+    expect((left[0]!.other_config as Record<string, string>)['vdi-vault-vm-snapshot']).toBeTruthy();
+    const next = await world.backup({ vmUuids: [vmUuid] });
+    expect(next.status, next.cause).toBe('SUCCEEDED');
+    expect(world.sim.vmRecord(left[0]!.uuid), 'the snapshot VM the failed destroy left').toBeUndefined();
+    await expectNothingLeft();
+  });
+
   it("retention that takes a VM point's disk points takes the VM point too: only restorable VM points stay", async () => {
     const before = await vmManifests();
     expect(before.length).toBeGreaterThan(0);
