@@ -3,6 +3,11 @@ import type { RestoreRequest } from './input.ts';
 import type { TransferRoute } from '../transfer/routing.ts';
 import type { ImageFormat } from '../catalog/manifest.ts';
 
+/** Marks a VDI (or VM) as ours while the restore runs; `complete` once every layer (every disk) is in. */
+export const RESTORE_STATE_TAG = 'vdi-vault-restore';
+/** Where a restored VDI (or VM) came from: `<pool>/<vdi>/<backup id>` (`<pool>/vms/<vm>/<id>`). */
+export const RESTORED_FROM_TAG = 'vdi-vault-restored-from';
+
 /**
  * The resolved chain as the workflow carries it: ids and counts only. The layers' details (keys, sizes,
  * digests) stay in the chain document in S3 (`chainKey`), so a state stays far under Step Functions'

@@ -41,9 +41,9 @@ import type {
   RestoreState,
 } from './state.ts';
 
-/** Marks a VDI as ours while the restore runs; `complete` once every layer is in. */
-export const RESTORE_STATE_TAG = 'vdi-vault-restore';
-export const RESTORED_FROM_TAG = 'vdi-vault-restored-from';
+import { RESTORE_STATE_TAG, RESTORED_FROM_TAG } from './state.ts';
+
+export { RESTORE_STATE_TAG, RESTORED_FROM_TAG };
 
 export interface RestoreDeps {
   readonly s3: S3Client;

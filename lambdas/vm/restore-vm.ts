@@ -15,7 +15,12 @@ import type { Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { chainDocumentKey, choosePoint, resolveChain, restoreTransferId } from '../restore/chain.ts';
 import { isVmBackupId, type RestoreRequest, type VmRestoreRequest } from '../restore/input.ts';
-import type { ImportedLayer, RestoreFailure } from '../restore/state.ts';
+import {
+  RESTORE_STATE_TAG,
+  RESTORED_FROM_TAG,
+  type ImportedLayer,
+  type RestoreFailure,
+} from '../restore/state.ts';
 import { isXapiError, NULL_REF, XapiSession, type Ref, type XapiSessionHandle } from '../xapi/index.ts';
 import type { SessionState } from '../shared/pool-session.ts';
 
@@ -320,8 +325,8 @@ export function createVmRestoreSteps(deps: VmRestoreDeps) {
           is_a_template: false,
           other_config: {
             ...otherConfig,
-            'vdi-vault-restore': 'in-progress',
-            'vdi-vault-restored-from': `${state.pool}/vms/${request.vmUuid}/${point.vmBackupId}`,
+            [RESTORE_STATE_TAG]: 'in-progress',
+            [RESTORED_FROM_TAG]: `${state.pool}/vms/${request.vmUuid}/${point.vmBackupId}`,
           },
           blocked_operations: Object.fromEntries(START_OPERATIONS.map((op) => [op, BLOCKED_WHILE_RESTORING])),
         });
@@ -408,7 +413,7 @@ export function createVmRestoreSteps(deps: VmRestoreDeps) {
       const vifs = await withSession(state, async (session) => {
         const record = await session.getVmRecord(vm.ref);
         await session.setVmBlockedOperations(vm.ref, {});
-        await session.setVmOtherConfig(vm.ref, { ...record.other_config, 'vdi-vault-restore': 'complete' });
+        await session.setVmOtherConfig(vm.ref, { ...record.other_config, [RESTORE_STATE_TAG]: 'complete' });
         await session.setVmNameLabel(vm.ref, nameLabel);
         const made = [];
         for (const vifRef of record.VIFs) {
