@@ -272,6 +272,7 @@ function parseJobs(value: unknown, pools: ReadonlySet<string>): void {
       rejectUnknown(retention, `${at}.retention`, ['keep', 'fullEvery']);
       for (const field of ['keep', 'fullEvery'] as const) {
         const n = retention[field];
+        if (field === 'fullEvery' && n === undefined) continue;
         if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > 1000) {
           throw new ConfigError(`${at}.retention.${field}`, 'must be an integer from 1 to 1000');
         }

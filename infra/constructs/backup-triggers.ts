@@ -33,7 +33,7 @@ export interface BackupJob {
   readonly mode?: 'auto' | 'full';
   /** VDIs backed up at once. Default: the deployment's concurrency. */
   readonly concurrency?: number;
-  /** Keep the newest `keep` restore points, a full every `fullEvery` backups. Default: keep everything. */
+  /** Keep the newest `keep` restore points, forever incremental or a full every `fullEvery`. Default: keep all. */
   readonly retention?: RetentionPolicy;
   /** A disabled job keeps its schedule, switched off. Default true. */
   readonly enabled?: boolean;
@@ -121,7 +121,12 @@ export class BackupTriggers extends Construct {
         mode: job.mode ?? 'auto',
         ...(job.concurrency ? { concurrency: job.concurrency } : {}),
         ...(job.retention
-          ? { retention: { keep: job.retention.keep, fullEvery: job.retention.fullEvery } }
+          ? {
+              retention: {
+                keep: job.retention.keep,
+                ...(job.retention.fullEvery !== undefined ? { fullEvery: job.retention.fullEvery } : {}),
+              },
+            }
           : {}),
       };
       schedules[job.name] = new scheduler.Schedule(this, `Job-${job.name}`, {
@@ -177,6 +182,11 @@ function describeJob(job: BackupJob): string {
   const parts = [`vdi-vault job ${job.name}: ${chosen.join(' and ')} of pool ${job.pool}`];
   if (job.concurrency !== undefined) parts.push(`concurrency ${job.concurrency}`);
   if (job.retention)
-    parts.push(`retention keep ${job.retention.keep}, full every ${job.retention.fullEvery}`);
+    parts.push(
+      `retention keep ${job.retention.keep}, ` +
+        (job.retention.fullEvery !== undefined
+          ? `full every ${job.retention.fullEvery}`
+          : 'forever incremental'),
+    );
   return parts.join('; ').slice(0, 512);
 }

@@ -23,7 +23,8 @@ export interface BackupWorkflowProps {
 /**
  * The backup state machine: Login, SnapshotVms (the VMs chosen by uuid or tag, each snapshotted whole), then
  * per disk (in a Map) Plan → Snapshot → CreateTask → Export (on Lambda, or on Fargate by size or after a
- * Lambda timeout) → Commit → Cleanup with every failure caught by FailureCleanup, then CommitVms (each VM's
+ * Lambda timeout) → Commit → Merge (forever incremental; on Fargate when large) → Cleanup with every
+ * failure before the commit caught by FailureCleanup, then CommitVms (each VM's
  * restore point), Logout, and a failed execution naming each VDI and VM that failed.
  */
 export class BackupWorkflow extends Construct {
@@ -90,7 +91,33 @@ export class BackupWorkflow extends Construct {
     const routeExport = new sfn.Choice(this, 'RouteExport', { stateName: 'RouteExport' })
       .when(sfn.Condition.stringEquals('$.plan.route', 'fargate'), exportOnFargate)
       .otherwise(exportOnLambda);
-    commit.next(step(f.cleanup, '$'));
+    // Forever incremental: Merge (on Lambda, or routed to Fargate for a large read-back) never fails the
+    // backup; even its Lambda or task failing outright goes on to Cleanup, which reports it.
+    const cleanup = step(f.cleanup, '$');
+    const mergeFailed = { resultPath: '$.mergeFailure' };
+    const mergeOnLambda = invoke(f.merge, {
+      resultPath: '$.merge',
+      timeout: Duration.seconds(TRANSFER_STATE_TIMEOUT_SECONDS),
+    }).addCatch(cleanup, mergeFailed);
+    const mergeOnFargate = props.transfer
+      .runState(this, 'MergeOnFargate', 'backup.merge', '$.plan.transferResultKey', [
+        'pool',
+        'vdiUuid',
+        'executionId',
+        'plan',
+        'retention',
+        'merge',
+      ])
+      .addCatch(cleanup, mergeFailed);
+    mergeOnFargate.next(
+      invoke(f.collectMerge, { resultPath: '$.merge' }).addCatch(cleanup, mergeFailed).next(cleanup),
+    );
+    mergeOnLambda.next(
+      new sfn.Choice(this, 'RouteMerge', { stateName: 'RouteMerge' })
+        .when(sfn.Condition.stringEquals('$.merge.status', 'routed'), mergeOnFargate)
+        .otherwise(cleanup),
+    );
+    commit.next(mergeOnLambda);
 
     const perVdi = sfn.Chain.start(step(f.plan, '$.plan'))
       .next(step(f.snapshot, '$.snapshot'))

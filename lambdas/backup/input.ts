@@ -20,7 +20,10 @@ export interface BackupInput {
   readonly pool?: string;
   /** `auto` (default): a delta when a base exists; `full`: always a full. */
   readonly mode?: BackupMode;
-  /** Keep the newest `keep` restore points; take a full every `fullEvery` backups. Default: keep all. */
+  /**
+   * Keep the newest `keep` restore points, forever incremental, or with a full exported every `fullEvery`
+   * backups. Default: keep all.
+   */
   readonly retention?: RetentionPolicy;
   /** VDIs of this execution backed up at once (1–40). Default: the deployment's concurrency. */
   readonly concurrency?: number;
@@ -148,12 +151,13 @@ function tagList(raw: unknown): string[] {
 }
 
 function parseRetention(raw: unknown): RetentionPolicy {
-  const example = '{"keep": 14, "fullEvery": 7}';
+  const example = '{"keep": 14} (forever incremental) or {"keep": 14, "fullEvery": 7}';
   if (!isPlainObject(raw))
     throw new InputValidationError('retention', 'must be an object', `Example: ${example}`);
   rejectUnknownFields(raw, ['keep', 'fullEvery'], 'retention');
   for (const field of ['keep', 'fullEvery'] as const) {
     const value = raw[field];
+    if (field === 'fullEvery' && value === undefined) continue;
     if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 1000) {
       throw new InputValidationError(
         `retention.${field}`,
@@ -162,5 +166,8 @@ function parseRetention(raw: unknown): RetentionPolicy {
       );
     }
   }
-  return { keep: raw.keep as number, fullEvery: raw.fullEvery as number };
+  return {
+    keep: raw.keep as number,
+    ...(raw.fullEvery !== undefined ? { fullEvery: raw.fullEvery as number } : {}),
+  };
 }

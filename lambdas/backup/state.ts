@@ -1,6 +1,7 @@
 import type { ExportToS3Result } from '../export/export-to-s3.ts';
 import type { XapiSessionHandle } from '../xapi/index.ts';
 import type { RetentionPolicy } from '../catalog/retention.ts';
+import type { MergeReport } from '../merge/merge-points.ts';
 import type { BackupMode } from './input.ts';
 import type { TransferRoute } from '../transfer/routing.ts';
 import type { ImageFormat } from '../catalog/manifest.ts';
@@ -28,6 +29,10 @@ export interface BackupItemState {
   readonly task?: { readonly ref: string; readonly partSize?: number };
   readonly export?: ExportToS3Result;
   readonly commit?: { readonly manifestKey: string };
+  /** What Merge did after the commit (forever incremental). */
+  readonly merge?: MergeOutcome;
+  /** Merge's Lambda or Fargate task failed outright (a timeout): the backup stands. */
+  readonly mergeFailure?: { readonly Error?: string; readonly Cause?: string };
   /** Set by the workflow's Catch: the error of the step that failed. */
   readonly failure?: { readonly Error?: string; readonly Cause?: string };
 }
@@ -87,7 +92,20 @@ export interface BackupOutcome {
   readonly cleanup?: readonly string[];
   /** What retention deleted after this backup (or why it could not). */
   readonly retention?: RetentionReport;
+  /** What forever incremental merged after this backup (absent when there was nothing to merge). */
+  readonly merge?: MergeOutcome;
 }
+
+/**
+ * Merge after a committed backup (docs/design.md § Forever incremental). `routed`: too large for a
+ * Lambda, so the workflow runs it again on Fargate. `failed` never fails the backup: every kept point
+ * still restores, and the next run merges again.
+ */
+export type MergeOutcome =
+  | { readonly status: 'none' }
+  | { readonly status: 'routed'; readonly backupId: string; readonly routeReason: string }
+  | ({ readonly status: 'merged' } & MergeReport)
+  | { readonly status: 'failed'; readonly backupId?: string; readonly error: string };
 
 /**
  * Retention after one backup, in counts: its output must not grow with the catalog (Step Functions passes

@@ -10,6 +10,7 @@ import {
 import { newBackupId, objectKey, seriesName, seriesPrefix, type CatalogLocation } from '../catalog/keys.ts';
 import {
   applyRetention,
+  isForeverIncremental,
   noDeletions,
   planRetention,
   type RetentionPlan,
@@ -22,7 +23,9 @@ import { chainOf, formatOf, MANIFEST_FORMAT_VERSION, type Manifest } from '../ca
 import { exportToS3, type ExportToS3Result } from '../export/export-to-s3.ts';
 import { exportUpperBound, partSizeFor } from '../export/part-size.ts';
 import { checkQcow2Support, imageFormatOf } from './image-format.ts';
-import { expectedDeltaBytes, sizeExport, type TransferRouting } from '../transfer/routing.ts';
+import { expectedDeltaBytes, routeFor, sizeExport, type TransferRouting } from '../transfer/routing.ts';
+import { mergeChain } from '../merge/merge-points.ts';
+import { vhdByteLength } from '../vhd/index.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
@@ -37,6 +40,7 @@ import type {
   BackupPlan,
   BackupSelection,
   BackupSummary,
+  MergeOutcome,
   RetentionReport,
   VmInProgress,
   VmOutcome,
@@ -157,8 +161,11 @@ export function createBackupSteps(deps: BackupDeps) {
         fullReason = `base gone: snapshot ${last.snapshotUuid} of backup ${last.backupId} is no longer on the host`;
       else if (last.virtualSize !== vdi.virtual_size)
         fullReason = `disk resized from ${last.virtualSize} to ${vdi.virtual_size} bytes`;
-      else if (state.retention && chain.length >= state.retention.fullEvery) {
+      else if (state.retention?.fullEvery !== undefined && chain.length >= state.retention.fullEvery) {
         fullReason = `full every ${state.retention.fullEvery} backups`;
+      } else if (state.retention && format === 'qcow2' && chain.length >= state.retention.keep) {
+        // Forever incremental merges vhd layers only: a qcow2 chain is bounded by a fresh full instead.
+        fullReason = `qcow2 chains are not merged in S3: a full every ${state.retention.keep} backups (keep)`;
       }
       const kind = fullReason === undefined ? 'delta' : 'full';
       const startedAt = now();
@@ -416,6 +423,58 @@ export function createBackupSteps(deps: BackupDeps) {
     },
 
     /**
+     * Forever incremental, after the commit: when the oldest kept point is a delta whose full expires, folds
+     * its chain into a synthetic full inside S3 (docs/design.md § Forever incremental). On Lambda a merge
+     * whose read-back would be large is routed to Fargate by the transfers' routing, where this step runs
+     * again. Never fails the backup: a failure is reported and the chain stays as it was.
+     */
+    async merge(state: BackupItemState): Promise<MergeOutcome> {
+      const policy = state.retention;
+      if (!policy || !isForeverIncremental(policy)) return { status: 'none' };
+      let backupId: string | undefined;
+      try {
+        const manifests = await listManifests(deps.s3, deps.catalog, state.pool, state.vdiUuid);
+        const merge = planRetention(manifests, policy).merge;
+        if (!merge) return { status: 'none' };
+        backupId = merge.target.backupId;
+        if (state.merge?.status !== 'routed') {
+          // What the read-back streams: at most every block any layer holds.
+          const blocks = Math.min(
+            merge.chain.reduce((sum, m) => sum + m.presentBlocks, 0),
+            Math.ceil(merge.target.virtualSize / (2 * 1024 * 1024)),
+          );
+          const expectedBytes = vhdByteLength(merge.target.virtualSize, blocks);
+          if (routeFor(deps.routing, expectedBytes) === 'fargate') {
+            const routeReason = `synthetic full of up to ${expectedBytes} bytes to read back, at or above the Fargate threshold`;
+            log.info('merge routed to Fargate', { vdiUuid: state.vdiUuid, backupId, routeReason });
+            return { status: 'routed', backupId, routeReason };
+          }
+        }
+        const report = await mergeChain(deps.s3, deps.catalog, merge, {
+          ...(deps.exportTuning?.checksumAlgorithm
+            ? { checksumAlgorithm: deps.exportTuning.checksumAlgorithm }
+            : {}),
+          log,
+        });
+        return { status: 'merged', ...report };
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        log.error('merge failed; every kept point still restores, the next run merges again', {
+          vdiUuid: state.vdiUuid,
+          backupId,
+          error: message,
+        });
+        return { status: 'failed', ...(backupId ? { backupId } : {}), error: bounded(message) };
+      }
+    },
+
+    /** Reads what a Fargate merge wrote. */
+    async collectMerge(state: BackupItemState): Promise<MergeOutcome> {
+      const plan = required(state.plan, 'plan');
+      return (await collectTransferResult(deps.s3, deps.catalog, plan.transferResultKey)) as MergeOutcome;
+    },
+
+    /**
      * Destroys our task and the previous base (the new snapshot stays as the next base), applies the job's
      * retention, and releases the series lock.
      */
@@ -441,6 +500,7 @@ export function createBackupSteps(deps: BackupDeps) {
         presentBlocks: exported.presentBlocks,
         durationMs: Date.parse(exported.endedAt) - Date.parse(plan.startedAt),
         ...(retention ? { retention } : {}),
+        ...mergeOutcomeOf(state),
       };
     },
 
@@ -589,6 +649,15 @@ const MAX_CAUSES = 5;
 
 function bounded(text: string, max = MAX_TEXT): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** The merge's outcome for the backup's: nothing when there was nothing to merge. */
+function mergeOutcomeOf(state: BackupItemState): { merge?: MergeOutcome } {
+  if (state.mergeFailure) {
+    const { error, cause } = failureMessage(state.mergeFailure);
+    return { merge: { status: 'failed', error: bounded(`${error}: ${cause}`) } };
+  }
+  return state.merge && state.merge.status !== 'none' ? { merge: state.merge } : {};
 }
 
 function summaryCause(failed: readonly BackupOutcome[]): string {

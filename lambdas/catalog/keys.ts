@@ -43,6 +43,19 @@ export function objectKey(
   return `${seriesPrefix(location, pool, vdiUuid)}${backupId}.${format}`;
 }
 
+/**
+ * Where a point's synthetic full goes (`<backup-id>.synthetic.vhd`): beside the point's own delta object,
+ * which goes once the manifest refers to the new one (docs/design.md § Forever incremental).
+ */
+export function syntheticObjectKey(
+  location: CatalogLocation,
+  pool: string,
+  vdiUuid: string,
+  backupId: string,
+): string {
+  return `${seriesPrefix(location, pool, vdiUuid)}${backupId}.synthetic.vhd`;
+}
+
 export function manifestKey(
   location: CatalogLocation,
   pool: string,

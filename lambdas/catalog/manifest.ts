@@ -30,6 +30,13 @@ export interface Manifest {
   readonly host: string;
   /** Why a full was taken when a delta could have been (first backup, base gone, mode full). */
   readonly fullReason?: string;
+  /**
+   * Set on a full built in S3 from the chain that ended at this point (forever incremental: docs/design.md
+   * § Forever incremental): the same backup id, now a full, and the ids it was merged from, oldest first.
+   */
+  readonly synthetic?: true;
+  readonly mergedFrom?: readonly string[];
+  readonly mergedAt?: string;
 }
 
 export const MANIFEST_FORMAT_VERSION = 1;

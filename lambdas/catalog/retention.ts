@@ -1,32 +1,73 @@
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { listSeriesKeys } from './catalog.ts';
+import { listManifests, listSeriesKeys } from './catalog.ts';
 import type { CatalogLocation } from './keys.ts';
 import { manifestKey, OBJECT_EXTENSIONS, seriesPrefix } from './keys.ts';
-import { chainOf, type Manifest } from './manifest.ts';
+import { chainOf, formatOf, type Manifest } from './manifest.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 
-/** Per job: keep the newest `keep` restore points; take a full at least every `fullEvery` backups. */
+/**
+ * Per job: keep the newest `keep` restore points. Without `fullEvery` (the default) the series is forever
+ * incremental: only the first backup is a full, and the oldest kept delta is merged in S3 into a new full
+ * when its parent full expires. With `fullEvery` a full is exported from the host at least every
+ * `fullEvery` backups and nothing is merged (docs/design.md § Forever incremental).
+ */
 export interface RetentionPolicy {
   readonly keep: number;
-  readonly fullEvery: number;
+  readonly fullEvery?: number;
+}
+
+export function isForeverIncremental(policy: RetentionPolicy): boolean {
+  return policy.fullEvery === undefined;
+}
+
+/** A chain to fold into one synthetic full: `chain` oldest first, from a full up to `target`. */
+export interface MergePlan {
+  readonly target: Manifest;
+  readonly chain: readonly Manifest[];
+  /** The deltas the oldest kept point still sits on after this merge (the per-run bound cut it short). */
+  readonly deltasLeft: number;
 }
 
 export interface RetentionPlan {
   readonly retained: readonly string[];
   /** Restore points no retained point needs, newest first (children before their parents). */
   readonly expired: readonly Manifest[];
+  /** Forever incremental: the merge that lets the oldest kept point's full expire. */
+  readonly merge?: MergePlan;
 }
 
-/** What to delete: everything that is neither among the newest `keep` points nor needed by one of them. */
-export function planRetention(manifests: readonly Manifest[], policy: RetentionPolicy): RetentionPlan {
+/**
+ * What to delete: everything that is neither among the newest `keep` points nor needed by one of them.
+ * Forever incremental, when the oldest kept point is a vhd delta, also what to merge: its chain, or its
+ * first `maxMergedDeltas` deltas (the work per run is bounded; the next runs go on).
+ */
+export function planRetention(
+  manifests: readonly Manifest[],
+  policy: RetentionPolicy,
+  maxMergedDeltas = MERGED_DELTAS_PER_RUN,
+): RetentionPlan {
   const sorted = [...manifests].sort((a, b) => a.backupId.localeCompare(b.backupId));
   const retained = sorted.slice(-policy.keep);
   const needed = new Set(retained.flatMap((m) => chainOf(sorted, m.backupId).map((c) => c.backupId)));
+  const oldest = retained[0];
+  const chain = oldest ? chainOf(sorted, oldest.backupId).reverse() : [];
+  const mergeable =
+    isForeverIncremental(policy) &&
+    chain.length > 1 &&
+    chain[0]!.kind === 'full' &&
+    chain.every((m) => formatOf(m) === 'vhd');
+  const folded = chain.slice(0, Math.min(chain.length, maxMergedDeltas + 1));
   return {
     retained: retained.map((m) => m.backupId),
     expired: sorted.filter((m) => !needed.has(m.backupId)).reverse(),
+    ...(mergeable
+      ? { merge: { target: folded.at(-1)!, chain: folded, deltasLeft: chain.length - folded.length } }
+      : {}),
   };
 }
+
+/** The most deltas one run folds into a synthetic full (docs/design.md § Forever incremental). */
+export const MERGED_DELTAS_PER_RUN = 16;
 
 /**
  * What one retention run deleted, in counts: the keys themselves go to the logs, one line each, never
@@ -80,27 +121,33 @@ export async function applyRetention(
     tally.restorePoints++;
     if (tally.firstBackupIds.length < RETENTION_REPORTED_IDS) tally.firstBackupIds.push(manifest.backupId);
   }
-  for (const key of await orphanObjects(s3, catalog, pool, vdiUuid, olderThan)) {
+  const referenced = new Set(
+    (await listManifests(s3, catalog, pool, vdiUuid)).map((manifest) => manifest.objectKey),
+  );
+  for (const key of await orphanObjects(s3, catalog, pool, vdiUuid, olderThan, referenced)) {
     await remove(key, 'object without a manifest');
     tally.orphanObjects++;
   }
   return tally;
 }
 
-/** Backup objects (`.vhd`, `.qcow2`) without a manifest, from backups before `olderThan` (never a run still in flight). */
+/**
+ * Backup objects (`.vhd`, `.qcow2`) no manifest refers to, from backups before `olderThan` (never a run
+ * still in flight): an export whose manifest never came, a merged delta's own object, a synthetic full
+ * whose manifest was never rewritten.
+ */
 async function orphanObjects(
   s3: S3Client,
   catalog: CatalogLocation,
   pool: string,
   vdiUuid: string,
   olderThan: string,
+  referenced: ReadonlySet<string>,
 ): Promise<string[]> {
   const prefix = seriesPrefix(catalog, pool, vdiUuid);
-  const keys = new Set(await listSeriesKeys(s3, catalog, pool, vdiUuid));
-  return [...keys].filter((key) => {
-    const extension = OBJECT_EXTENSIONS.find((candidate) => key.endsWith(candidate));
-    if (extension === undefined) return false;
-    const backupId = key.slice(prefix.length, -extension.length);
-    return backupId < olderThan && !keys.has(`${prefix}${backupId}.json`);
+  const keys = await listSeriesKeys(s3, catalog, pool, vdiUuid);
+  return keys.filter((key) => {
+    if (!OBJECT_EXTENSIONS.some((extension) => key.endsWith(extension)) || referenced.has(key)) return false;
+    return key.slice(prefix.length) < olderThan;
   });
 }

@@ -88,6 +88,8 @@ function handlerOf(step: TransferStep): (input: never, context: Context) => Prom
   switch (step) {
     case 'backup.export':
       return backup.export;
+    case 'backup.merge':
+      return backup.merge;
     case 'restore.importLayer':
       return restore.importLayer;
     case 'restore.importMerged':

@@ -4,6 +4,7 @@
  * and the local runner call the same handlers.
  */
 import { createBackupSteps, type BackupSteps } from '../backup/steps.ts';
+import type { MergeOutcome } from '../backup/state.ts';
 import { BACKUP_STEPS } from '../runtime/step-table.ts';
 import { addCount, addTransferMetrics, stepHandler } from './observability.ts';
 import { runtimeFromEnvironment } from './runtime-env.ts';
@@ -38,6 +39,12 @@ export { exportStep as export };
 export const prepareFargateRetry = handle('prepareFargateRetry');
 export const collectExport = handle('collectExport', (_event, result) => exported(result));
 export const commit = handle('commit');
+const merged = (result: MergeOutcome) => {
+  if (result.status === 'merged') addCount('MergeSucceeded');
+  if (result.status === 'failed') addCount('MergeFailed');
+};
+export const merge = handle('merge', (_event, result) => merged(result));
+export const collectMerge = handle('collectMerge', (_event, result) => merged(result));
 export const cleanup = handle('cleanup', (_event, result) =>
   addCount('BackupSucceeded', { name: 'kind', value: result.kind ?? 'unknown' }),
 );

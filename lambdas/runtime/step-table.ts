@@ -136,6 +136,26 @@ export const BACKUP_STEPS = {
     logsIn: false,
     catalog: ['s3:GetObject', 's3:PutObject'],
   }),
+  // Forever incremental (docs/design.md § Forever incremental): builds a synthetic full by copies inside
+  // S3, reads it back, rewrites the point's manifest. Routed to Fargate when the read-back is large. A
+  // retry plans again from the catalog, so a repeat is safe.
+  merge: step({
+    name: 'merge',
+    functionId: 'MergeFunction',
+    states: ['Merge'],
+    timeoutSeconds: TRANSFER_TIMEOUT_SECONDS,
+    memoryMiB: TRANSFER_MEMORY_MIB,
+    logsIn: false,
+    catalog: ['s3:ListBucket', 's3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+    transfer: true,
+  }),
+  collectMerge: step({
+    name: 'collectMerge',
+    functionId: 'CollectMergeFunction',
+    states: ['CollectMerge'],
+    logsIn: false,
+    catalog: ['s3:GetObject', 's3:DeleteObject'],
+  }),
   // Applies retention: lists the series, reads manifests, deletes expired points.
   cleanup: step({
     name: 'cleanup',

@@ -5,6 +5,7 @@ import { InputValidationError } from '../shared/input-error.ts';
 /** The steps that move disk data and so may run on Fargate. */
 export const TRANSFER_STEPS = [
   'backup.export',
+  'backup.merge',
   'restore.importLayer',
   'restore.importMerged',
   'restore.replayChain',

@@ -32,7 +32,7 @@ export {
   VhdUnsupportedError,
 } from './errors.ts';
 export { vhdByteLength } from './layout.ts';
-export { writeVhd } from './writer.ts';
+export { vhdHead, writeVhd } from './writer.ts';
 export { VhdStreamParser, bitmapMarksEverySector, firstUnmarkedBitmapByte } from './parser.ts';
 export type { VhdStreamParserOptions } from './parser.ts';
 export { parseVhd } from './parse-vhd.ts';

@@ -21,7 +21,36 @@ export function writeVhd(
   source: SparseBlockSource,
   options: VhdWriteOptions,
 ): { readonly byteLength: number; readonly stream: AsyncIterable<Uint8Array> } {
-  const { virtualSize, blockIndexes } = source;
+  const { blockIndexes } = source;
+  const { byteLength, prefix, footer, bitmapSize } = vhdHead(source.virtualSize, blockIndexes, options);
+
+  async function* emit(): AsyncGenerator<Uint8Array, void, void> {
+    yield prefix;
+    for (const index of blockIndexes) {
+      const data = await source.readBlock(index);
+      if (data.length !== VHD_BLOCK_SIZE) {
+        throw new RangeError(`block ${index} has ${data.length} bytes, expected ${VHD_BLOCK_SIZE}`);
+      }
+      yield Buffer.alloc(bitmapSize, 0xff);
+      yield data;
+    }
+    yield Buffer.from(footer);
+  }
+
+  return { byteLength, stream: { [Symbol.asyncIterator]: emit } };
+}
+
+/**
+ * The bytes around the blocks of a dynamic or differencing VHD in the host's layout: `prefix` (footer copy,
+ * dynamic header, zero sector, BAT) comes before the blocks, `footer` after them; block k of
+ * `blockIndexes` starts at `prefix.length + k × (bitmapSize + VHD_BLOCK_SIZE)`. The writer streams blocks
+ * between them; a synthetic full copies them between them inside S3 (docs/design.md § Forever incremental).
+ */
+export function vhdHead(
+  virtualSize: number,
+  blockIndexes: readonly number[],
+  options: VhdWriteOptions,
+): { byteLength: number; prefix: Buffer; footer: Uint8Array; bitmapSize: number } {
   if (virtualSize > MAX_VIRTUAL_SIZE) {
     throw new RangeError(`virtual size ${virtualSize} exceeds ${MAX_VIRTUAL_SIZE}`);
   }
@@ -57,21 +86,7 @@ export function writeVhd(
     prefix.writeUInt32BE(sector, HOST_TABLE_OFFSET + index * 4);
     sector += (bitmapSize + VHD_BLOCK_SIZE) / SECTOR_SIZE;
   }
-
-  async function* emit(): AsyncGenerator<Uint8Array, void, void> {
-    yield prefix;
-    for (const index of blockIndexes) {
-      const data = await source.readBlock(index);
-      if (data.length !== VHD_BLOCK_SIZE) {
-        throw new RangeError(`block ${index} has ${data.length} bytes, expected ${VHD_BLOCK_SIZE}`);
-      }
-      yield Buffer.alloc(bitmapSize, 0xff);
-      yield data;
-    }
-    yield Buffer.from(footer);
-  }
-
-  return { byteLength, stream: { [Symbol.asyncIterator]: emit } };
+  return { byteLength, prefix, footer, bitmapSize };
 }
 
 function checkIndexes(indexes: readonly number[], blocks: number): void {
