@@ -98,7 +98,7 @@ export class BackupWorkflow extends Construct {
     const mergeOnLambda = invoke(f.merge, {
       resultPath: '$.merge',
       timeout: Duration.seconds(TRANSFER_STATE_TIMEOUT_SECONDS),
-    }).addCatch(cleanup, mergeFailed);
+    });
     const mergeOnFargate = props.transfer
       .runState(this, 'MergeOnFargate', 'backup.merge', '$.plan.transferResultKey', [
         'pool',
@@ -112,6 +112,17 @@ export class BackupWorkflow extends Construct {
     mergeOnFargate.next(
       invoke(f.collectMerge, { resultPath: '$.merge' }).addCatch(cleanup, mergeFailed).next(cleanup),
     );
+    // A Lambda out of time or memory: the same merge on Fargate (it first aborts the upload left behind).
+    mergeOnLambda
+      .addCatch(
+        new sfn.Pass(this, 'MergeOutOfLambda', {
+          stateName: 'MergeOutOfLambda',
+          parameters: { status: 'routed', routeReason: 'the Merge Lambda ran out of time or memory' },
+          resultPath: '$.merge',
+        }).next(mergeOnFargate),
+        { errors: [...OUT_OF_LAMBDA_ERRORS], resultPath: '$.lambdaTimeout' },
+      )
+      .addCatch(cleanup, mergeFailed);
     mergeOnLambda.next(
       new sfn.Choice(this, 'RouteMerge', { stateName: 'RouteMerge' })
         .when(sfn.Condition.stringEquals('$.merge.status', 'routed'), mergeOnFargate)

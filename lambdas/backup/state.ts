@@ -103,7 +103,7 @@ export interface BackupOutcome {
  */
 export type MergeOutcome =
   | { readonly status: 'none' }
-  | { readonly status: 'routed'; readonly backupId: string; readonly routeReason: string }
+  | { readonly status: 'routed'; readonly backupId?: string; readonly routeReason: string }
   | ({ readonly status: 'merged' } & MergeReport)
   | { readonly status: 'failed'; readonly backupId?: string; readonly error: string };
 

@@ -1,5 +1,5 @@
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { commitManifest } from '../catalog/catalog.ts';
+import { abortUploads, commitManifest } from '../catalog/catalog.ts';
 import { syntheticObjectKey, type CatalogLocation } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import type { MergePlan } from '../catalog/retention.ts';
@@ -38,6 +38,10 @@ export async function mergeChain(
   const log = options.log ?? silentLog;
   const { target } = merge;
   const key = syntheticObjectKey(catalog, target.pool, target.vdiUuid, target.backupId);
+  // Under the series lock no other run writes this key: an open upload is a killed attempt's (a Merge
+  // Lambda out of time, retried on Fargate).
+  const aborted = await abortUploads(s3, catalog.bucket, key);
+  if (aborted) log.info('aborted the upload a killed merge left', { key, aborted });
   const built = await buildSyntheticFull({
     s3,
     bucket: catalog.bucket,

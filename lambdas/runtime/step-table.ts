@@ -146,7 +146,14 @@ export const BACKUP_STEPS = {
     timeoutSeconds: TRANSFER_TIMEOUT_SECONDS,
     memoryMiB: TRANSFER_MEMORY_MIB,
     logsIn: false,
-    catalog: ['s3:ListBucket', 's3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+    catalog: [
+      's3:ListBucket',
+      's3:ListBucketMultipartUploads',
+      's3:GetObject',
+      's3:PutObject',
+      's3:DeleteObject',
+      's3:AbortMultipartUpload',
+    ],
     transfer: true,
   }),
   collectMerge: step({

@@ -385,6 +385,7 @@ describe('deploy defects', () => {
       'ExportOnFargate',
       'ImportLayerOnFargate',
       'ImportMergedOnFargate',
+      'MergeOnFargate',
       'ReplayOnFargate',
       'VmDiskImportOnFargate',
     ]);

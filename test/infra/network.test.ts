@@ -20,7 +20,7 @@ describe('VPC placement', () => {
       // cdk-nag included: the VPC access policy is acknowledged only when functions are in a VPC.
     );
     const functions = stepFunctions(template);
-    expect(functions).toHaveLength(28);
+    expect(functions).toHaveLength(30);
     for (const fn of functions) {
       expect(fn.Properties.VpcConfig).toEqual({
         SubnetIds: network.subnetIds,
