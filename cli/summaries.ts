@@ -1,4 +1,4 @@
-import type { BackupOutcome, BackupSummary, RetentionReport } from '../lambdas/backup/state.ts';
+import type { BackupOutcome, BackupSummary, MergeOutcome, RetentionReport } from '../lambdas/backup/state.ts';
 import type { RestoreResult } from '../lambdas/restore/state.ts';
 import type { VmRestoreResult } from '../lambdas/vm/restore-vm.ts';
 import { formatBytes, formatDuration } from './format.ts';
@@ -70,6 +70,7 @@ function printBackupSummary(output: Output, summary: BackupSummary): void {
   }
   for (const outcome of summary.outcomes) {
     if (outcome.fullReason) printLine(output, `  ${outcome.vdiUuid}: full because ${outcome.fullReason}`);
+    if (outcome.merge) printLine(output, `  ${outcome.vdiUuid}: ${describeMerge(outcome.merge)}`);
     if (outcome.retention) printLine(output, `  ${outcome.vdiUuid}: ${describeRetention(outcome.retention)}`);
     if (outcome.error)
       printLine(output, `  ${outcome.vdiUuid}: ${outcome.error}: ${readableCause(outcome.cause)}`);
@@ -83,6 +84,25 @@ function printBackupSummary(output: Output, summary: BackupSummary): void {
     );
   }
   printLine(output, `pool ${summary.pool}: ${summary.succeeded} succeeded, ${summary.failed} failed`);
+}
+
+/** What forever incremental merged after the backup (docs/design.md § Forever incremental). */
+export function describeMerge(merge: MergeOutcome): string {
+  switch (merge.status) {
+    case 'none':
+      return 'nothing to merge';
+    case 'routed':
+      return `merge sent to Fargate: ${merge.routeReason}`;
+    case 'failed':
+      return `merge failed (every kept point still restores; the next backup merges again): ${merge.error}`;
+    case 'merged':
+      return (
+        `merged ${merge.mergedFrom.length} point(s) into a synthetic full ${merge.backupId}: ` +
+        `${formatBytes(merge.bytesCopied)} copied inside S3, ${formatBytes(merge.bytesUploaded)} through compute, ` +
+        `${formatBytes(merge.bytesVerified)} read back, ${merge.parts} part(s)` +
+        (merge.deltasLeft ? `; ${merge.deltasLeft} delta(s) left for the next backups` : '')
+      );
+  }
 }
 
 /** Retention in counts (the step's output has no per-key list; each deleted key is in the Cleanup log). */

@@ -1,4 +1,4 @@
-import { listManifests } from '../../lambdas/catalog/catalog.ts';
+import { listManifests, listSeries } from '../../lambdas/catalog/catalog.ts';
 import { chainOf, formatOf, type ImageFormat } from '../../lambdas/catalog/manifest.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { UUID_PATTERN } from '../../lambdas/shared/input-error.ts';
@@ -64,6 +64,9 @@ export interface RestorePointRow {
   readonly chainBytes: number;
   /** Why this point cannot be restored (a parent missing from the catalog). */
   readonly broken?: string;
+  /** A full built in S3 by merging the points in `mergedFrom` (forever incremental). */
+  readonly synthetic?: true;
+  readonly mergedFrom?: readonly string[];
 }
 
 export async function listCommand(args: readonly string[], context: CommandContext): Promise<ExitCode> {
@@ -80,15 +83,16 @@ export async function listCommand(args: readonly string[], context: CommandConte
     throw new UsageError(`list takes one VDI uuid, got ${positionals.length}`);
   if (!UUID_PATTERN.test(vdiUuid)) throw new UsageError(`vdiUuid: ${JSON.stringify(vdiUuid)} is not a uuid`);
   const catalog = await catalogFromFlags(values, context.env, context.aws(stringFlag(values, 'region')));
-  const manifests = await listManifests(
+  const { manifests, sizes } = await listSeries(
     catalog.s3,
     catalog.location,
     catalog.pool,
     vdiUuid.toLowerCase(),
   ).catch(catalogError(catalog.location.bucket));
   const rows = restorePoints(manifests);
+  const storage = seriesStorage(manifests, sizes);
   if (output.json) {
-    printJson(output, { pool: catalog.pool, vdiUuid: vdiUuid.toLowerCase(), restorePoints: rows });
+    printJson(output, { pool: catalog.pool, vdiUuid: vdiUuid.toLowerCase(), restorePoints: rows, storage });
     return EXIT.ok;
   }
   if (rows.length === 0) {
@@ -101,7 +105,7 @@ export async function listCommand(args: readonly string[], context: CommandConte
   const { red, dim } = output.colour;
   for (const line of formatTable(rows, [
     { title: 'RESTORE POINT', value: (row) => row.backupId },
-    { title: 'KIND', value: (row) => row.kind },
+    { title: 'KIND', value: (row) => (row.synthetic ? 'full (merged)' : row.kind) },
     { title: 'TAKEN', value: (row) => row.startedAt },
     { title: 'SIZE', value: (row) => formatBytes(row.bytes), align: 'right' },
     {
@@ -122,7 +126,27 @@ export async function listCommand(args: readonly string[], context: CommandConte
   ])) {
     printLine(output, line);
   }
+  printLine(
+    output,
+    `stored: ${formatBytes(storage.storedBytes)} in ${storage.objects} object(s) for a ${formatBytes(storage.logicalBytes)} disk`,
+  );
   return EXIT.ok;
+}
+
+/** What a series costs in S3: every object under its prefix (manifests too), beside the disk's size. */
+export interface SeriesStorage {
+  readonly storedBytes: number;
+  readonly objects: number;
+  /** The newest point's virtual size. */
+  readonly logicalBytes: number;
+}
+
+export function seriesStorage(manifests: readonly Manifest[], sizes: ReadonlyMap<string, number>): SeriesStorage {
+  return {
+    storedBytes: [...sizes.values()].reduce((sum, size) => sum + size, 0),
+    objects: sizes.size,
+    logicalBytes: manifests.at(-1)?.virtualSize ?? 0,
+  };
 }
 
 async function listVmCommand(
@@ -223,6 +247,7 @@ export function restorePoints(manifests: readonly Manifest[]): RestorePointRow[]
       chain: broken ? [] : chain.map((m) => m.backupId),
       chainBytes: broken ? 0 : chain.reduce((sum, m) => sum + m.bytes, 0),
       ...(broken ? { broken } : {}),
+      ...(manifest.synthetic ? { synthetic: true as const, mergedFrom: manifest.mergedFrom ?? [] } : {}),
     };
   });
 }

@@ -2,7 +2,7 @@
  * Every command end to end in --local mode, spawned as a real process against the XAPI simulator and the
  * Swift S3 world: human output, the --json documents, exit codes, and `watch` from another process.
  */
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -143,10 +143,25 @@ describe('vdi-vault --local', () => {
     expect(delta.chainBytes).toBe((full.bytes as number) + (delta.bytes as number));
     expect(full.backupId).toMatch(BACKUP_ID);
 
+    // What the series costs, as the S3 server lists it: two manifests and two objects.
+    const { storage } = JSON.parse((await cli('list', vdiUuid, '--json')).stdout) as {
+      storage: { storedBytes: number; objects: number; logicalBytes: number };
+    };
+    const listed = await world.client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: `backups/lab/${vdiUuid}/` }),
+    );
+    expect(storage).toEqual({
+      storedBytes: (listed.Contents ?? []).reduce((sum, object) => sum + (object.Size ?? 0), 0),
+      objects: 4,
+      logicalBytes: 16 * MiB,
+    });
+    expect(listed.KeyCount).toBe(4);
+
     const { code, stdout } = await cli('list', vdiUuid);
     expect(code).toBe(0);
     expect(stdout).toMatch(/^RESTORE POINT\s+KIND\s+TAKEN\s+SIZE\s+BLOCKS\s+RESTORE READS\s+CHAIN$/m);
     expect(stdout).toContain(`${full.backupId as string} + 1 delta`);
+    expect(stdout).toMatch(/^stored: .+ in 4 object\(s\) for a 16\.0 MiB disk$/m);
   });
 
   it.each(['replay', 'merge'] as const)(

@@ -9,6 +9,7 @@ interface Summary {
   restores: {
     vdi: string;
     format: string;
+    restorePoint: string;
     strategy: string;
     vdiUuid: string;
     bytes: number;
@@ -23,10 +24,12 @@ interface Summary {
     disksMatch: boolean;
     vifsMatch: boolean;
   }[];
+  merges: { backupId: string; bytesCopied: number; bytesUploaded: number; parts: number }[];
+  storage: { storedBytes: number; objects: number };
 }
 
 describe('npm start', () => {
-  it('backs up a vhd disk (a full and two deltas), a sparse 3 TiB qcow2 disk (a full and a delta) and a VM twice, restores each disk with each strategy and the VM whole, and ends stdout with the JSON summary', async () => {
+  it('backs up a vhd disk (a full and three deltas, kept 2: merged in S3 twice), a sparse 3 TiB qcow2 disk (a full and a delta) and a VM twice, restores each disk with each strategy and the VM whole, and ends stdout with the JSON summary', async () => {
     const { stdout, stderr } = await run(
       'npm',
       ['start', '--silent', '--', '--json', '--vdi-size', '64MiB'],
@@ -36,9 +39,9 @@ describe('npm start', () => {
     );
     const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as Summary;
     const [vhdVdi, qcow2Vdi] = [...new Set(summary.backups.map((b) => b.vdi))];
+    // What the catalog holds at the end: the vhd disk's oldest kept point is a synthetic full.
     expect(summary.backups.map((b) => [b.vdi, b.format, b.kind])).toEqual([
       [vhdVdi, 'vhd', 'full'],
-      [vhdVdi, 'vhd', 'delta'],
       [vhdVdi, 'vhd', 'delta'],
       [qcow2Vdi, 'qcow2', 'full'],
       [qcow2Vdi, 'qcow2', 'delta'],
@@ -53,13 +56,26 @@ describe('npm start', () => {
       for (const delta of deltas) expect(delta.bytes).toBeLessThan(full!.bytes);
     }
     // Sparse: a few MiB of a 3 TiB disk, with its tables.
-    expect(summary.backups[3]!.bytes).toBeLessThan(64 * 1024 ** 2);
-    expect(summary.restores.map((r) => [r.vdi, r.format, r.strategy, r.sha256Match])).toEqual([
-      [vhdVdi, 'vhd', 'replay', true],
-      [vhdVdi, 'vhd', 'merge', true],
-      [qcow2Vdi, 'qcow2', 'replay', true],
-      [qcow2Vdi, 'qcow2', 'merge', true],
+    expect(summary.backups[2]!.bytes).toBeLessThan(64 * 1024 ** 2);
+    // The third and fourth backups each merged the oldest kept delta; the second merge made the full.
+    expect(summary.merges).toHaveLength(2);
+    expect(summary.merges[1]!.backupId).toBe(summary.backups[0]!.id);
+    for (const merge of summary.merges) {
+      expect(merge.bytesCopied).toBeGreaterThan(0);
+      expect(merge.parts).toBeGreaterThan(1);
+    }
+    const [oldest, latest] = [summary.backups[0]!.id, summary.backups[1]!.id];
+    expect(summary.restores.map((r) => [r.vdi, r.format, r.restorePoint, r.strategy, r.sha256Match])).toEqual([
+      [vhdVdi, 'vhd', oldest, 'replay', true],
+      [vhdVdi, 'vhd', oldest, 'merge', true],
+      [vhdVdi, 'vhd', latest, 'replay', true],
+      [vhdVdi, 'vhd', latest, 'merge', true],
+      [qcow2Vdi, 'qcow2', summary.backups[3]!.id, 'replay', true],
+      [qcow2Vdi, 'qcow2', summary.backups[3]!.id, 'merge', true],
     ]);
+    // Every series' manifests and objects, the VM points, and nothing else (the work areas are emptied).
+    expect(summary.storage.objects).toBe(2 * summary.backups.length + 2 * 2 + 2 * 2 + 2);
+    expect(summary.storage.storedBytes).toBeGreaterThan(summary.backups.reduce((sum, b) => sum + b.bytes, 0));
     for (const restore of summary.restores) {
       expect(restore.vdiUuid).toMatch(/^[0-9a-f-]{36}$/);
       expect(restore.bytes).toBeGreaterThan(0);

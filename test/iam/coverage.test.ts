@@ -109,6 +109,18 @@ const ALLOWED_UNUSED: readonly { role: RegExp; actions: readonly string[]; reaso
       'paths no scenario reaches deterministically: an upload that outlived its export (the export’s own abort failed, S3 unreachable), an object exported whose Commit then failed',
   },
   {
+    role: /^BackupMergeFunction/,
+    actions: ['s3:AbortMultipartUpload', 's3:DeleteObject'],
+    reason:
+      'failure paths of a merge: a part or the completion failing (abort), the read-back or the manifest rewrite failing (delete); tested against S3 in test/safety/forever-incremental.test.ts',
+  },
+  {
+    role: /^TransferTaskDefinitionTaskRole/,
+    actions: ['s3:DeleteObject'],
+    reason:
+      'a merge on Fargate deletes only the synthetic full whose read-back or manifest rewrite failed (test/safety/forever-incremental.test.ts)',
+  },
+  {
     role: /^BackupSnapshotVmsFunction/,
     actions: ['kms:Decrypt'],
     reason:
@@ -136,6 +148,8 @@ const SCENARIOS = [
   'failing-export',
   'broken-chain',
   'retention',
+  'merge',
+  'fargate-merge',
   'fargate-full',
   'lambda-timeout',
   'fargate-failing-export',
@@ -387,6 +401,17 @@ describe('IAM coverage: every call allowed, every grant used', () => {
       scenariosRun.add('retention');
     });
 
+    it('forever incremental merges the oldest kept delta into a synthetic full', { timeout: SCENARIO_TIMEOUT }, async () => {
+      world.sim.writeDisk(world.vdiUuid, 7 * VHD_BLOCK_SIZE, randomBytes(4096));
+      const run = await backup({ vdiUuids: [world.vdiUuid], retention: { keep: 1 } });
+      expect(run.status, run.cause).toBe('SUCCEEDED');
+      const outcome = (run.output as BackupSummary).outcomes[0]!;
+      expect(outcome).toMatchObject({ kind: 'delta', merge: { status: 'merged' } });
+      expect(run.statesEntered).toEqual(expect.arrayContaining(['Merge', 'RouteMerge', 'Cleanup']));
+      expect((await world.manifests()).map((m) => [m.kind, m.synthetic])).toEqual([['full', true]]);
+      scenariosRun.add('merge');
+    });
+
     it(
       'a VM by tag, its session expiring at SnapshotVms; then one refused after its snapshot: SnapshotVms removes it all',
       { timeout: SCENARIO_TIMEOUT },
@@ -556,6 +581,16 @@ describe('IAM coverage: every call allowed, every grant used', () => {
         world.sim.deleteVdi(result.vdiUuid);
       }
       scenariosRun.add('fargate-restore');
+    });
+
+    it('a merge routed to Fargate by the size of its read-back', { timeout: SCENARIO_TIMEOUT }, async () => {
+      world.sim.writeDisk(world.vdiUuid, 3 * MiB, randomBytes(4096));
+      const run = await backup({ vdiUuids: [world.vdiUuid], retention: { keep: 1 } });
+      expect(run.status, run.cause).toBe('SUCCEEDED');
+      expect(run.statesEntered).toEqual(expect.arrayContaining(['Merge', 'MergeOnFargate', 'CollectMerge']));
+      expect((run.output as BackupSummary).outcomes[0]).toMatchObject({ merge: { status: 'merged' } });
+      expect(await world.openUploads()).toEqual([]);
+      scenariosRun.add('fargate-merge');
     });
   });
 

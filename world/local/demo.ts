@@ -4,7 +4,9 @@
  * state machine for a full backup, writes to the disk, runs delta backups, lists the catalog, then restores
  * the latest restore point into new VDIs with each strategy through the synthesized restore state machine
  * and checks their content:
- *   - a VHD-backed VDI (--vdi-size, 256 MiB by default, a third of it written): a full and two deltas;
+ *   - a VHD-backed VDI (--vdi-size, 256 MiB by default, a third of it written): a full and three deltas,
+ *     keeping 2, so forever incremental merges the oldest kept point into a synthetic full inside S3
+ *     twice; the oldest and the latest point are restored (docs/design.md § Forever incremental);
  *   - a sparse qcow2-backed VDI (--qcow2-size, 3 TiB by default, a few MiB written across it): a full
  *     and a delta (docs/design.md § QCOW2 backups);
  *   - then a whole VM ("demo vm": two disks, a CD drive, NVRAM, two VIFs): backed up twice (fulls, then
@@ -12,8 +14,10 @@
  *
  *   npm start                 people: progress while transfers run, then a summary per disk
  *   npm start -- --json       ends stdout with {"backups":[{"vdi","format","id","kind","bytes","sha256"},…],
- *                             "restores":[{"vdi","format","strategy","vdiUuid","bytes","seconds","sha256Match"},…],
- *                             "vms":[{"vmUuid","restorePoint","disks","restoredVmUuid","disksMatch","vifsMatch"}]}
+ *                             "restores":[{"vdi","format","restorePoint","strategy","vdiUuid","bytes","seconds","sha256Match"},…],
+ *                             "vms":[{"vmUuid","restorePoint","disks","restoredVmUuid","disksMatch","vifsMatch"}],
+ *                             "merges":[{"backupId","bytesCopied","bytesUploaded","parts"}],
+ *                             "storage":{"storedBytes","objects"}}
  *   npm start -- --vdi-size 1GiB --qcow2-size 16TiB
  *
  * sha256Match compares the restored VDI's content with the source snapshot's by the simulator's sparse
@@ -23,7 +27,8 @@ import { DEFAULT_CATALOG_PREFIX } from '../../lambdas/runtime/defaults.ts';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { listManifests } from '../../lambdas/catalog/catalog.ts';
+import { listManifests, listSizesUnder } from '../../lambdas/catalog/catalog.ts';
+import { describeMerge } from '../../cli/summaries.ts';
 import type { ImageFormat } from '../../lambdas/catalog/manifest.ts';
 import { createS3Client } from '../../lambdas/s3/client.ts';
 import { startEmbeddedS3 } from '../embedded-s3.ts';
@@ -44,6 +49,15 @@ interface DemoDisk {
   readonly deltas: readonly (readonly [number, number])[];
   /** Writes before the full, for a disk that starts empty. */
   readonly seed?: readonly [number, number];
+  /** Retention of its backups; a small `keep` makes forever incremental merge in S3. */
+  readonly retention?: { readonly keep: number };
+}
+
+interface DemoMerge {
+  backupId: string;
+  bytesCopied: number;
+  bytesUploaded: number;
+  parts: number;
 }
 
 interface DemoBackup {
@@ -67,6 +81,8 @@ interface DemoVm {
 interface DemoRestore {
   vdi: string;
   format: ImageFormat;
+  /** The restored point: the latest, and for a merged series also the oldest (its synthetic full). */
+  restorePoint: string;
   strategy: 'replay' | 'merge';
   vdiUuid: string;
   bytes: number;
@@ -104,7 +120,9 @@ async function main(): Promise<void> {
       deltas: [
         [8, 64 * KiB],
         [3, 64 * KiB],
+        [5, 64 * KiB],
       ],
+      retention: { keep: 2 },
     },
     {
       label: 'qcow2 disk',
@@ -138,6 +156,7 @@ async function main(): Promise<void> {
     say(`XAPI simulator at ${sim.url}; S3-compatible server at ${s3.endpoint}`);
     const backups: DemoBackup[] = [];
     const restores: DemoRestore[] = [];
+    const merges: DemoMerge[] = [];
     for (const disk of disks) {
       const outcome = await demoDisk(
         sim,
@@ -148,11 +167,18 @@ async function main(): Promise<void> {
       );
       backups.push(...outcome.backups);
       restores.push(...outcome.restores);
+      merges.push(...outcome.merges);
     }
     const vms = [await demoVm(sim, local, say)];
+    const sizes = await listSizesUnder(createS3Client(s3), bucket, `${DEFAULT_CATALOG_PREFIX}/`);
+    const storage = {
+      storedBytes: [...sizes.values()].reduce((sum, size) => sum + size, 0),
+      objects: sizes.size,
+    };
+    say(`\nstored: ${formatBytes(storage.storedBytes)} in ${storage.objects} objects`);
     if (restores.some((restore) => !restore.sha256Match)) process.exitCode = 1;
     if (vms.some((vm) => !vm.disksMatch || !vm.vifsMatch)) process.exitCode = 1;
-    if (json) process.stdout.write(JSON.stringify({ backups, restores, vms }) + '\n');
+    if (json) process.stdout.write(JSON.stringify({ backups, restores, vms, merges, storage }) + '\n');
   } finally {
     if (target) await closeLocalDeployment(target);
     await sim.close();
@@ -219,7 +245,7 @@ async function demoDisk(
   disk: DemoDisk,
   say: (line: string) => void,
   startProgress: (label: string) => TransferProgress,
-): Promise<{ backups: DemoBackup[]; restores: DemoRestore[] }> {
+): Promise<{ backups: DemoBackup[]; restores: DemoRestore[]; merges: DemoMerge[] }> {
   const vdi = sim.addVdi(disk.vdi);
   const format = (sim.vdiRecord(vdi.uuid)!.sm_config as Record<string, string>)[
     'image-format'
@@ -236,10 +262,18 @@ async function demoDisk(
   if (disk.seed) scribble(disk.seed);
   say(`  ${sim.allocatedBlocks(vdi.uuid).length} blocks of 2 MiB allocated on the host`);
 
+  const s3 = createS3Client(local.s3);
+  const catalog = { bucket: local.bucket, prefix: DEFAULT_CATALOG_PREFIX };
+  // Each point's content, taken while its snapshot is on the host (a later backup retires it).
+  const pointContent = new Map<string, string>();
+  const merges: DemoMerge[] = [];
   const backup = async (label: string) => {
     const progress = startProgress(`  ${label}`);
     const started = Date.now();
-    const run = await runLocalBackup(local, { vdiUuids: [vdi.uuid] });
+    const run = await runLocalBackup(local, {
+      vdiUuids: [vdi.uuid],
+      ...(disk.retention ? { retention: disk.retention } : {}),
+    });
     progress.done();
     if (run.status !== 'SUCCEEDED')
       throw new Error(`${disk.label} ${label} failed: ${run.error}: ${run.cause}`);
@@ -250,6 +284,13 @@ async function demoDisk(
         `(${formatRate(outcome.bytes!, (outcome.durationMs ?? 0) / 1000)} export)` +
         (outcome.fullReason ? `  [full: ${outcome.fullReason}]` : ''),
     );
+    const newest = (await listManifests(s3, catalog, 'demo', vdi.uuid)).at(-1)!;
+    pointContent.set(newest.backupId, sim.sparseSha256(newest.snapshotUuid));
+    if (outcome.merge?.status === 'merged') {
+      const { backupId, bytesCopied, bytesUploaded, parts } = outcome.merge;
+      merges.push({ backupId, bytesCopied, bytesUploaded, parts });
+      say(`    ${describeMerge(outcome.merge)}`);
+    }
   };
   await backup('backup 1');
   for (const [index, writes] of disk.deltas.entries()) {
@@ -257,32 +298,30 @@ async function demoDisk(
     await backup(`backup ${index + 2}`);
   }
 
-  const manifests = await listManifests(
-    createS3Client(local.s3),
-    { bucket: local.bucket, prefix: DEFAULT_CATALOG_PREFIX },
-    'demo',
-    vdi.uuid,
-  );
+  const manifests = await listManifests(s3, catalog, 'demo', vdi.uuid);
   say('  catalog');
   // present: 2 MiB blocks of a vhd layer, 64 KiB clusters of a qcow2 one.
   say('    id                               format kind   bytes        present  parent');
   for (const m of manifests) {
     say(
-      `    ${m.backupId.padEnd(32)} ${(m.format ?? 'vhd').padEnd(6)} ${m.kind.padEnd(6)} ${String(m.bytes).padStart(12)}  ${String(m.presentBlocks).padStart(7)}  ${m.parentBackupId ?? '-'}`,
+      `    ${m.backupId.padEnd(32)} ${(m.format ?? 'vhd').padEnd(6)} ${(m.synthetic ? 'merged' : m.kind).padEnd(6)} ${String(m.bytes).padStart(12)}  ${String(m.presentBlocks).padStart(7)}  ${m.parentBackupId ?? '-'}`,
     );
   }
   say(
     `  host: ${sim.snapshotsOf(vdi.uuid).length} snapshot kept (the next delta's base), ${sim.openTasks().length} tasks, ${sim.openSessions().length} sessions open`,
   );
 
-  const latest = manifests.at(-1)!;
-  const expected = sim.sparseSha256(latest.snapshotUuid);
+  // The latest point, and after a merge the oldest too (its synthetic full), each with each strategy.
+  const points = [...new Set([manifests[0]!.synthetic ? manifests[0]! : undefined, manifests.at(-1)!])].filter(
+    (m) => m !== undefined,
+  );
   const restores: DemoRestore[] = [];
-  for (const strategy of ['replay', 'merge'] as const) {
+  for (const [point, strategy] of points.flatMap((m) => (['replay', 'merge'] as const).map((st) => [m, st] as const))) {
+    const expected = pointContent.get(point.backupId)!;
     const started = Date.now();
     const run = await runLocalRestore(local, {
       vdiUuid: vdi.uuid,
-      restorePoint: 'latest',
+      restorePoint: point.backupId,
       srUuid: sim.srs.shared.uuid,
       strategy,
     });
@@ -298,6 +337,7 @@ async function demoDisk(
     restores.push({
       vdi: vdi.uuid,
       format: restoredFormat as ImageFormat,
+      restorePoint: point.backupId,
       strategy,
       vdiUuid: result.vdiUuid,
       bytes: result.bytesMoved,
@@ -318,7 +358,7 @@ async function demoDisk(
     bytes: m.bytes,
     sha256: m.sha256,
   }));
-  return { backups, restores };
+  return { backups, restores, merges };
 }
 
 main().catch((error: unknown) => {
