@@ -141,7 +141,10 @@ export interface SeriesStorage {
   readonly logicalBytes: number;
 }
 
-export function seriesStorage(manifests: readonly Manifest[], sizes: ReadonlyMap<string, number>): SeriesStorage {
+export function seriesStorage(
+  manifests: readonly Manifest[],
+  sizes: ReadonlyMap<string, number>,
+): SeriesStorage {
   return {
     storedBytes: [...sizes.values()].reduce((sum, size) => sum + size, 0),
     objects: sizes.size,

@@ -29,7 +29,11 @@ export async function listKeysUnder(s3: S3Client, bucket: string, prefix: string
 }
 
 /** Every object under a prefix with its size in bytes, sorted by key. */
-export async function listSizesUnder(s3: S3Client, bucket: string, prefix: string): Promise<Map<string, number>> {
+export async function listSizesUnder(
+  s3: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<Map<string, number>> {
   const sizes: [string, number][] = [];
   let token: string | undefined;
   do {

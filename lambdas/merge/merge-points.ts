@@ -71,11 +71,18 @@ export async function mergeChain(
     // The old manifest still stands (a PUT replaces a key whole or not at all): the new object is an orphan.
     await s3
       .send(new DeleteObjectCommand({ Bucket: catalog.bucket, Key: key }))
-      .catch(() => log.warn('could not delete the unreferenced synthetic full; the next retention does', { key }));
+      .catch(() =>
+        log.warn('could not delete the unreferenced synthetic full; the next retention does', { key }),
+      );
     throw error;
   }
   const { sha256: _sha, virtualSize: _size, presentBlocks: _blocks, ...counts } = built;
-  const report: MergeReport = { ...counts, backupId: target.backupId, mergedFrom, deltasLeft: merge.deltasLeft };
+  const report: MergeReport = {
+    ...counts,
+    backupId: target.backupId,
+    mergedFrom,
+    deltasLeft: merge.deltasLeft,
+  };
   log.info('merged into a synthetic full', { ...report });
   return report;
 }

@@ -47,7 +47,9 @@ export function planParts(pieces: readonly Piece[], limits: PartPlanLimits = S3_
     const parts = planWith(pieces, limits, copyThreshold, uploadPartBytes);
     if (parts.length <= limits.maxParts) return parts;
     if (uploadPartBytes >= limits.maxPartBytes) {
-      throw new RangeError(`the object needs more than ${limits.maxParts} parts of ${limits.maxPartBytes} bytes`);
+      throw new RangeError(
+        `the object needs more than ${limits.maxParts} parts of ${limits.maxPartBytes} bytes`,
+      );
     }
     copyThreshold = Math.min(copyThreshold * 2, limits.maxPartBytes);
     uploadPartBytes = Math.min(uploadPartBytes * 2, limits.maxPartBytes);

@@ -16,8 +16,21 @@ import { CatalogError } from '../catalog/manifest.ts';
 import { readRange } from '../restore/merged-source.ts';
 import { mapConcurrently } from '../shared/concurrently.ts';
 import { silentLog, type Log } from '../shared/log.ts';
-import { createVhdValidator, readVhdBlockMap, vhdHead, VHD_BLOCK_SIZE, type VhdBlockMap } from '../vhd/index.ts';
-import { planParts, pieceLength, S3_PART_RULES, type PartPlanLimits, type Piece, type PlannedPart } from './part-plan.ts';
+import {
+  createVhdValidator,
+  readVhdBlockMap,
+  vhdHead,
+  VHD_BLOCK_SIZE,
+  type VhdBlockMap,
+} from '../vhd/index.ts';
+import {
+  planParts,
+  pieceLength,
+  S3_PART_RULES,
+  type PartPlanLimits,
+  type Piece,
+  type PlannedPart,
+} from './part-plan.ts';
 
 /** One stored vhd layer of the chain being merged, oldest (the full) first. */
 export interface MergeLayer {
@@ -85,7 +98,9 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
     // Two ranged reads per layer: its head and its BAT.
     const map = await readVhdBlockMap((start, length) => read(layer.objectKey, start, length), layer.bytes);
     if (map.blockSize !== VHD_BLOCK_SIZE) {
-      throw new CatalogError(`${layer.objectKey}: block size ${map.blockSize}, a merge needs ${VHD_BLOCK_SIZE}`);
+      throw new CatalogError(
+        `${layer.objectKey}: block size ${map.blockSize}, a merge needs ${VHD_BLOCK_SIZE}`,
+      );
     }
     maps.push({ layer, map });
   }
@@ -202,12 +217,14 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
     const verified = await readBack(s3, bucket, key);
     requests++;
     const problems: string[] = [];
-    if (verified.bytes !== head.byteLength) problems.push(`${verified.bytes} bytes, expected ${head.byteLength}`);
+    if (verified.bytes !== head.byteLength)
+      problems.push(`${verified.bytes} bytes, expected ${head.byteLength}`);
     if (verified.presentBlocks !== blockIndexes.length) {
       problems.push(`${verified.presentBlocks} blocks, expected ${blockIndexes.length}`);
     }
     if (verified.virtualSize !== virtualSize) problems.push(`virtual size ${verified.virtualSize}`);
-    if (problems.length) throw new CatalogError(`synthetic full ${key} read back wrong: ${problems.join(', ')}`);
+    if (problems.length)
+      throw new CatalogError(`synthetic full ${key} read back wrong: ${problems.join(', ')}`);
     const report: SyntheticFullReport = {
       objectKey: key,
       bytes: verified.bytes,
@@ -224,14 +241,12 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
     log.info('synthetic full built', { ...report });
     return report;
   } catch (error) {
-    await s3
-      .send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))
-      .catch((deleteError: unknown) =>
-        log.warn('could not delete the synthetic full that failed its read-back; the next run does', {
-          key,
-          error: String(deleteError),
-        }),
-      );
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch((deleteError: unknown) =>
+      log.warn('could not delete the synthetic full that failed its read-back; the next run does', {
+        key,
+        error: String(deleteError),
+      }),
+    );
     throw error;
   }
 }
@@ -263,7 +278,14 @@ async function readBack(s3: S3Client, bucket: string, key: string) {
   );
   const summary = validator.summary;
   if (!summary || summary.diskType !== 'dynamic') {
-    throw new CatalogError(`synthetic full ${key} read back as ${summary?.diskType ?? 'nothing'}, not a dynamic VHD`);
+    throw new CatalogError(
+      `synthetic full ${key} read back as ${summary?.diskType ?? 'nothing'}, not a dynamic VHD`,
+    );
   }
-  return { bytes, sha256: hash.digest('hex'), presentBlocks: summary.presentBlocks, virtualSize: summary.virtualSize };
+  return {
+    bytes,
+    sha256: hash.digest('hex'),
+    presentBlocks: summary.presentBlocks,
+    virtualSize: summary.virtualSize,
+  };
 }

@@ -65,14 +65,16 @@ describe('npm start', () => {
       expect(merge.parts).toBeGreaterThan(1);
     }
     const [oldest, latest] = [summary.backups[0]!.id, summary.backups[1]!.id];
-    expect(summary.restores.map((r) => [r.vdi, r.format, r.restorePoint, r.strategy, r.sha256Match])).toEqual([
-      [vhdVdi, 'vhd', oldest, 'replay', true],
-      [vhdVdi, 'vhd', oldest, 'merge', true],
-      [vhdVdi, 'vhd', latest, 'replay', true],
-      [vhdVdi, 'vhd', latest, 'merge', true],
-      [qcow2Vdi, 'qcow2', summary.backups[3]!.id, 'replay', true],
-      [qcow2Vdi, 'qcow2', summary.backups[3]!.id, 'merge', true],
-    ]);
+    expect(summary.restores.map((r) => [r.vdi, r.format, r.restorePoint, r.strategy, r.sha256Match])).toEqual(
+      [
+        [vhdVdi, 'vhd', oldest, 'replay', true],
+        [vhdVdi, 'vhd', oldest, 'merge', true],
+        [vhdVdi, 'vhd', latest, 'replay', true],
+        [vhdVdi, 'vhd', latest, 'merge', true],
+        [qcow2Vdi, 'qcow2', summary.backups[3]!.id, 'replay', true],
+        [qcow2Vdi, 'qcow2', summary.backups[3]!.id, 'merge', true],
+      ],
+    );
     // Every series' manifests and objects, the VM points, and nothing else (the work areas are emptied).
     expect(summary.storage.objects).toBe(2 * summary.backups.length + 2 * 2 + 2 * 2 + 2);
     expect(summary.storage.storedBytes).toBeGreaterThan(summary.backups.reduce((sum, b) => sum + b.bytes, 0));

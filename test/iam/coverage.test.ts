@@ -401,16 +401,20 @@ describe('IAM coverage: every call allowed, every grant used', () => {
       scenariosRun.add('retention');
     });
 
-    it('forever incremental merges the oldest kept delta into a synthetic full', { timeout: SCENARIO_TIMEOUT }, async () => {
-      world.sim.writeDisk(world.vdiUuid, 7 * VHD_BLOCK_SIZE, randomBytes(4096));
-      const run = await backup({ vdiUuids: [world.vdiUuid], retention: { keep: 1 } });
-      expect(run.status, run.cause).toBe('SUCCEEDED');
-      const outcome = (run.output as BackupSummary).outcomes[0]!;
-      expect(outcome).toMatchObject({ kind: 'delta', merge: { status: 'merged' } });
-      expect(run.statesEntered).toEqual(expect.arrayContaining(['Merge', 'RouteMerge', 'Cleanup']));
-      expect((await world.manifests()).map((m) => [m.kind, m.synthetic])).toEqual([['full', true]]);
-      scenariosRun.add('merge');
-    });
+    it(
+      'forever incremental merges the oldest kept delta into a synthetic full',
+      { timeout: SCENARIO_TIMEOUT },
+      async () => {
+        world.sim.writeDisk(world.vdiUuid, 7 * VHD_BLOCK_SIZE, randomBytes(4096));
+        const run = await backup({ vdiUuids: [world.vdiUuid], retention: { keep: 1 } });
+        expect(run.status, run.cause).toBe('SUCCEEDED');
+        const outcome = (run.output as BackupSummary).outcomes[0]!;
+        expect(outcome).toMatchObject({ kind: 'delta', merge: { status: 'merged' } });
+        expect(run.statesEntered).toEqual(expect.arrayContaining(['Merge', 'RouteMerge', 'Cleanup']));
+        expect((await world.manifests()).map((m) => [m.kind, m.synthetic])).toEqual([['full', true]]);
+        scenariosRun.add('merge');
+      },
+    );
 
     it(
       'a VM by tag, its session expiring at SnapshotVms; then one refused after its snapshot: SnapshotVms removes it all',

@@ -56,37 +56,45 @@ describe('synthetic full: the multipart plan', () => {
   const piece = fc.oneof(
     fc.integer({ min: 1, max: 90 }).map((n): Piece => ({ kind: 'bytes', data: new Uint8Array(n) })),
     fc
-      .record({ key: fc.constantFrom('a', 'b', 'c'), start: fc.nat(10_000), length: fc.integer({ min: 1, max: 1500 }) })
+      .record({
+        key: fc.constantFrom('a', 'b', 'c'),
+        start: fc.nat(10_000),
+        length: fc.integer({ min: 1, max: 1500 }),
+      })
       .map((range): Piece => ({ kind: 'range', ...range })),
   );
 
   it('keeps S3 part rules and the byte order, copying long ranges and gathering the rest', () => {
     fc.assert(
-      fc.property(fc.array(piece, { minLength: 1, maxLength: 30 }), fc.constantFrom(50, 120), (pieces, uploadPartBytes) => {
-        const limits = { ...planLimits, uploadPartBytes };
-        const total = pieces.reduce((sum, p) => sum + pieceLength(p), 0);
-        let parts;
-        try {
-          parts = planParts(pieces, limits);
-        } catch (error) {
-          // Only a plan that cannot fit 40 parts of 400 bytes may be refused.
-          expect(total).toBeGreaterThan(limits.maxParts * limits.minPartBytes);
-          expect(String(error)).toMatch(/more than 40 parts/);
-          return;
-        }
-        expect(parts.length).toBeLessThanOrEqual(limits.maxParts);
-        parts.forEach((part, i) => {
-          expect(part.length).toBeLessThanOrEqual(limits.maxPartBytes);
-          if (i < parts.length - 1) expect(part.length).toBeGreaterThanOrEqual(limits.minPartBytes);
-        });
-        // Joined where they meet, the parts say exactly what the pieces say, in order.
-        const flat = parts.flatMap((part): Piece[] =>
-          part.kind === 'copy'
-            ? [{ kind: 'range', key: part.key, start: part.start, length: part.length }]
-            : [...part.pieces],
-        );
-        expect(bytesOf(flat)).toEqual(bytesOf(pieces));
-      }),
+      fc.property(
+        fc.array(piece, { minLength: 1, maxLength: 30 }),
+        fc.constantFrom(50, 120),
+        (pieces, uploadPartBytes) => {
+          const limits = { ...planLimits, uploadPartBytes };
+          const total = pieces.reduce((sum, p) => sum + pieceLength(p), 0);
+          let parts;
+          try {
+            parts = planParts(pieces, limits);
+          } catch (error) {
+            // Only a plan that cannot fit 40 parts of 400 bytes may be refused.
+            expect(total).toBeGreaterThan(limits.maxParts * limits.minPartBytes);
+            expect(String(error)).toMatch(/more than 40 parts/);
+            return;
+          }
+          expect(parts.length).toBeLessThanOrEqual(limits.maxParts);
+          parts.forEach((part, i) => {
+            expect(part.length).toBeLessThanOrEqual(limits.maxPartBytes);
+            if (i < parts.length - 1) expect(part.length).toBeGreaterThanOrEqual(limits.minPartBytes);
+          });
+          // Joined where they meet, the parts say exactly what the pieces say, in order.
+          const flat = parts.flatMap((part): Piece[] =>
+            part.kind === 'copy'
+              ? [{ kind: 'range', key: part.key, start: part.start, length: part.length }]
+              : [...part.pieces],
+          );
+          expect(bytesOf(flat)).toEqual(bytesOf(pieces));
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -258,7 +266,8 @@ describe('a merge interrupted at every step (Swift)', () => {
     fixture = await world.manifests();
     expect(fixture.map((m) => m.kind)).toEqual(['full', 'delta', 'delta', 'delta']);
     saved = new Map();
-    for (const key of await listKeys(world.s3, world.bucket)) saved.set(key, await readObject(world.s3, world.bucket, key));
+    for (const key of await listKeys(world.s3, world.bucket))
+      saved.set(key, await readObject(world.s3, world.bucket, key));
   });
   afterAll(async () => {
     await world.close();
@@ -268,7 +277,8 @@ describe('a merge interrupted at every step (Swift)', () => {
     for (const key of await listKeys(world.s3, world.bucket)) {
       if (!saved.has(key)) await world.s3.send(new DeleteObjectCommand({ Bucket: world.bucket, Key: key }));
     }
-    for (const [Key, Body] of saved) await world.s3.send(new PutObjectCommand({ Bucket: world.bucket, Key, Body }));
+    for (const [Key, Body] of saved)
+      await world.s3.send(new PutObjectCommand({ Bucket: world.bucket, Key, Body }));
   }
 
   async function mergePlan() {
@@ -278,7 +288,12 @@ describe('a merge interrupted at every step (Swift)', () => {
   }
 
   /** Small parts, so a 24 MiB disk makes copies and uploads of several parts each. */
-  const limits = { minPartBytes: 5 * MiB, maxPartBytes: 5 * MiB * 1024, maxParts: 10_000, uploadPartBytes: 5 * MiB };
+  const limits = {
+    minPartBytes: 5 * MiB,
+    maxPartBytes: 5 * MiB * 1024,
+    maxParts: 10_000,
+    uploadPartBytes: 5 * MiB,
+  };
 
   /** The kept points (and, while their manifests stand, the expired ones) restore bit-exact. */
   async function expectAllRestore() {
@@ -328,12 +343,16 @@ describe('a merge interrupted at every step (Swift)', () => {
     const stuckUpload = failAt(createS3Client(s3World().target), UploadPartCopyCommand.name, 1, [
       AbortMultipartUploadCommand.name,
     ]);
-    await expect(mergeChain(stuckUpload, catalog, await mergePlan(), { limits })).rejects.toThrow(/S3 stopped/);
+    await expect(mergeChain(stuckUpload, catalog, await mergePlan(), { limits })).rejects.toThrow(
+      /S3 stopped/,
+    );
     expect(await world.openUploads()).toHaveLength(1);
     const stuckObject = failAt(createS3Client(s3World().target), GetObjectCommand.name, -1, [
       DeleteObjectCommand.name,
     ]);
-    await expect(mergeChain(stuckObject, catalog, await mergePlan(), { limits })).rejects.toThrow(/S3 stopped/);
+    await expect(mergeChain(stuckObject, catalog, await mergePlan(), { limits })).rejects.toThrow(
+      /S3 stopped/,
+    );
     const synthetic = `backups/lab/${world.vdiUuid}/${fixture[2]!.backupId}.synthetic.vhd`;
     expect(await listKeys(world.s3, world.bucket)).toContain(synthetic);
     // The chain is as it was (the killed run's leftovers aside): its manifests are untouched.

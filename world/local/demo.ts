@@ -312,11 +312,13 @@ async function demoDisk(
   );
 
   // The latest point, and after a merge the oldest too (its synthetic full), each with each strategy.
-  const points = [...new Set([manifests[0]!.synthetic ? manifests[0]! : undefined, manifests.at(-1)!])].filter(
-    (m) => m !== undefined,
-  );
+  const points = [
+    ...new Set([manifests[0]!.synthetic ? manifests[0]! : undefined, manifests.at(-1)!]),
+  ].filter((m) => m !== undefined);
   const restores: DemoRestore[] = [];
-  for (const [point, strategy] of points.flatMap((m) => (['replay', 'merge'] as const).map((st) => [m, st] as const))) {
+  for (const [point, strategy] of points.flatMap((m) =>
+    (['replay', 'merge'] as const).map((st) => [m, st] as const),
+  )) {
     const expected = pointContent.get(point.backupId)!;
     const started = Date.now();
     const run = await runLocalRestore(local, {
