@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseSize } from '../world/xapi-simulator/cli-args.ts';
 import { DEFAULT_PARTS_IN_FLIGHT } from '../lambdas/runtime/defaults.ts';
 
-export const SECTIONS = ['export', 'peer', 'memory', 'restore', 'bundles', 'transitions'] as const;
+export const SECTIONS = ['export', 'peer', 'memory', 'restore', 'storage', 'bundles', 'transitions'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -17,6 +17,8 @@ export interface BenchOptions {
   /** Disk behind the restore chain (scattered content). */
   readonly restoreSize: number;
   readonly restoreDeltas: number;
+  /** Disk behind the storage figures (forever incremental against fullEvery 7; generated content). */
+  readonly storageSize: number;
   readonly partsInFlight: number;
   /** Fresh processes per bundle for the import time (the median is reported). */
   readonly importRuns: number;
@@ -32,6 +34,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --memory-qcow2-large SIZE  second qcow2 peak-RSS export, one 64 KiB write every 4 GiB (default 3TiB)
   --restore-size SIZE        disk behind the restore chain (default 512MiB)
   --restore-deltas N         deltas after the full (default 10)
+  --storage-size SIZE        disk behind the storage figures: 30 backups, keep 14 (default 256MiB)
   --parts-in-flight N        S3 parts uploading at once, for ours and the sink limit (default ${DEFAULT_PARTS_IN_FLIGHT})
   --import-runs N            fresh processes per bundle import time, median reported (default 5)
   --skip LIST                comma-separated sections to skip: ${SECTIONS.join(',')}
@@ -50,6 +53,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       'memory-qcow2-large': { type: 'string', default: '3TiB' },
       'restore-size': { type: 'string', default: '512MiB' },
       'restore-deltas': { type: 'string', default: '10' },
+      'storage-size': { type: 'string', default: '256MiB' },
       'parts-in-flight': { type: 'string', default: String(DEFAULT_PARTS_IN_FLIGHT) },
       'import-runs': { type: 'string', default: '5' },
       skip: { type: 'string', default: '' },
@@ -73,6 +77,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     memoryQcow2LargeSize: parseSize(values['memory-qcow2-large']),
     restoreSize: parseSize(values['restore-size']),
     restoreDeltas: positive(values['restore-deltas'], '--restore-deltas'),
+    storageSize: parseSize(values['storage-size']),
     partsInFlight: positive(values['parts-in-flight'], '--parts-in-flight'),
     importRuns: positive(values['import-runs'], '--import-runs'),
     skip,

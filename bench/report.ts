@@ -32,6 +32,26 @@ export interface BenchReport {
     layers: number;
     sha256Match: { replay: boolean | null; merge: boolean | null };
   } | null;
+  /** Forever incremental against fullEvery 7 on one history (bench/storage-section.ts). */
+  storage: {
+    backups: number;
+    keep: number;
+    diskBytes: number;
+    foreverIncremental: { storedBytes: number; objects: number; exportedFulls: number };
+    fullEvery7: { storedBytes: number; objects: number; exportedFulls: number };
+    /** Forever incremental's stored bytes over fullEvery 7's. */
+    storedRatio: number;
+    merges: number;
+    /** Bytes through compute to build a synthetic full over the delta it absorbed. */
+    computeToDelta: { median: number; max: number };
+    requestsPerMerge: number;
+    bytesCopiedPerMerge: number;
+    bytesUploadedPerMerge: number;
+    /** The read-back of the whole synthetic full, apart from the build. */
+    bytesVerifiedPerMerge: number;
+    restoreLatest: Record<'foreverIncremental' | 'fullEvery7', { replayS: number; mergeS: number }>;
+    sha256Match: boolean;
+  } | null;
   bundles: { name: string; bytes: number; importMs: number }[] | null;
   transitions: {
     backup: number | null;
@@ -107,6 +127,24 @@ export function evaluateTargets(report: Omit<BenchReport, 'targets'>): Target[] 
     target: 'merge moves fewer bytes than replay',
     met: re ? re.mergeBytes < re.replayBytes : null,
     detail: re ? `${re.mergeBytes} vs ${re.replayBytes} bytes` : 'restore not measured',
+  });
+  const st = report.storage;
+  out.push({
+    target: 'forever incremental stores ≤ 0.5 × fullEvery 7',
+    met: st ? st.storedRatio <= 0.5 : null,
+    detail: st ? `×${st.storedRatio.toFixed(2)}` : 'storage not measured',
+  });
+  out.push({
+    target: 'merge: bytes through compute ≤ 3 × the delta absorbed',
+    met: st ? st.computeToDelta.max <= 3 : null,
+    detail: st
+      ? `median ×${st.computeToDelta.median}, max ×${st.computeToDelta.max}`
+      : 'storage not measured',
+  });
+  out.push({
+    target: 'every storage restore bit-exact',
+    met: st ? st.sha256Match : null,
+    detail: st ? (st.sha256Match ? 'sha256 ok' : 'SHA256 MISMATCH') : 'storage not measured',
   });
   const bundles = report.bundles;
   const slow = bundles?.filter((b) => b.importMs > BUNDLE_IMPORT_LIMIT_MS) ?? [];
@@ -199,6 +237,31 @@ export function formatTable(report: BenchReport): string {
     );
     row('merge', `${re.mergeBytes} bytes in ${re.mergeS.toFixed(1)} s${match(re.sha256Match.merge)}`);
   } else row('restore', 'not measured');
+
+  const st = report.storage;
+  lines.push('', `storage (${st?.backups ?? 30} backups, keep ${st?.keep ?? 14}, same writes)`);
+  if (st) {
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+    row(
+      'forever incremental',
+      `${mib(st.foreverIncremental.storedBytes)} in ${st.foreverIncremental.objects} objects, ${st.foreverIncremental.exportedFulls} full export(s)`,
+    );
+    row(
+      'fullEvery 7',
+      `${mib(st.fullEvery7.storedBytes)} in ${st.fullEvery7.objects} objects, ${st.fullEvery7.exportedFulls} full export(s)`,
+    );
+    row('stored ratio', `×${st.storedRatio.toFixed(2)} of a ${mib(st.diskBytes)} disk's series`);
+    row(
+      `per merge (${st.merges}, median)`,
+      `${mib(st.bytesCopiedPerMerge)} copied in S3, ${mib(st.bytesUploadedPerMerge)} through compute (×${st.computeToDelta.median} the delta, max ×${st.computeToDelta.max}), ${mib(st.bytesVerifiedPerMerge)} read back, ${st.requestsPerMerge} S3 requests`,
+    );
+    for (const [name, times] of Object.entries(st.restoreLatest)) {
+      row(
+        `restore latest, ${name}`,
+        `replay ${times.replayS.toFixed(1)} s, merge ${times.mergeS.toFixed(1)} s`,
+      );
+    }
+  } else row('storage', 'not measured');
 
   lines.push('', 'bundles (as synthesized; import in a fresh process, median)');
   for (const b of report.bundles ?? []) {

@@ -13,6 +13,7 @@ import { exportInChild } from './memory.ts';
 import { measurePeer } from './peer.ts';
 import { evaluateTargets, formatTable, type BenchReport, type MemoryPair } from './report.ts';
 import { measureRestoreAndTransitions } from './restore-section.ts';
+import { measureStorage } from './storage-section.ts';
 import { startSimProcess, type SimProcess } from './sim-process.ts';
 import type { S3World } from './s3-world.ts';
 import { leaseSwift } from './swift.ts';
@@ -77,11 +78,12 @@ async function main(): Promise<number> {
   const doPeer = wants('peer');
   const doMemory = wants('memory');
   const doRestore = wants('restore');
+  const doStorage = wants('storage');
   const doTransitions = wants('transitions');
   const doBundles = wants('bundles');
 
   let s3: S3World | undefined;
-  if (doExport || doPeer || doMemory || doRestore || doTransitions) {
+  if (doExport || doPeer || doMemory || doRestore || doStorage || doTransitions) {
     const swift = await leaseSwift(log);
     onExit(() => swift.release());
     notes.push(
@@ -144,6 +146,9 @@ async function main(): Promise<number> {
     }
   }
 
+  let storage: BenchReport['storage'] = null;
+  if (doStorage) storage = await section('storage', () => measureStorage(options, s3!, log));
+
   let bundles: BenchReport['bundles'] = null;
   if (doBundles) {
     const measured = await section('bundles', () => measureBundles(options.importRuns, log));
@@ -158,7 +163,17 @@ async function main(): Promise<number> {
   }
 
   await cleanUp();
-  const partial = { machine, export: exportReport, memory, restore, bundles, transitions, notes, seconds: 0 };
+  const partial = {
+    machine,
+    export: exportReport,
+    memory,
+    restore,
+    storage,
+    bundles,
+    transitions,
+    notes,
+    seconds: 0,
+  };
   const report: BenchReport = {
     ...partial,
     targets: evaluateTargets(partial),
