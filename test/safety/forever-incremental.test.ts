@@ -21,6 +21,7 @@ import { applyRetention, planRetention } from '../../lambdas/catalog/retention.t
 import { mergeChain } from '../../lambdas/merge/merge-points.ts';
 import { planParts, pieceLength, type Piece } from '../../lambdas/merge/part-plan.ts';
 import { createS3Client } from '../../lambdas/s3/client.ts';
+import { parseBackupInput } from '../../lambdas/backup/input.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { qemuConvert } from '../world/qemu-img.ts';
 import { listKeys, readObject, s3World } from '../world/s3.ts';
@@ -161,6 +162,14 @@ describe('forever incremental planning', () => {
       deltasLeft: 1,
     });
   });
+  it('takes `{keep}` alone as forever incremental, and names a bad fullEvery', () => {
+    const vdiUuids = ['3f1c2d4e-8a9b-4c5d-9e0f-112233445566'];
+    expect(parseBackupInput({ vdiUuids, retention: { keep: 14 } }).retention).toEqual({ keep: 14 });
+    expect(() => parseBackupInput({ vdiUuids, retention: { keep: 14, fullEvery: 0 } })).toThrow(
+      expect.objectContaining({ field: 'retention.fullEvery' }),
+    );
+  });
+
   it('merges nothing with fullEvery, for a kept full, or for qcow2 layers', () => {
     expect(planRetention(chain, { keep: 2, fullEvery: 7 }).merge).toBeUndefined();
     expect(planRetention(chain, { keep: 4 }).merge).toBeUndefined();
@@ -244,6 +253,73 @@ describe('forever incremental in the backup workflow (Swift)', () => {
     const kept = await world.manifests();
     for (const id of [...hashes.keys()]) if (!kept.some((m) => m.backupId === id)) hashes.delete(id);
     await expectInvariants(world, hashes);
+  });
+});
+
+describe('forever incremental: qcow2 series, and a Merge Lambda out of time (Swift)', () => {
+  let world: BackupWorld;
+  let killArmed = false;
+  beforeAll(async () => {
+    world = await startBackupWorld({
+      vdi: { virtualSize: 24 * MiB, populate: 'generated' },
+      target: {
+        // The Merge Lambda is killed as by its time limit once its upload is open.
+        simulateLambdaTimeout: {
+          step: 'backup.merge',
+          killWhen: async () => {
+            if (!killArmed) return new Promise<void>(() => undefined);
+            for (;;) {
+              if ((await world.openUploads()).length) return;
+              await new Promise((resolve) => setTimeout(resolve, 20));
+            }
+          },
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await world.close();
+  });
+
+  it('a Merge Lambda killed mid-upload: the merge runs again on Fargate, which aborts the upload left', async () => {
+    const hashes: RestorePointHashes = new Map();
+    for (let i = 0; i < 2; i++) {
+      world.sim.writeDisk(world.vdiUuid, (1 + 4 * i) * 2 * MiB, Buffer.alloc(4096, i + 1));
+      await backupAndRecord(world, hashes, { vdiUuids: [world.vdiUuid], retention: { keep: 1 } });
+    }
+    killArmed = true;
+    world.sim.writeDisk(world.vdiUuid, 9 * 2 * MiB, Buffer.alloc(4096, 9));
+    const run = await world.backup({ vdiUuids: [world.vdiUuid], retention: { keep: 1 } });
+    killArmed = false;
+    expect(run.status, run.cause).toBe('SUCCEEDED');
+    expect(run.statesEntered).toEqual(
+      expect.arrayContaining(['Merge', 'MergeOutOfLambda', 'MergeOnFargate', 'CollectMerge', 'Cleanup']),
+    );
+    expect(run.summary!.outcomes[0]!.merge).toMatchObject({ status: 'merged' });
+    const manifests = await world.manifests();
+    expect(manifests.map((m) => [m.kind, m.synthetic ?? false])).toEqual([['full', true]]);
+    hashes.clear();
+    hashes.set(manifests[0]!.backupId, world.sim.diskSha256(manifests[0]!.snapshotUuid));
+    await expectInvariants(world, hashes);
+  });
+
+  it('a qcow2 series is not merged: a fresh full once its chain reaches keep points', async () => {
+    const view = world.withNewVdi({ virtualSize: 8 * MiB, populate: 'scattered', imageFormat: 'qcow2' });
+    const kinds = [];
+    for (let i = 0; i < 3; i++) {
+      view.sim.writeDisk(view.vdiUuid, i * MiB, Buffer.alloc(4096, i + 1));
+      const run = await view.backup({ vdiUuids: [view.vdiUuid], retention: { keep: 2 } });
+      expect(run.status, run.cause).toBe('SUCCEEDED');
+      const outcome = run.summary!.outcomes[0]!;
+      expect(outcome.merge).toBeUndefined();
+      kinds.push([outcome.kind, outcome.fullReason ?? '']);
+    }
+    expect(kinds).toEqual([
+      ['full', 'first backup'],
+      ['delta', ''],
+      ['full', 'qcow2 chains are not merged in S3: a full every 2 backups (keep)'],
+    ]);
+    expect((await view.manifests()).map((m) => m.kind)).toEqual(['full', 'delta', 'full']);
   });
 });
 
