@@ -75,7 +75,8 @@ export interface SyntheticFullOptions {
 
 /**
  * Builds, inside S3, one dynamic VHD equal to the disk at the chain's newest layer: the new head (footer
- * copy, header, BAT) and footer are uploaded, each block is copied from the newest layer holding it
+ * copy, header, BAT) and footer are uploaded, each block is copied from the newest layer holding it, in
+ * that layer's file order
  * (`UploadPartCopy` ranges; short runs are read and uploaded with their neighbours). Host exports carry
  * whole blocks, so a newer block replaces an older one entirely; the read-back refuses one that doesn't.
  * The new object is then read back once as a stream through the VHD validator and sha256 before anything
@@ -119,11 +120,19 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
     }
   }
   const blockIndexes = [...newest.keys()].sort((a, b) => a - b);
-  const head = vhdHead(virtualSize, blockIndexes, { diskType: 'dynamic' });
+  // The blocks in the order they lie in their layers (oldest layer first): the old full's surviving runs
+  // and each delta's blocks stay contiguous, so most of the new object is a few long copies.
+  const fileOrder = maps.flatMap(({ layer, map }) =>
+    [...map.blocks]
+      .filter(([index]) => newest.get(index)!.key === layer.objectKey)
+      .sort(([, a], [, b]) => a - b)
+      .map(([index]) => index),
+  );
+  const head = vhdHead(virtualSize, blockIndexes, { diskType: 'dynamic' }, fileOrder);
 
-  // The block regions (bitmap + data) in the new order, adjacent ones of one object joined.
+  // The block regions (bitmap + data) in that order, adjacent ones of one object joined.
   const pieces: Piece[] = [{ kind: 'bytes', data: head.prefix }];
-  for (const index of blockIndexes) {
+  for (const index of fileOrder) {
     const block = newest.get(index)!;
     const last = pieces.at(-1)!;
     if (last.kind === 'range' && last.key === block.key && last.start + last.length === block.offset) {

@@ -42,14 +42,16 @@ export function writeVhd(
 
 /**
  * The bytes around the blocks of a dynamic or differencing VHD in the host's layout: `prefix` (footer copy,
- * dynamic header, zero sector, BAT) comes before the blocks, `footer` after them; block k of
- * `blockIndexes` starts at `prefix.length + k × (bitmapSize + VHD_BLOCK_SIZE)`. The writer streams blocks
- * between them; a synthetic full copies them between them inside S3 (docs/design.md § Forever incremental).
+ * dynamic header, zero sector, BAT) comes before the blocks, `footer` after them; the k-th block of
+ * `fileOrder` (by default `blockIndexes`, ascending) starts at `prefix.length + k × (bitmapSize +
+ * VHD_BLOCK_SIZE)`. The writer streams blocks in index order; a synthetic full copies them in the order
+ * they lie in its layers, which the BAT allows (docs/design.md § Forever incremental).
  */
 export function vhdHead(
   virtualSize: number,
   blockIndexes: readonly number[],
   options: VhdWriteOptions,
+  fileOrder: readonly number[] = blockIndexes,
 ): { byteLength: number; prefix: Buffer; footer: Uint8Array; bitmapSize: number } {
   if (virtualSize > MAX_VIRTUAL_SIZE) {
     throw new RangeError(`virtual size ${virtualSize} exceeds ${MAX_VIRTUAL_SIZE}`);
@@ -79,8 +81,11 @@ export function vhdHead(
   );
   // Padding entries past the last block are absent too, so the whole BAT starts as all ones.
   prefix.fill(0xff, HOST_TABLE_OFFSET);
+  if (fileOrder !== blockIndexes && [...fileOrder].sort((a, b) => a - b).join() !== blockIndexes.join()) {
+    throw new RangeError('the file order must hold each present block once');
+  }
   let sector = (HOST_TABLE_OFFSET + batSize) / SECTOR_SIZE;
-  for (const index of blockIndexes) {
+  for (const index of fileOrder) {
     // BAT entries are 32-bit sector numbers; all ones means absent.
     if (sector >= ABSENT_BLOCK) throw new RangeError('too many blocks for 32-bit BAT sector offsets');
     prefix.writeUInt32BE(sector, HOST_TABLE_OFFSET + index * 4);
