@@ -1,5 +1,5 @@
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { listManifests, listSeriesKeys } from './catalog.ts';
+import { listSeriesKeys } from './catalog.ts';
 import type { CatalogLocation } from './keys.ts';
 import { manifestKey, OBJECT_EXTENSIONS, seriesPrefix } from './keys.ts';
 import { chainOf, formatOf, type Manifest } from './manifest.ts';
@@ -34,6 +34,8 @@ export interface RetentionPlan {
   readonly expired: readonly Manifest[];
   /** Forever incremental: the merge that lets the oldest kept point's full expire. */
   readonly merge?: MergePlan;
+  /** The objects of the points that stay: any other backup object in the series is an orphan. */
+  readonly keptObjectKeys: readonly string[];
 }
 
 /**
@@ -60,6 +62,7 @@ export function planRetention(
   return {
     retained: retained.map((m) => m.backupId),
     expired: sorted.filter((m) => !needed.has(m.backupId)).reverse(),
+    keptObjectKeys: sorted.filter((m) => needed.has(m.backupId)).map((m) => m.objectKey),
     ...(mergeable
       ? { merge: { target: folded.at(-1)!, chain: folded, deltasLeft: chain.length - folded.length } }
       : {}),
@@ -121,9 +124,7 @@ export async function applyRetention(
     tally.restorePoints++;
     if (tally.firstBackupIds.length < RETENTION_REPORTED_IDS) tally.firstBackupIds.push(manifest.backupId);
   }
-  const referenced = new Set(
-    (await listManifests(s3, catalog, pool, vdiUuid)).map((manifest) => manifest.objectKey),
-  );
+  const referenced = new Set(plan.keptObjectKeys);
   for (const key of await orphanObjects(s3, catalog, pool, vdiUuid, olderThan, referenced)) {
     await remove(key, 'object without a manifest');
     tally.orphanObjects++;

@@ -43,6 +43,7 @@ describe('retention planning', () => {
     expect(planRetention(chain, { keep: 2, fullEvery: 9 })).toEqual({
       retained: ['d-full', 'e-delta'],
       expired: [chain[2], chain[1], chain[0]],
+      keptObjectKeys: ['d-full.vhd', 'e-delta.vhd'],
     });
     // Keeping only the newest delta still needs its full.
     expect(planRetention(chain, { keep: 1, fullEvery: 9 }).expired.map((m) => m.backupId)).toEqual([
