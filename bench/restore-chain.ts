@@ -15,7 +15,7 @@ export interface BackupChain {
 }
 
 /** Deterministic, so every run writes the same places (xorshift32). */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let x = seed >>> 0 || 1;
   return () => {
     x ^= x << 13;

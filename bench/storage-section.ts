@@ -6,6 +6,7 @@ import { runLocalRestore } from '../world/local/local-restore.ts';
 import { BLOCK_SIZE, startXapiSimulator } from '../world/xapi-simulator/index.ts';
 import type { BenchOptions } from './args.ts';
 import type { BenchReport } from './report.ts';
+import { prng } from './restore-chain.ts';
 import type { S3World } from './s3-world.ts';
 
 const BACKUPS = 30;
@@ -13,17 +14,6 @@ const KEEP = 14;
 const FULL_EVERY = 7;
 /** 4 KiB writes per backup at fixed pseudo-random offsets: about 2 % of a 256 MiB disk's blocks. */
 const WRITES_PER_BACKUP = 3;
-
-/** Deterministic offsets (xorshift32), so every run writes the same history. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 const median = (values: readonly number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);

@@ -25,7 +25,7 @@ import { exportUpperBound, partSizeFor } from '../export/part-size.ts';
 import { checkQcow2Support, imageFormatOf } from './image-format.ts';
 import { expectedDeltaBytes, routeFor, sizeExport, type TransferRouting } from '../transfer/routing.ts';
 import { mergeChain } from '../merge/merge-points.ts';
-import { vhdByteLength } from '../vhd/index.ts';
+import { VHD_BLOCK_SIZE, vhdByteLength } from '../vhd/index.ts';
 import { collectTransferResult, transferResultKey } from '../transfer/transfer-task.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
@@ -441,7 +441,7 @@ export function createBackupSteps(deps: BackupDeps) {
           // What the read-back streams: at most every block any layer holds.
           const blocks = Math.min(
             merge.chain.reduce((sum, m) => sum + m.presentBlocks, 0),
-            Math.ceil(merge.target.virtualSize / (2 * 1024 * 1024)),
+            Math.ceil(merge.target.virtualSize / VHD_BLOCK_SIZE),
           );
           const expectedBytes = vhdByteLength(merge.target.virtualSize, blocks);
           if (routeFor(deps.routing, expectedBytes) === 'fargate') {

@@ -25,31 +25,9 @@ import { parseBackupInput } from '../../lambdas/backup/input.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { qemuConvert } from '../world/qemu-img.ts';
 import { listKeys, readObject, s3World } from '../world/s3.ts';
-import { backupAndRecord, expectInvariants, type RestorePointHashes } from './invariants.ts';
+import { backupAndRecord, expectInvariants, manifest, type RestorePointHashes } from './invariants.ts';
 
 const MiB = 1024 * 1024;
-
-function manifest(backupId: string, parentBackupId: string | null, format?: 'qcow2'): Manifest {
-  return {
-    formatVersion: 1,
-    backupId,
-    kind: parentBackupId ? 'delta' : 'full',
-    parentBackupId,
-    pool: 'p',
-    vdiUuid: 'v',
-    vdiNameLabel: 'n',
-    snapshotUuid: 's',
-    virtualSize: 1,
-    objectKey: `${backupId}.vhd`,
-    bytes: 1,
-    sha256: 'x',
-    presentBlocks: 0,
-    ...(format ? { format } : {}),
-    startedAt: '',
-    endedAt: '',
-    host: '',
-  };
-}
 
 describe('synthetic full: the multipart plan', () => {
   const planLimits = { minPartBytes: 50, maxPartBytes: 400, maxParts: 40 };

@@ -83,3 +83,26 @@ function chainOf(byId: Map<string, Manifest>, backupId: string): string {
   }
   return layers.join(' ');
 }
+
+/** A manifest for planning tests: only the ids, kind, parent and format matter. */
+export function manifest(backupId: string, parentBackupId: string | null, format?: 'qcow2'): Manifest {
+  return {
+    formatVersion: 1,
+    backupId,
+    kind: parentBackupId ? 'delta' : 'full',
+    parentBackupId,
+    pool: 'p',
+    vdiUuid: 'v',
+    vdiNameLabel: 'n',
+    snapshotUuid: 's',
+    virtualSize: 1,
+    objectKey: `${backupId}.vhd`,
+    bytes: 1,
+    sha256: 'x',
+    presentBlocks: 0,
+    ...(format ? { format } : {}),
+    startedAt: '',
+    endedAt: '',
+    host: '',
+  };
+}

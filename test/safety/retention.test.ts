@@ -6,30 +6,9 @@ import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { createS3Client } from '../../lambdas/s3/client.ts';
 import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 import { listKeys, readObject, s3World } from '../world/s3.ts';
-import { backupAndRecord, expectInvariants, type RestorePointHashes } from './invariants.ts';
+import { backupAndRecord, expectInvariants, manifest, type RestorePointHashes } from './invariants.ts';
 
 const MiB = 1024 * 1024;
-
-function manifest(backupId: string, parentBackupId: string | null): Manifest {
-  return {
-    formatVersion: 1,
-    backupId,
-    kind: parentBackupId ? 'delta' : 'full',
-    parentBackupId,
-    pool: 'p',
-    vdiUuid: 'v',
-    vdiNameLabel: 'n',
-    snapshotUuid: 's',
-    virtualSize: 1,
-    objectKey: `${backupId}.vhd`,
-    bytes: 1,
-    sha256: 'x',
-    presentBlocks: 0,
-    startedAt: '',
-    endedAt: '',
-    host: '',
-  };
-}
 
 describe('retention planning', () => {
   it('keeps the newest N and everything they need, deleting children before parents', () => {
