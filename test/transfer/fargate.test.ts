@@ -181,8 +181,9 @@ describe('the Fargate transfer in the template', () => {
         expect(match[1]).not.toContain('layers');
       }
     }
-    // ExportOnFargate, ImportLayerOnFargate, ImportMergedOnFargate, ReplayOnFargate, VmDiskImportOnFargate.
-    expect(overrides).toBe(5);
+    // ExportOnFargate, MergeOnFargate, ImportLayerOnFargate, ImportMergedOnFargate, ReplayOnFargate,
+    // VmDiskImportOnFargate.
+    expect(overrides).toBe(6);
   });
 
   it('passes the configured Fargate threshold and the allocator setting to every transfer process', () => {
@@ -216,7 +217,10 @@ describe('the Fargate transfer in the template', () => {
       'kms:Decrypt',
       'kms:GenerateDataKey',
       's3:AbortMultipartUpload',
+      's3:DeleteObject',
       's3:GetObject',
+      's3:ListBucket',
+      's3:ListBucketMultipartUploads',
       's3:PutObject',
       'secretsmanager:GetSecretValue',
     ]);
