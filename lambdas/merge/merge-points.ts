@@ -1,6 +1,6 @@
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { abortUploads, commitManifest } from '../catalog/catalog.ts';
-import { syntheticObjectKey, type CatalogLocation } from '../catalog/keys.ts';
+import { abortUploads, commitManifest, readManifest } from '../catalog/catalog.ts';
+import { manifestKey, syntheticObjectKey, type CatalogLocation } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import type { MergePlan } from '../catalog/retention.ts';
 import { silentLog, type Log } from '../shared/log.ts';
@@ -22,7 +22,8 @@ export interface MergeReport extends Omit<SyntheticFullReport, 'sha256' | 'virtu
  * rewritten as a full (same backup id, `synthetic`, `mergedFrom`); the old full and the merged deltas
  * then expire by the ordinary retention that follows, and the target's own delta object, which nothing
  * refers to any more, goes with the orphans. A failure before the manifest is rewritten leaves the chain as
- * it was and no new object (or one the next retention removes as an orphan).
+ * it was and no new object (or one the next retention removes as an orphan); a rewrite whose answer was
+ * lost but that took effect counts as done, so the object it names is never deleted.
  */
 export async function mergeChain(
   s3: S3Client,
@@ -68,13 +69,23 @@ export async function mergeChain(
   try {
     await commitManifest(s3, catalog, manifest);
   } catch (error) {
-    // The old manifest still stands (a PUT replaces a key whole or not at all): the new object is an orphan.
-    await s3
-      .send(new DeleteObjectCommand({ Bucket: catalog.bucket, Key: key }))
-      .catch(() =>
-        log.warn('could not delete the unreferenced synthetic full; the next retention does', { key }),
-      );
-    throw error;
+    // A PUT replaces a key whole or not at all, but its answer can be lost after it took effect: delete the
+    // new object only once the manifest is seen still naming the old one. When that can't be read, the
+    // object stays: referenced, it is the point's; unreferenced, the next retention removes it as an orphan.
+    const manifestKeyOfTarget = manifestKey(catalog, target.pool, target.vdiUuid, target.backupId);
+    const standing = await readManifest(s3, catalog.bucket, manifestKeyOfTarget).catch(() => undefined);
+    if (standing?.objectKey === key) {
+      log.warn('the manifest rewrite reported a failure but took effect', { key, error: String(error) });
+    } else {
+      if (standing) {
+        await s3
+          .send(new DeleteObjectCommand({ Bucket: catalog.bucket, Key: key }))
+          .catch(() =>
+            log.warn('could not delete the unreferenced synthetic full; the next retention does', { key }),
+          );
+      }
+      throw error;
+    }
   }
   const { sha256: _sha, virtualSize: _size, presentBlocks: _blocks, ...counts } = built;
   const report: MergeReport = {

@@ -385,6 +385,28 @@ describe('a merge interrupted at every step (Swift)', () => {
     },
   );
 
+  it('S3 loses its answer to the manifest rewrite: the merge counts as done, and its object stays', async () => {
+    await restoreCatalog();
+    const lossy = createS3Client(s3World().target);
+    lossy.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        const key = (args as { input: { Key?: string } }).input.Key ?? '';
+        if (context.commandName === PutObjectCommand.name && key.endsWith('.json')) {
+          throw new Error('S3 answer lost');
+        }
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    const report = await mergeChain(lossy, catalog, await mergePlan(), { limits });
+    expect(report.backupId).toBe(fixture[2]!.backupId);
+    const target = (await world.manifests()).find((m) => m.backupId === fixture[2]!.backupId)!;
+    expect(target).toMatchObject({ kind: 'full', synthetic: true });
+    expect(await seriesKeys(world)).toContain(target.objectKey);
+    await expectAllRestore();
+  });
+
   it('killed after the manifest is rewritten: every point restores, and retention then leaves one full', async () => {
     await restoreCatalog();
     await mergeChain(createS3Client(s3World().target), catalog, await mergePlan(), { limits });
