@@ -14,14 +14,13 @@ import {
 } from '@aws-sdk/client-s3';
 import { CatalogError } from '../catalog/manifest.ts';
 import { readRange } from '../restore/merged-source.ts';
-import { mapConcurrently } from '../shared/concurrently.ts';
+import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import {
   createVhdValidator,
   readVhdBlockMap,
   vhdHead,
   VHD_BLOCK_SIZE,
-  type VhdBlockMap,
 } from '../vhd/index.ts';
 import {
   planParts,
@@ -94,17 +93,16 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
   const read = (objectKey: string, start: number, length: number) =>
     counted(readRange(s3, bucket, objectKey, start, length));
 
-  const maps: { layer: MergeLayer; map: VhdBlockMap }[] = [];
-  for (const layer of options.layers) {
-    // Two ranged reads per layer: its head and its BAT.
+  // Two ranged reads per layer (its head and its BAT), CATALOG_READS_IN_FLIGHT layers at a time.
+  const maps = await mapConcurrently(options.layers, CATALOG_READS_IN_FLIGHT, async (layer) => {
     const map = await readVhdBlockMap((start, length) => read(layer.objectKey, start, length), layer.bytes);
     if (map.blockSize !== VHD_BLOCK_SIZE) {
       throw new CatalogError(
         `${layer.objectKey}: block size ${map.blockSize}, a merge needs ${VHD_BLOCK_SIZE}`,
       );
     }
-    maps.push({ layer, map });
-  }
+    return { layer, map };
+  });
   const virtualSize = maps.at(-1)?.map.virtualSize;
   if (virtualSize === undefined) throw new CatalogError('a merge needs at least one layer');
   const mismatch = maps.find((entry) => entry.map.virtualSize !== virtualSize);
