@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseSize } from '../world/xapi-simulator/cli-args.ts';
 import { DEFAULT_PARTS_IN_FLIGHT } from '../lambdas/runtime/defaults.ts';
@@ -20,6 +21,10 @@ export interface BenchOptions {
   /** Disk behind the storage figures (forever incremental against fullEvery 7; generated content). */
   readonly storageSize: number;
   readonly partsInFlight: number;
+  /** Runs per figure, interleaved; each figure is their median (at least 3). */
+  readonly runs: number;
+  /** Write a CPU profile of our first export (and first restores) into this directory. */
+  readonly cpuProf: string | undefined;
   /** Fresh processes per bundle for the import time (the median is reported). */
   readonly importRuns: number;
   readonly skip: ReadonlySet<Section>;
@@ -36,6 +41,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --restore-deltas N         deltas after the full (default 10)
   --storage-size SIZE        disk behind the storage figures: 30 backups, keep 14 (default 256MiB)
   --parts-in-flight N        S3 parts uploading at once, for ours and the sink limit (default ${DEFAULT_PARTS_IN_FLIGHT})
+  --runs N                   runs per figure, interleaved, the median reported (default 3, at least 3)
+  --cpu-prof DIR             CPU profiles (node --cpu-prof) of our first export and restores into DIR
   --import-runs N            fresh processes per bundle import time, median reported (default 5)
   --skip LIST                comma-separated sections to skip: ${SECTIONS.join(',')}
 SIZE: bytes or 512MiB, 2GiB, 3TiB, ...`;
@@ -56,6 +63,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       'storage-size': { type: 'string', default: '256MiB' },
       'parts-in-flight': { type: 'string', default: String(DEFAULT_PARTS_IN_FLIGHT) },
       'import-runs': { type: 'string', default: '5' },
+      runs: { type: 'string', default: '3' },
+      'cpu-prof': { type: 'string' },
       skip: { type: 'string', default: '' },
     },
   });
@@ -80,8 +89,17 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     storageSize: parseSize(values['storage-size']),
     partsInFlight: positive(values['parts-in-flight'], '--parts-in-flight'),
     importRuns: positive(values['import-runs'], '--import-runs'),
+    runs: atLeastThree(values.runs),
+    cpuProf: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     skip,
   };
+}
+
+/** A median of fewer than 3 runs is one noisy moment: refused. */
+function atLeastThree(text: string): number {
+  const runs = positive(text, '--runs');
+  if (runs < 3) throw new Error('--runs needs at least 3: each figure is the median of its runs');
+  return runs;
 }
 
 function positive(text: string, flag: string): number {

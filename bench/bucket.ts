@@ -8,6 +8,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
+import { vhdContentDigest } from './content.ts';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 
 /** A bucket of our own for one bench run, so nothing it writes mixes with the tests' buckets. */
 export async function createBenchBucket(s3: S3Client): Promise<string> {
@@ -40,4 +42,12 @@ export async function emptyPrefix(s3: S3Client, bucket: string, prefix = ''): Pr
 export async function deleteBenchBucket(s3: S3Client, bucket: string): Promise<void> {
   await emptyPrefix(s3, bucket);
   await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+}
+
+/** vhdContentDigest of what S3 holds under `key`, streamed: what a run stored, read back outside its timing. */
+export async function vhdDigestOfStored(s3: S3Client, bucket: string, key: string): Promise<string> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const digest = vhdContentDigest(object.ContentLength ?? 0);
+  for await (const chunk of object.Body as AsyncIterable<Uint8Array>) digest.update(chunk);
+  return digest.digest();
 }

@@ -1,6 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { randomBytes } from 'node:crypto';
+import { vhdContentDigest } from './content.ts';
 import { Readable } from 'node:stream';
 import { openExport, XapiSession } from '../lambdas/xapi/index.ts';
 
@@ -17,18 +18,52 @@ export async function measureSourceLimit(
   xapi: { readonly url: string; readonly username: string; readonly password: string },
   vdiUuid: string,
 ): Promise<Measured> {
+  let started = performance.now();
+  const { bytes } = await readSourceExport(
+    xapi,
+    vdiUuid,
+    () => undefined,
+    () => (started = performance.now()),
+  );
+  return { bytes, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * The host's export stream of `vdiUuid` once, not timed: its length and vhdContentDigest, what every run
+ * must store (the footers' identity fields aside, which differ per export).
+ */
+export async function digestSourceExport(
+  xapi: { readonly url: string; readonly username: string; readonly password: string },
+  vdiUuid: string,
+  length: number,
+): Promise<{ readonly bytes: number; readonly digest: string }> {
+  const digest = vhdContentDigest(length);
+  const { bytes } = await readSourceExport(xapi, vdiUuid, (chunk) => digest.update(chunk));
+  return { bytes, digest: digest.digest() };
+}
+
+/** Logs in, reads the export of `vdiUuid` to its task's success, logs out; `onOpen` marks the request. */
+async function readSourceExport(
+  xapi: { readonly url: string; readonly username: string; readonly password: string },
+  vdiUuid: string,
+  onChunk: (chunk: Buffer) => void,
+  onOpen: () => void = () => undefined,
+): Promise<{ readonly bytes: number }> {
   const session = await XapiSession.login({ url: xapi.url }, xapi);
   try {
     const vdiRef = await session.getVdiByUuid(vdiUuid);
-    const taskRef = await session.createTask('vdi-vault bench source limit');
+    const taskRef = await session.createTask('vdi-vault bench source');
     try {
-      const started = performance.now();
+      onOpen();
       const opened = await openExport(session, { vdiRef, taskRef, format: 'vhd' });
       let bytes = 0;
-      for await (const chunk of opened.body) bytes += (chunk as Buffer).length;
+      for await (const chunk of opened.body) {
+        bytes += (chunk as Buffer).length;
+        onChunk(chunk as Buffer);
+      }
       const task = await session.awaitTask(taskRef);
-      if (task.status !== 'success') throw new Error(`source-limit export ended ${task.status}`);
-      return { bytes, seconds: (performance.now() - started) / 1000 };
+      if (task.status !== 'success') throw new Error(`the source export ended ${task.status}`);
+      return { bytes };
     } finally {
       await session.destroyTask(taskRef);
     }

@@ -5,12 +5,15 @@
  */
 import { createS3Client } from '../lambdas/s3/client.ts';
 import { parseBenchArgs, type BenchOptions } from './args.ts';
-import { createBenchBucket, deleteBenchBucket, emptyPrefix } from './bucket.ts';
+import { createBenchBucket, deleteBenchBucket, emptyPrefix, vhdDigestOfStored } from './bucket.ts';
 import { measureBundles } from './bundles.ts';
-import { measureSinkLimit, measureSourceLimit, type Measured } from './export-limits.ts';
+import { digestSourceExport, type Measured } from './export-limits.ts';
+import { median, spreadOf, timedChild } from './child.ts';
+import type { LimitInput } from './limit-child.ts';
+import { exportUpperBound, partSizeFor } from '../lambdas/export/part-size.ts';
 import { describeMachine } from './machine.ts';
 import { exportInChild } from './memory.ts';
-import { measurePeer } from './peer.ts';
+import { preparePeer } from './peer.ts';
 import { evaluateTargets, formatTable, type BenchReport, type MemoryPair } from './report.ts';
 import { measureRestoreAndTransitions } from './restore-section.ts';
 import { measureStorage } from './storage-section.ts';
@@ -179,6 +182,14 @@ async function main(): Promise<number> {
     targets: evaluateTargets(partial),
     seconds: round((performance.now() - started) / 1000),
   };
+  // A target nobody measured is a failure unless its section was skipped on purpose.
+  const unmeasured = report.targets.filter((t) => t.met === null && !options.skip.has(t.section));
+  for (const t of unmeasured) {
+    failed = true;
+    report.notes.push(
+      `not measured: ${t.target} (${t.detail}); skip its section (--skip ${t.section}) to leave it out`,
+    );
+  }
   process.stdout.write(`${formatTable(report)}\n`);
   if (options.json) process.stdout.write(`${JSON.stringify(report)}\n`);
   return failed ? 1 : 0;
@@ -193,72 +204,131 @@ async function measureExport(
 ): Promise<NonNullable<BenchReport['export']>> {
   const vdi = sim.vdis.throughput!;
   const xapi = { url: sim.url, username: sim.username, password: sim.password };
-  const source = await measureSourceLimit(xapi, vdi.uuid);
-  log(`source limit: ${source.bytes} bytes, ${mbPerS(source).toFixed(1)} MB/s`);
-
-  // In a fresh process like the memory runs: isolated from the bench's own modules, and a crash there
-  // fails this measurement rather than the bench.
-  const ours = await exportInChild({
+  // What every run must store: the host's stream, its length from a first read, its digest from a second.
+  const { bytes: length } = await timedChild<Measured>('bench/limit-child.ts', 'VDI_VAULT_BENCH_LIMIT', {
+    kind: 'source',
     xapi,
     vdiUuid: vdi.uuid,
-    s3: s3.endpoint,
-    bucket: s3.bucket,
-    key: 'export/ours.vhd',
-    partsInFlight: options.partsInFlight,
-    format: 'vhd',
-  });
-  log(`ours: ${ours.bytes} bytes, ${mbPerS(ours).toFixed(1)} MB/s`);
-  await emptyPrefix(s3.client, s3.bucket, 'export/');
-  if (ours.bytes !== source.bytes)
-    throw new Error(`ours moved ${ours.bytes} bytes, the source sent ${source.bytes}`);
+  } satisfies LimitInput).then((run) => run.result);
+  const reference = await digestSourceExport(xapi, vdi.uuid, length);
+  log(`source: ${reference.bytes} bytes`);
+  const partSize = partSizeFor(exportUpperBound('vhd', vdi.virtualSize));
+  const setup = withPeer
+    ? await preparePeer(
+        xapi,
+        vdi.uuid,
+        { client: s3.client, endpoint: s3.endpoint.endpoint, region: s3.endpoint.region },
+        s3.swift.credentials,
+        s3.bucket,
+      ).catch((error: unknown) => ({
+        ok: false as const,
+        reason: error instanceof Error ? error.message : String(error),
+      }))
+    : undefined;
+  if (setup && !setup.ok) notes.push(`peer not measured: ${setup.reason}`);
+  const peer = setup?.ok ? setup.peer : undefined;
+  if (peer) onExit(() => peer.close());
 
-  const sink = await measureSinkLimit(
-    s3.client,
-    { bucket: s3.bucket, key: 'export/sink.bin' },
-    source.bytes,
-    ours.partSize,
-    options.partsInFlight,
-  );
-  log(`sink limit: ${mbPerS(sink).toFixed(1)} MB/s`);
-  await emptyPrefix(s3.client, s3.bucket, 'export/');
-
-  let peerMbPerS: number | null = null;
-  let peerNote: string | undefined;
-  if (withPeer) {
-    const peer = await measurePeer(
+  const figures = { source: [] as number[], sink: [] as number[], ours: [] as number[] };
+  const pipelineMbPerS: number[] = [];
+  const peerMbPerS: number[] = [];
+  const cpuMsPerMB: number[] = [];
+  const mb = reference.bytes / 1e6;
+  const expectStored = async (who: string, key: string, bytes: number) => {
+    if (bytes !== reference.bytes)
+      throw new Error(`${who} stored ${bytes} bytes, the source sent ${reference.bytes}`);
+    const stored = await vhdDigestOfStored(s3.client, s3.bucket, key);
+    if (stored !== reference.digest)
+      throw new Error(`${who} stored different content than the host sent (footer identity fields aside)`);
+  };
+  // Interleaved, so that a noisy moment of the machine touches every figure alike.
+  for (let round = 1; round <= options.runs; round++) {
+    const source = await timedChild<Measured>('bench/limit-child.ts', 'VDI_VAULT_BENCH_LIMIT', {
+      kind: 'source',
       xapi,
-      vdi.uuid,
-      { client: s3.client, endpoint: s3.endpoint.endpoint, region: s3.endpoint.region },
-      s3.swift.credentials,
-      { bucket: s3.bucket, key: 'export/peer.vhd' },
-    ).catch((error: unknown) => ({
-      ok: false as const,
-      reason: error instanceof Error ? error.message : String(error),
-    }));
+      vdiUuid: vdi.uuid,
+    } satisfies LimitInput);
+    if (source.result.bytes !== reference.bytes)
+      throw new Error(`the source sent ${source.result.bytes} bytes, then ${reference.bytes}`);
+    figures.source.push(mb / source.seconds);
+
+    const sink = await timedChild<Measured>('bench/limit-child.ts', 'VDI_VAULT_BENCH_LIMIT', {
+      kind: 'sink',
+      s3: s3.endpoint,
+      bucket: s3.bucket,
+      key: 'export/sink.bin',
+      bytes: reference.bytes,
+      partSize,
+      partsInFlight: options.partsInFlight,
+    } satisfies LimitInput);
+    figures.sink.push(mb / sink.seconds);
     await emptyPrefix(s3.client, s3.bucket, 'export/');
-    if (peer.ok) {
-      if (peer.measured.bytes !== source.bytes)
-        throw new Error(`the peer stored ${peer.measured.bytes} bytes of ${source.bytes}`);
-      peerMbPerS = round(mbPerS(peer.measured));
-      peerNote = `${peer.awsVersion}, default transfer settings, path-style`;
-      if (peer.note) notes.push(`peer: ${peer.note}`);
-      log(`peer: ${peerMbPerS} MB/s`);
-    } else {
-      peerNote = peer.reason;
-      notes.push(`peer not measured: ${peer.reason}`);
+
+    const profile = options.cpuProf && round === 1 ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`] : [];
+    const ours = await exportInChild(
+      {
+        xapi,
+        vdiUuid: vdi.uuid,
+        s3: s3.endpoint,
+        bucket: s3.bucket,
+        key: 'export/ours.vhd',
+        partsInFlight: options.partsInFlight,
+        format: 'vhd',
+      },
+      profile,
+    );
+    if (ours.partSize !== partSize)
+      throw new Error(`ours used ${ours.partSize}-byte parts, the sink ${partSize}`);
+    await expectStored('ours', 'export/ours.vhd', ours.bytes);
+    figures.ours.push(mb / ours.processSeconds);
+    pipelineMbPerS.push(mb / ours.seconds);
+    cpuMsPerMB.push(ours.cpuMs / mb);
+    await emptyPrefix(s3.client, s3.bucket, 'export/');
+
+    if (peer) {
+      const measured = await peer.run('export/peer.vhd');
+      await expectStored('the peer', 'export/peer.vhd', measured.bytes);
+      if (measured.stderr) notes.push(`peer: ${measured.stderr}`);
+      peerMbPerS.push(mb / measured.seconds);
+      await emptyPrefix(s3.client, s3.bucket, 'export/');
     }
+    log(
+      `round ${round}/${options.runs}: source ${(mb / source.seconds).toFixed(1)}, sink ${(mb / sink.seconds).toFixed(1)}, ours ${(mb / ours.processSeconds).toFixed(1)} (pipeline ${(mb / ours.seconds).toFixed(1)}, ${(ours.cpuMs / mb).toFixed(2)} CPU ms/MB)` +
+        (peer ? `, peer ${peerMbPerS.at(-1)!.toFixed(1)}` : '') +
+        ' MB/s, each a whole process',
+    );
   }
-  const lower = Math.min(mbPerS(source), mbPerS(sink));
+  if (peer?.note) notes.push(`peer: ${peer.note}`);
+  const sourceLimit = median(figures.source);
+  const sinkLimit = median(figures.sink);
+  const oursMedian = median(figures.ours);
+  const peerMedian = peerMbPerS.length ? median(peerMbPerS) : null;
   return {
-    mbPerS: round(mbPerS(ours)),
-    ratioToLimit: round(mbPerS(ours) / lower, 3),
-    peerMbPerS,
-    sourceLimitMbPerS: round(mbPerS(source)),
-    sinkLimitMbPerS: round(mbPerS(sink)),
-    bytes: source.bytes,
-    partSize: ours.partSize,
+    mbPerS: round(oursMedian),
+    pipelineMbPerS: round(median(pipelineMbPerS)),
+    ratioToLimit: round(oursMedian / Math.min(sourceLimit, sinkLimit), 3),
+    peerMbPerS: peerMedian === null ? null : round(peerMedian),
+    ratioToPeer: peerMedian === null ? null : round(oursMedian / peerMedian, 3),
+    sourceLimitMbPerS: round(sourceLimit),
+    sinkLimitMbPerS: round(sinkLimit),
+    cpuMsPerMB: round(median(cpuMsPerMB), 2),
+    bytes: reference.bytes,
+    partSize,
     partsInFlight: options.partsInFlight,
-    ...(peerNote ? { peerNote } : {}),
+    runs: options.runs,
+    spread: {
+      mbPerS: spreadOf(figures.ours),
+      pipelineMbPerS: spreadOf(pipelineMbPerS),
+      sourceLimitMbPerS: spreadOf(figures.source),
+      sinkLimitMbPerS: spreadOf(figures.sink),
+      cpuMsPerMB: spreadOf(cpuMsPerMB, 2),
+      ...(peerMbPerS.length ? { peerMbPerS: spreadOf(peerMbPerS) } : {}),
+    },
+    ...(peer
+      ? { peerNote: `${peer.awsVersion}, default transfer settings, path-style` }
+      : setup && !setup.ok
+        ? { peerNote: setup.reason }
+        : {}),
   };
 }
 

@@ -17,7 +17,7 @@ export interface S3Endpoint {
  */
 export function createS3Client(target: S3Endpoint = {}): S3Client {
   const local = target.endpoint !== undefined;
-  return new S3Client({
+  const client = new S3Client({
     ...(local
       ? {
           endpoint: target.endpoint,
@@ -31,4 +31,26 @@ export function createS3Client(target: S3Endpoint = {}): S3Client {
         : {}),
     ...(target.credentials ? { credentials: target.credentials } : {}),
   });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'UploadPartCommand') leavePayloadUnsigned(args.request);
+      return next(args);
+    },
+    { step: 'build', priority: 'low', name: 'vdiVaultUnsignedPartPayload' },
+  );
+  return client;
+}
+
+/**
+ * A part's SigV4 signature leaves its payload out (`UNSIGNED-PAYLOAD`), as the AWS CLI does over TLS:
+ * otherwise the SDK hashes every part's bytes once more with sha256, a tenth of an export's CPU
+ * (docs/design.md § Export throughput). The bytes stay checked: TLS in transit, the part's CRC32 that the
+ * SDK still sends to AWS by default (an explicit `ChecksumAlgorithm` where Object Lock needs one), and the
+ * object's sha256 in its manifest, verified on every restore.
+ */
+function leavePayloadUnsigned(request: unknown): void {
+  const headers = (request as { headers?: Record<string, string> } | undefined)?.headers;
+  if (headers && !Object.keys(headers).some((name) => name.toLowerCase() === 'x-amz-content-sha256')) {
+    headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+  }
 }

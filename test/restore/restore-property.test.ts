@@ -1,6 +1,6 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { startBackupWorld } from '../world/backup-world.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBackupWorld, type BackupWorld } from '../world/backup-world.ts';
 
 const MiB = 1024 * 1024;
 const DISK = 16 * MiB;
@@ -12,13 +12,23 @@ const write = fc.record({
 });
 
 describe('restore, property-based end to end', () => {
+  let shared: BackupWorld;
+  beforeAll(async () => {
+    shared = await startBackupWorld({ vdi: { virtualSize: DISK, populate: 'scattered' } });
+  });
+  afterAll(async () => {
+    await shared?.close();
+  });
+
   it('any restore point of random write histories restores to its snapshot’s content, with each strategy', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.array(write, { maxLength: 4 }), { minLength: 1, maxLength: 8 }),
         fc.nat(),
         async (history, pick) => {
-          const world = await startBackupWorld({ vdi: { virtualSize: DISK, populate: 'scattered' } });
+          // Each history on a fresh VDI of one warm world: its backups, catalog series and restores are
+          // the VDI's own.
+          const world = shared.withNewVdi({ virtualSize: DISK, populate: 'scattered' });
           try {
             const hashes: string[] = [];
             for (const writes of history) {
@@ -52,7 +62,7 @@ describe('restore, property-based end to end', () => {
       ),
       { numRuns: 5 },
     );
-    // Five worlds, each cold-starting its functions, with restores by both strategies and outside checks:
-    // a few minutes when it shares the machine with another test file.
+    // Five histories with restores by both strategies and outside checks: minutes when it shares the
+    // machine with another test file.
   }, 480_000);
 });
