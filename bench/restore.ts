@@ -32,7 +32,7 @@ export interface RestoreMeasure {
   readonly strategy: string;
   readonly restorePoint: string;
   readonly layers: number;
-  /** Bytes PUT to the host, as the workflow reports them (`bytesMoved`). */
+  /** Bytes the host read from the restore's import PUTs, counted at the simulator. */
   readonly bytes: number;
   /** The whole workflow, Validate to Logout. */
   readonly seconds: number;
@@ -57,6 +57,7 @@ export async function restoreOnce(
     nameLabel: `bench restore ${strategy ?? 'default'}`,
     ...(strategy ? { strategy } : {}),
   };
+  const transfersBefore = sim.transfers().length;
   const started = performance.now();
   const run = await runLocalRestore(target, input);
   const seconds = (performance.now() - started) / 1000;
@@ -68,12 +69,23 @@ export async function restoreOnce(
   const vdiUuid = typeof output.vdiUuid === 'string' ? output.vdiUuid : undefined;
   const expected = chain.sha256After.get(restorePoint);
   const sha256Match = vdiUuid && expected ? sim.diskSha256(vdiUuid) === expected : undefined;
+  const imports = sim
+    .transfers()
+    .slice(transfersBefore)
+    .filter((transfer) => transfer.direction === 'import' && transfer.vdiUuid === vdiUuid);
+  // A PUT the host refuses before reading a byte (our redirect probe) moves nothing; every other one must succeed.
+  const moved = imports.filter((transfer) => transfer.bytes > 0);
+  if (!moved.length || moved.some((transfer) => transfer.outcome !== 'success')) {
+    throw new Error(
+      `restore (${strategy ?? 'default'}): the host read ${moved.length} import(s), not all successful: ${moved.map((t) => `${t.outcome} ${t.bytes}`).join(', ')}`,
+    );
+  }
   if (vdiUuid) sim.deleteVdi(vdiUuid);
   return {
     strategy: typeof output.strategy === 'string' ? output.strategy : (strategy ?? 'default'),
     restorePoint,
     layers: Array.isArray(layers) ? layers.length : typeof layers === 'number' ? layers : 0,
-    bytes: typeof output.bytesMoved === 'number' ? output.bytesMoved : Number.NaN,
+    bytes: moved.reduce((sum, transfer) => sum + transfer.bytes, 0),
     seconds,
     transitions: run.statesEntered.length,
     sha256Match,

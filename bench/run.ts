@@ -22,7 +22,6 @@ import type { S3World } from './s3-world.ts';
 import { leaseSwift } from './swift.ts';
 
 const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
-const mbPerS = (m: Measured): number => m.bytes / 1e6 / m.seconds;
 const round = (value: number, digits = 1): number => Math.round(value * 10 ** digits) / 10 ** digits;
 
 /** Cleanups run in reverse on the way out, also on SIGINT/SIGTERM. */
