@@ -5,29 +5,16 @@
  * Node's own baseline). The bench times the whole process; `seconds` is the exportToS3 call alone.
  */
 import { runOneExport, type OneExportInput } from './one-export.ts';
+import { startResourceSampler } from './sampler.ts';
 
-// Where the memory goes, sampled: if buffers stay flat while RSS grows, the allocator holds the rest.
-let peakHeap = 0;
-let peakArrayBuffers = 0;
-const sampler = setInterval(() => {
-  const usage = process.memoryUsage();
-  peakHeap = Math.max(peakHeap, usage.heapTotal);
-  peakArrayBuffers = Math.max(peakArrayBuffers, usage.arrayBuffers);
-}, 50);
-
+const sampler = startResourceSampler();
 const input = JSON.parse(process.env.VDI_VAULT_BENCH_EXPORT ?? '') as OneExportInput;
 const result = await runOneExport(input);
-clearInterval(sampler);
-const MiB = 1024 * 1024;
-const cpu = process.cpuUsage();
 const line = {
   bytes: result.export.bytes,
+  sha256: result.export.sha256,
   seconds: result.seconds,
   partSize: result.export.partSize,
-  // resourceUsage().maxRSS is in kilobytes (KiB on Linux).
-  maxRssKiB: process.resourceUsage().maxRSS,
-  peakHeapMiB: Math.round((peakHeap / MiB) * 10) / 10,
-  peakArrayBuffersMiB: Math.round((peakArrayBuffers / MiB) * 10) / 10,
-  cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+  ...sampler.finish(),
 };
 process.stdout.write(`${JSON.stringify(line)}\n`);

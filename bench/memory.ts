@@ -1,19 +1,17 @@
 import type { OneExportInput } from './one-export.ts';
+import type { RestoreChildInput } from './restore-child.ts';
 import { timedChild } from './child.ts';
+import type { SampledResources } from './sampler.ts';
 
-export interface ChildExport {
+export interface ChildExport extends SampledResources {
   readonly bytes: number;
+  /** What the export hashed: the manifest's sha256 of the stored object. */
+  readonly sha256: string;
   /** The exportToS3 call alone (GET, validation, sha256, every part, the completion). */
   readonly seconds: number;
   /** Spawn to exit, as the bench timed it. */
   readonly processSeconds: number;
   readonly partSize: number;
-  readonly maxRssKiB: number;
-  /** Sampled every 50 ms: V8's heap and the Buffers outside it. */
-  readonly peakHeapMiB: number;
-  readonly peakArrayBuffersMiB: number;
-  /** User and system CPU of the whole process. */
-  readonly cpuMs: number;
 }
 
 /**
@@ -31,4 +29,14 @@ export async function exportInChild(
     nodeArgs,
   );
   return { ...run.result, processSeconds: run.seconds };
+}
+
+/** Runs bench/restore-child.ts in a fresh Node process (the environment a deployed transfer gets). */
+export async function restoreInChild(input: RestoreChildInput) {
+  const run = await timedChild<SampledResources & { readonly bytes: number; readonly seconds: number }>(
+    'bench/restore-child.ts',
+    'VDI_VAULT_BENCH_RESTORE',
+    input,
+  );
+  return run.result;
 }

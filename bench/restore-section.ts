@@ -164,6 +164,7 @@ async function measureRestores(
     readLimitMbPerS: round2(readLimit),
     writeLimitMbPerS: round2(writeLimit),
     limitMbPerS: round2(Math.min(readLimit, writeLimit)),
+    sharedLimitMbPerS: round2(1 / (1 / readLimit + 1 / writeLimit)),
     layers,
     runs: options.runs,
     defaultStrategy: byDefault.strategy,

@@ -12,7 +12,7 @@ import { median, spreadOf, timedChild } from './child.ts';
 import type { LimitInput } from './limit-child.ts';
 import { exportUpperBound, partSizeFor } from '../lambdas/export/part-size.ts';
 import { describeMachine } from './machine.ts';
-import { exportInChild } from './memory.ts';
+import { exportInChild, restoreInChild } from './memory.ts';
 import { preparePeer } from './peer.ts';
 import { evaluateTargets, formatTable, type BenchReport, type MemoryPair } from './report.ts';
 import { measureRestoreAndTransitions } from './restore-section.ts';
@@ -310,6 +310,7 @@ async function measureExport(
     ratioToPeer: peerMedian === null ? null : round(oursMedian / peerMedian, 3),
     sourceLimitMbPerS: round(sourceLimit),
     sinkLimitMbPerS: round(sinkLimit),
+    sharedLimitMbPerS: round(1 / (1 / sourceLimit + 1 / sinkLimit)),
     cpuMsPerMB: round(median(cpuMsPerMB), 2),
     bytes: reference.bytes,
     partSize,
@@ -344,21 +345,53 @@ async function measureMemory(
   const xapi = { url: sim.url, username: sim.username, password: sim.password };
   const disks =
     format === 'vhd' ? { small: 'small', large: 'large' } : { small: 'qcow2Small', large: 'qcow2Large' };
+  type Restored = Awaited<ReturnType<typeof restoreInChild>>;
+  const restored: Record<'replay' | 'merge', Partial<Record<'small' | 'large', Restored>>> = {
+    replay: {},
+    merge: {},
+  };
   const one = async (which: 'small' | 'large') => {
     const name = disks[which];
+    const key = `memory/${name}.${format}`;
     const result = await exportInChild({
       xapi,
       vdiUuid: sim.vdis[name]!.uuid,
       s3: s3.endpoint,
       bucket: s3.bucket,
-      key: `memory/${name}.${format}`,
+      key,
       partsInFlight: options.partsInFlight,
       format,
     });
-    await emptyPrefix(s3.client, s3.bucket, 'memory/');
     log(
       `${format} ${which}: ${result.bytes} bytes in ${result.seconds.toFixed(1)} s, ${result.partSize / 2 ** 20} MiB parts, peak RSS ${(result.maxRssKiB / 1024).toFixed(1)} MiB (heap ${result.peakHeapMiB}, buffers ${result.peakArrayBuffersMiB} MiB)`,
     );
+    if (format === 'vhd') {
+      // The stored export, restored by each strategy into a new VDI of the simulator process.
+      const layer = {
+        backupId: name,
+        kind: 'full',
+        format,
+        objectKey: key,
+        bytes: result.bytes,
+        sha256: result.sha256,
+      } as const;
+      for (const strategy of ['replay', 'merge'] as const) {
+        const run = await restoreInChild({
+          xapi,
+          srUuid: sim.srUuid,
+          s3: s3.endpoint,
+          bucket: s3.bucket,
+          layers: [layer],
+          virtualSize: sim.vdis[name]!.virtualSize,
+          strategy,
+        });
+        restored[strategy][which] = run;
+        log(
+          `${strategy} restore ${which}: ${run.bytes} bytes in ${run.seconds.toFixed(1)} s, peak RSS ${(run.maxRssKiB / 1024).toFixed(1)} MiB (heap ${run.peakHeapMiB}, buffers ${run.peakArrayBuffersMiB} MiB)`,
+        );
+      }
+    }
+    await emptyPrefix(s3.client, s3.bucket, 'memory/');
     return result;
   };
   const small = await one('small');
@@ -380,6 +413,24 @@ async function measureMemory(
       small: { heapMiB: small.peakHeapMiB, arrayBuffersMiB: small.peakArrayBuffersMiB },
       large: { heapMiB: large.peakHeapMiB, arrayBuffersMiB: large.peakArrayBuffersMiB },
     },
+    ...(format === 'vhd'
+      ? {
+          restore: Object.fromEntries(
+            (['replay', 'merge'] as const).map((strategy) => {
+              const { small: rs, large: rl } = restored[strategy];
+              return [
+                strategy,
+                {
+                  peakRssSmallMiB: round(rs!.maxRssKiB / 1024),
+                  peakRssLargeMiB: round(rl!.maxRssKiB / 1024),
+                  smallBytes: rs!.bytes,
+                  largeBytes: rl!.bytes,
+                },
+              ];
+            }),
+          ) as NonNullable<MemoryPair['restore']>,
+        }
+      : {}),
   };
 }
 

@@ -6,6 +6,8 @@ export interface SimInfo {
   readonly url: string;
   readonly username: string;
   readonly password: string;
+  /** The shared SR: restores in the memory runs go there. */
+  readonly srUuid: string;
   readonly vdis: Readonly<Record<string, { readonly uuid: string; readonly virtualSize: number }>>;
 }
 

@@ -1,7 +1,7 @@
 /**
  * The XAPI simulator in its own process for the export measurements, so its CPU and memory are not
  * counted with the export under test. `node bench/sim-server.ts NAME=SIZE[:qcow2][:spread]…` adds one disk
- * per argument, prints one JSON line `{"url","username","password","vdis":{NAME:{"uuid","virtualSize"}}}`
+ * per argument, prints one JSON line `{"url","username","password","srUuid","vdis":{NAME:{"uuid","virtualSize"}}}`
  * and serves until SIGTERM or until its stdin closes.
  *
  * - Format: a VHD-backed VDI, or with `:qcow2` a qcow2-backed one (`imageFormat: 'qcow2'`), so its
@@ -46,7 +46,7 @@ for (const [index, spec] of process.argv.slice(2).entries()) {
   vdis[name] = { uuid: vdi.uuid, virtualSize };
 }
 process.stdout.write(
-  `${JSON.stringify({ url: sim.url, username: sim.username, password: sim.password, vdis })}\n`,
+  `${JSON.stringify({ url: sim.url, username: sim.username, password: sim.password, srUuid: sim.srs.shared.uuid, vdis })}\n`,
 );
 const stop = (): void => void sim.close().then(() => process.exit(0));
 process.on('SIGTERM', stop);
