@@ -16,12 +16,7 @@ import { CatalogError } from '../catalog/manifest.ts';
 import { readRange } from '../restore/merged-source.ts';
 import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
 import { silentLog, type Log } from '../shared/log.ts';
-import {
-  createVhdValidator,
-  readVhdBlockMap,
-  vhdHead,
-  VHD_BLOCK_SIZE,
-} from '../vhd/index.ts';
+import { createVhdValidator, readVhdBlockMap, vhdHead, VHD_BLOCK_SIZE } from '../vhd/index.ts';
 import {
   planParts,
   pieceLength,

@@ -17,7 +17,7 @@ interface LayerMap {
 }
 
 /**
- * A merged restore's read-ahead (docs/design.md § Restore): at most this many bytes fetched ahead of the
+ * A merged restore's read-ahead (docs/design.md § The catalog in S3): at most this many bytes fetched ahead of the
  * writer, in ranged GETs of at most MERGED_READ_RUN_BYTES, each joining a layer's adjacent blocks.
  */
 export const MERGED_READ_AHEAD_BYTES = 32 * 1024 * 1024;

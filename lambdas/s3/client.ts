@@ -44,7 +44,7 @@ export function createS3Client(target: S3Endpoint = {}): S3Client {
 /**
  * A part's SigV4 signature leaves its payload out (`UNSIGNED-PAYLOAD`), as the AWS CLI does over TLS:
  * otherwise the SDK hashes every part's bytes once more with sha256, a tenth of an export's CPU
- * (docs/design.md § Export throughput). The bytes stay checked: TLS in transit, the part's CRC32 that the
+ * (docs/design.md § S3 multipart uploads). The bytes stay checked: TLS in transit, the part's CRC32 that the
  * SDK still sends to AWS by default (an explicit `ChecksumAlgorithm` where Object Lock needs one), and the
  * object's sha256 in its manifest, verified on every restore.
  */
