@@ -12,6 +12,8 @@ export interface BenchOptions {
   readonly throughputSize: number;
   readonly memorySmallSize: number;
   readonly memoryLargeSize: number;
+  /** The large disk of the restore pair (its small one is memorySmallSize). */
+  readonly memoryRestoreLargeSize: number;
   /** The qcow2 pair: the small disk generated (every cluster), the large one spread (bench/sim-server.ts). */
   readonly memoryQcow2SmallSize: number;
   readonly memoryQcow2LargeSize: number;
@@ -35,6 +37,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --throughput-size SIZE     generated disk for export MB/s (default 2GiB)
   --memory-small SIZE        first peak-RSS export (default 1GiB)
   --memory-large SIZE        second peak-RSS export (default 8GiB)
+  --memory-restore-large SIZE  second peak-RSS replay and merge restore (default 4GiB)
   --memory-qcow2-small SIZE  first qcow2 peak-RSS export, every cluster present (default 1GiB)
   --memory-qcow2-large SIZE  second qcow2 peak-RSS export, one 64 KiB write every 4 GiB (default 3TiB)
   --restore-size SIZE        disk behind the restore chain (default 512MiB)
@@ -56,6 +59,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       'throughput-size': { type: 'string', default: '2GiB' },
       'memory-small': { type: 'string', default: '1GiB' },
       'memory-large': { type: 'string', default: '8GiB' },
+      'memory-restore-large': { type: 'string', default: '4GiB' },
       'memory-qcow2-small': { type: 'string', default: '1GiB' },
       'memory-qcow2-large': { type: 'string', default: '3TiB' },
       'restore-size': { type: 'string', default: '512MiB' },
@@ -82,6 +86,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     throughputSize: parseSize(values['throughput-size']),
     memorySmallSize: parseSize(values['memory-small']),
     memoryLargeSize: parseSize(values['memory-large']),
+    memoryRestoreLargeSize: parseSize(values['memory-restore-large']),
     memoryQcow2SmallSize: parseSize(values['memory-qcow2-small']),
     memoryQcow2LargeSize: parseSize(values['memory-qcow2-large']),
     restoreSize: parseSize(values['restore-size']),

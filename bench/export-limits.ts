@@ -1,5 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import { uploadStream } from '../lambdas/s3/stream-upload.ts';
 import { randomBytes } from 'node:crypto';
 import { vhdContentDigest } from './content.ts';
 import { Readable } from 'node:stream';
@@ -73,8 +73,8 @@ async function readSourceExport(
 }
 
 /**
- * The sink's limit: `bytes` from memory into one lib-storage multipart Upload with our part size and
- * parts in flight. The body hands out 1 MiB views of one random buffer, so producing it costs nothing.
+ * The sink's limit: `bytes` from memory into one multipart upload with our uploader, part size and parts
+ * in flight. The body hands out 1 MiB views of one random buffer, so producing it costs nothing.
  */
 export async function measureSinkLimit(
   s3: S3Client,
@@ -92,12 +92,13 @@ export async function measureSinkLimit(
     }
   }
   const started = performance.now();
-  await new Upload({
-    client: s3,
-    params: { Bucket: target.bucket, Key: target.key, Body: Readable.from(body(), { objectMode: false }) },
+  await uploadStream({
+    s3,
+    bucket: target.bucket,
+    key: target.key,
+    body: Readable.from(body(), { objectMode: false }),
     partSize,
-    queueSize: partsInFlight,
-    leavePartsOnError: false,
-  }).done();
+    partsInFlight,
+  });
   return { bytes, seconds: (performance.now() - started) / 1000 };
 }

@@ -118,7 +118,14 @@ export interface MemoryPair {
   /** VHD only: each stored export restored by each strategy, in a fresh process per restore. */
   restore?: Record<
     'replay' | 'merge',
-    { peakRssSmallMiB: number; peakRssLargeMiB: number; smallBytes: number; largeBytes: number }
+    {
+      peakRssSmallMiB: number;
+      peakRssLargeMiB: number;
+      smallVirtualSize: number;
+      largeVirtualSize: number;
+      smallBytes: number;
+      largeBytes: number;
+    }
   >;
 }
 
@@ -317,7 +324,7 @@ export function formatTable(report: BenchReport): string {
     );
     for (const [strategy, r] of Object.entries(mem.restore ?? {})) {
       row(
-        `${strategy} restore peak RSS, ${size(mem.smallVirtualSize)} / ${size(mem.largeVirtualSize)}`,
+        `${strategy} restore peak RSS, ${size(r.smallVirtualSize)} / ${size(r.largeVirtualSize)}`,
         `${r.peakRssSmallMiB.toFixed(1)} / ${r.peakRssLargeMiB.toFixed(1)} MiB (${r.smallBytes} / ${r.largeBytes} bytes sent)`,
       );
     }

@@ -105,6 +105,7 @@ async function main(): Promise<number> {
       throughput: options.throughputSize,
       small: options.memorySmallSize,
       large: options.memoryLargeSize,
+      restoreLarge: options.memoryRestoreLargeSize,
       // The spread disk's writes are stored in the simulator process (bench/sim-server.ts): only if used.
       ...(doMemory
         ? {
@@ -350,8 +351,8 @@ async function measureMemory(
     replay: {},
     merge: {},
   };
-  const one = async (which: 'small' | 'large') => {
-    const name = disks[which];
+  // `restoreAs`: the stored export is then restored by each strategy, as that size of the restore pair.
+  const one = async (name: string, restoreAs?: 'small' | 'large') => {
     const key = `memory/${name}.${format}`;
     const result = await exportInChild({
       xapi,
@@ -363,9 +364,9 @@ async function measureMemory(
       format,
     });
     log(
-      `${format} ${which}: ${result.bytes} bytes in ${result.seconds.toFixed(1)} s, ${result.partSize / 2 ** 20} MiB parts, peak RSS ${(result.maxRssKiB / 1024).toFixed(1)} MiB (heap ${result.peakHeapMiB}, buffers ${result.peakArrayBuffersMiB} MiB)`,
+      `${format} ${name}: ${result.bytes} bytes in ${result.seconds.toFixed(1)} s, ${result.partSize / 2 ** 20} MiB parts, peak RSS ${(result.maxRssKiB / 1024).toFixed(1)} MiB (heap ${result.peakHeapMiB}, buffers ${result.peakArrayBuffersMiB} MiB)`,
     );
-    if (format === 'vhd') {
+    if (restoreAs) {
       // The stored export, restored by each strategy into a new VDI of the simulator process.
       const layer = {
         backupId: name,
@@ -385,17 +386,18 @@ async function measureMemory(
           virtualSize: sim.vdis[name]!.virtualSize,
           strategy,
         });
-        restored[strategy][which] = run;
+        restored[strategy][restoreAs] = run;
         log(
-          `${strategy} restore ${which}: ${run.bytes} bytes in ${run.seconds.toFixed(1)} s, peak RSS ${(run.maxRssKiB / 1024).toFixed(1)} MiB (heap ${run.peakHeapMiB}, buffers ${run.peakArrayBuffersMiB} MiB)`,
+          `${strategy} restore ${name}: ${run.bytes} bytes in ${run.seconds.toFixed(1)} s, peak RSS ${(run.maxRssKiB / 1024).toFixed(1)} MiB (heap ${run.peakHeapMiB}, buffers ${run.peakArrayBuffersMiB} MiB)`,
         );
       }
     }
     await emptyPrefix(s3.client, s3.bucket, 'memory/');
     return result;
   };
-  const small = await one('small');
-  const large = await one('large');
+  const small = await one(disks.small, format === 'vhd' ? 'small' : undefined);
+  const large = await one(disks.large);
+  if (format === 'vhd') await one('restoreLarge', 'large');
   if (small.partSize !== large.partSize) {
     throw new Error(
       `${format} part sizes differ (${small.partSize} vs ${large.partSize}): not the same settings`,
@@ -423,6 +425,8 @@ async function measureMemory(
                 {
                   peakRssSmallMiB: round(rs!.maxRssKiB / 1024),
                   peakRssLargeMiB: round(rl!.maxRssKiB / 1024),
+                  smallVirtualSize: sim.vdis[disks.small]!.virtualSize,
+                  largeVirtualSize: sim.vdis.restoreLarge!.virtualSize,
                   smallBytes: rs!.bytes,
                   largeBytes: rl!.bytes,
                 },

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import { uploadStream } from '../s3/stream-upload.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import type { ImageFormat } from '../catalog/manifest.ts';
 import { createQcow2Validator, qcow2LengthBound } from '../qcow2/index.ts';
@@ -85,7 +85,7 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
   const format = options.format ?? 'vhd';
   const upperBound = exportUpperBound(format, options.virtualSize);
   const plannedPartSize = options.partSize ?? partSizeFor(upperBound);
-  // lib-storage keeps one part size for the whole upload: what passes this can't be stored.
+  // One part size for the whole upload: what passes this can't be stored.
   const maxParts = Math.min(options.maxParts ?? S3_MAX_PARTS, S3_MAX_PARTS);
 
   const opened = await openExport(options.session, {
@@ -147,22 +147,18 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
     },
   });
 
-  const upload = new Upload({
-    client: options.s3,
-    params: {
-      Bucket: options.bucket,
-      Key: options.key,
-      Body: gate,
-      ContentType: 'application/octet-stream',
-      ...(options.checksumAlgorithm ? { ChecksumAlgorithm: options.checksumAlgorithm } : {}),
-    },
-    partSize,
-    queueSize: options.partsInFlight ?? DEFAULT_PARTS_IN_FLIGHT,
-    leavePartsOnError: false,
-  });
-
   let firstError: unknown;
-  const uploaded = upload.done().catch((error: unknown) => {
+  const uploaded = uploadStream({
+    s3: options.s3,
+    bucket: options.bucket,
+    key: options.key,
+    body: gate,
+    contentType: 'application/octet-stream',
+    partSize,
+    partsInFlight: options.partsInFlight ?? DEFAULT_PARTS_IN_FLIGHT,
+    ...(options.checksumAlgorithm ? { checksumAlgorithm: options.checksumAlgorithm } : {}),
+    log,
+  }).catch((error: unknown) => {
     firstError ??= error;
     gate.destroy(error as Error);
     throw error;
