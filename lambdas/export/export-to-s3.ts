@@ -85,7 +85,7 @@ export async function exportToS3(options: ExportToS3Options): Promise<ExportToS3
   const format = options.format ?? 'vhd';
   const upperBound = exportUpperBound(format, options.virtualSize);
   const plannedPartSize = options.partSize ?? partSizeFor(upperBound);
-  // One part size for the whole upload: what passes this can't be stored.
+  // One part size for the whole upload: what passes this cannot be stored.
   const maxParts = Math.min(options.maxParts ?? S3_MAX_PARTS, S3_MAX_PARTS);
 
   const opened = await openExport(options.session, {
