@@ -16,13 +16,12 @@ const PLANNED_PARTS = 9_000;
 
 /**
  * Peak memory of one export, as `EXPORT_FIXED_OVERHEAD_BYTES + (partsInFlight + 4) × partSize`. Measured
- * (Node 24, lib-storage 3.1175, TRANSFER_PROCESS_ENV, 2–8 GiB exports into Swift, peak RSS): 110 MiB after
+ * with lib-storage (Node 24, TRANSFER_PROCESS_ENV, 2–8 GiB exports into Swift, peak RSS): 110 MiB after
  * loading Node, the SDK, Powertools and our code, then with 4 parts in flight 235–252 MiB at 16 MiB parts,
  * 364 at 32, 623 at 64, 954 at 128 and 1,586 MiB at 232 MiB parts (a 2 TiB disk's); 32 MiB parts with
- * 2 / 8 in flight: 301 / 488 MiB. So about `partsInFlight + 2…4` parts are held at the peak (those
- * uploading, the one lib-storage fills, its `Buffer.concat` copy, garbage not yet collected). The model
- * takes the high end and a fixed part with room for the Lambda runtime's own process: it is above every
- * measurement, so it errs towards Fargate.
+ * 2 / 8 in flight: 301 / 488 MiB. uploadStream holds at most `partsInFlight + 1` part buffers and no
+ * copies, so the model (the high end of those measurements, plus a fixed part with room for the Lambda
+ * runtime's own process) is above what it needs: it errs towards Fargate.
  */
 export const EXPORT_BUFFERED_PARTS_BEYOND_IN_FLIGHT = 4;
 export const EXPORT_FIXED_OVERHEAD_BYTES = 192 * MiB;

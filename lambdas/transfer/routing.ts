@@ -62,8 +62,8 @@ export interface ExportSizing {
  * - A full's parts are sized for the whole disk (its upper bound), as always.
  * - A delta's parts are sized for what it is expected to send (with DELTA_HEADROOM), and grown towards
  *   the whole-disk size as far as the export Lambda's memory allows, so a delta larger than expected
- *   still fits; one larger than the upload's capacity fails before part 10,001 (lib-storage keeps one
- *   part size for the whole upload, so the size cannot grow midway).
+ *   still fits; one larger than the upload's capacity fails before part 10,001 (an upload keeps one
+ *   part size throughout, so the size cannot grow midway).
  * - Fargate (by expected bytes, or because the parts would not fit the Lambda's memory) always gets
  *   parts sized for the whole disk: the task has the memory, and nothing there can outgrow its upload.
  */
