@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
@@ -15,6 +14,7 @@ import {
 import { CatalogError } from '../catalog/manifest.ts';
 import { readRange } from '../restore/merged-source.ts';
 import { CATALOG_READS_IN_FLIGHT, mapConcurrently } from '../shared/concurrently.ts';
+import { abortUploadOrWarn, checksumsOf } from '../s3/stream-upload.ts';
 import { silentLog, type Log } from '../shared/log.ts';
 import { createVhdValidator, readVhdBlockMap, vhdHead, VHD_BLOCK_SIZE } from '../vhd/index.ts';
 import {
@@ -204,14 +204,12 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
       ),
     );
   } catch (error) {
-    await s3
-      .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
-      .catch((abortError: unknown) =>
-        log.warn('could not abort the synthetic full upload; the next run aborts it', {
-          key,
-          error: String(abortError),
-        }),
-      );
+    await abortUploadOrWarn(
+      s3,
+      { bucket, key, uploadId },
+      log,
+      'could not abort the synthetic full upload; the next run aborts it',
+    );
     throw error;
   }
 
@@ -251,14 +249,6 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
     );
     throw error;
   }
-}
-
-/** The part checksum S3 returned, passed back on completion as S3 requires when the upload has one. */
-function checksumsOf(result: { ChecksumCRC32?: string; ChecksumSHA256?: string } | undefined) {
-  return {
-    ...(result?.ChecksumCRC32 ? { ChecksumCRC32: result.ChecksumCRC32 } : {}),
-    ...(result?.ChecksumSHA256 ? { ChecksumSHA256: result.ChecksumSHA256 } : {}),
-  };
 }
 
 /** Streams an object through the VHD validator and sha256; memory stays one chunk. */

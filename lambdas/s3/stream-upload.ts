@@ -71,12 +71,7 @@ export async function uploadStream(options: StreamUploadOptions): Promise<{ byte
       )
       .then(
         (part) => {
-          completed.push({
-            PartNumber: partNumber,
-            ETag: part.ETag,
-            ...(part.ChecksumCRC32 ? { ChecksumCRC32: part.ChecksumCRC32 } : {}),
-            ...(part.ChecksumSHA256 ? { ChecksumSHA256: part.ChecksumSHA256 } : {}),
-          });
+          completed.push({ PartNumber: partNumber, ETag: part.ETag, ...checksumsOf(part) });
           free.push(buffer);
         },
         (error: unknown) => {
@@ -124,14 +119,37 @@ export async function uploadStream(options: StreamUploadOptions): Promise<{ byte
   } catch (error) {
     const first = failure ? failure.error : error;
     await Promise.allSettled(inFlight);
-    await s3
-      .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
-      .catch((abortError: unknown) =>
-        log.warn('could not abort the upload; the next run under this key aborts it', {
-          key,
-          error: String(abortError),
-        }),
-      );
+    await abortUploadOrWarn(
+      s3,
+      { bucket, key, uploadId },
+      log,
+      'could not abort the upload; the next run under this key aborts it',
+    );
     throw first;
   }
+}
+
+/**
+ * Aborts one multipart upload after a failure. Its own failure is only logged (the caller rethrows the
+ * first error): the next run under the key, or the bucket's lifecycle rule, aborts what is left.
+ */
+export async function abortUploadOrWarn(
+  s3: S3Client,
+  upload: { readonly bucket: string; readonly key: string; readonly uploadId: string },
+  log: Log,
+  warning: string,
+): Promise<void> {
+  await s3
+    .send(
+      new AbortMultipartUploadCommand({ Bucket: upload.bucket, Key: upload.key, UploadId: upload.uploadId }),
+    )
+    .catch((error: unknown) => log.warn(warning, { key: upload.key, error: String(error) }));
+}
+
+/** The part checksum S3 returned, passed back on completion as S3 requires when the upload has one. */
+export function checksumsOf(result: { ChecksumCRC32?: string; ChecksumSHA256?: string } | undefined) {
+  return {
+    ...(result?.ChecksumCRC32 ? { ChecksumCRC32: result.ChecksumCRC32 } : {}),
+    ...(result?.ChecksumSHA256 ? { ChecksumSHA256: result.ChecksumSHA256 } : {}),
+  };
 }
