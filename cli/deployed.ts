@@ -1,4 +1,5 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   DescribeExecutionCommand,
   GetExecutionHistoryCommand,
@@ -11,20 +12,25 @@ import { DEFAULT_STACK_NAME } from '../lambdas/runtime/defaults.ts';
 import { stringFlag, type FlagValues } from './args.ts';
 import type { ExecutionEvent, ExecutionOutcome, ExecutionStatus } from './execution-events.ts';
 import { UnavailableError, UsageError } from './exit-codes.ts';
+import type { ExecutionProgress, ProgressStore } from '../lambdas/shared/transfer-progress.ts';
 
 /** The AWS clients a command uses, made on first use (tests hand in stubs at this edge). */
 export interface AwsClients {
   sfn(): Pick<SFNClient, 'send'>;
   cloudFormation(): Pick<CloudFormationClient, 'send'>;
+  /** Reads the progress records of running transfers (`watch`). */
+  dynamodb(): Pick<DynamoDBClient, 'send'>;
 }
 
 export function awsClients(region: string | undefined): AwsClients {
   let sfn: SFNClient | undefined;
   let cloudFormation: CloudFormationClient | undefined;
+  let dynamodb: DynamoDBClient | undefined;
   const config = region !== undefined ? { region } : {};
   return {
     sfn: () => (sfn ??= new SFNClient(config)),
     cloudFormation: () => (cloudFormation ??= new CloudFormationClient(config)),
+    dynamodb: () => (dynamodb ??= new DynamoDBClient(config)),
   };
 }
 
@@ -97,6 +103,39 @@ export async function startExecution(
   if (!response.executionArn)
     throw new UnavailableError(`StartExecution of ${arn} returned no execution ARN`);
   return response.executionArn;
+}
+
+/** `arn:aws:states:<region>:<account>:execution:<state machine>:<name>` → `<name>`. */
+export function executionNameOf(executionArn: string): string {
+  const name = executionArn.split(':')[7];
+  if (!name) throw new UsageError(`"${executionArn}" is not an execution ARN`);
+  return name;
+}
+
+/**
+ * Reads an execution's progress records every `pollMs` and hands them on, until `signal` aborts. A read
+ * that fails is reported once and tried again: progress is for people, the history carries the outcome.
+ */
+export async function followProgress(
+  store: ProgressStore,
+  executionName: string,
+  onProgress: (transfers: ExecutionProgress) => void,
+  options: {
+    readonly signal: AbortSignal;
+    readonly pollMs: number;
+    readonly onError: (error: Error) => void;
+  },
+): Promise<void> {
+  let reported = false;
+  while (!options.signal.aborted) {
+    try {
+      onProgress(await store.read(executionName));
+    } catch (error) {
+      if (!reported) options.onError(error as Error);
+      reported = true;
+    }
+    await sleep(options.pollMs, undefined, { signal: options.signal }).catch(() => undefined);
+  }
 }
 
 const TERMINAL = new Set(['ExecutionSucceeded', 'ExecutionFailed', 'ExecutionAborted', 'ExecutionTimedOut']);

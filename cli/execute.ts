@@ -1,8 +1,15 @@
-import { DEFAULT_STATE_DIR } from '../lambdas/runtime/defaults.ts';
+import { DEFAULT_STATE_DIR, PROGRESS_POLL_MS } from '../lambdas/runtime/defaults.ts';
+import {
+  dynamoProgressStore,
+  PROGRESS_TABLE_OUTPUT,
+  type ProgressStore,
+} from '../lambdas/shared/transfer-progress.ts';
 import { booleanFlag, rejectFlags, stringFlag, type FlagValues } from './args.ts';
 import {
   StackOutputs,
+  executionNameOf,
   followExecution,
+  followProgress,
   startExecution,
   stateMachineArn,
   type AwsClients,
@@ -109,14 +116,52 @@ async function executeDeployed(
   const executionArn = await startExecution(clients.sfn(), arn, input);
   if (booleanFlag(values, 'no-wait')) return { executionId: executionArn, status: 'RUNNING' };
   note(output, `execution ${executionArn} (follow it with: vdi-vault watch ${executionArn})`);
-  return watchDeployed(executionArn, output, clients);
+  return watchDeployed(executionArn, output, clients, values);
 }
 
-export async function watchDeployed(executionArn: string, output: Output, clients: AwsClients) {
+/**
+ * Follows a deployed execution: its history as step lines, and (on a terminal) its running transfers'
+ * progress records as bars (docs/design.md § Progress of deployed transfers).
+ */
+export async function watchDeployed(
+  executionArn: string,
+  output: Output,
+  clients: AwsClients,
+  values: FlagValues = {},
+  options: { readonly pollMs?: number; readonly progressPollMs?: number } = {},
+) {
   const display = new LiveDisplay(output);
+  const store = display.live ? await progressStoreOf(clients, values, output) : undefined;
+  const stop = new AbortController();
+  const polling = store
+    ? followProgress(store, executionNameOf(executionArn), (transfers) => display.recorded(transfers), {
+        signal: stop.signal,
+        pollMs: options.progressPollMs ?? PROGRESS_POLL_MS,
+        onError: (error) => note(output, `transfer progress unavailable: ${error.message}`),
+      })
+    : undefined;
   try {
-    return await followExecution(clients.sfn(), executionArn, (event) => display.event(event));
+    return await followExecution(clients.sfn(), executionArn, (event) => display.event(event), {
+      ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
+    });
   } finally {
+    stop.abort();
+    await polling;
     display.close();
   }
+}
+
+/** The stack's progress table; without one (an older stack, no outputs to read), no bars, and a note. */
+async function progressStoreOf(
+  clients: AwsClients,
+  values: FlagValues,
+  output: Output,
+): Promise<ProgressStore | undefined> {
+  const tableName = await new StackOutputs(clients, values)
+    .find(PROGRESS_TABLE_OUTPUT)
+    .catch((error: Error) => {
+      note(output, `no transfer progress: ${error.message}`);
+      return undefined;
+    });
+  return tableName === undefined ? undefined : dynamoProgressStore(clients.dynamodb(), tableName);
 }

@@ -1,12 +1,18 @@
-import { formatBytes, formatRate } from './format.ts';
+import { PROGRESS_STALE_AFTER_MS } from '../lambdas/runtime/defaults.ts';
+import type { ExecutionProgress } from '../lambdas/shared/transfer-progress.ts';
+import { formatBytes, formatDuration, formatRate } from './format.ts';
 import { describeEvent, isProgress, type ExecutionEvent } from './execution-events.ts';
 import type { Output } from './output.ts';
 
-interface Bar {
+export interface Bar {
   readonly startedAt: number;
   bytes: number;
   total?: number;
   updatedAt: number;
+  /** A deployed transfer's own figure over its last interval; local bars use the average. */
+  bytesPerSecond?: number;
+  /** Read from a deployed transfer's progress record: it may stop updating (a killed Lambda or task). */
+  recorded?: boolean;
 }
 
 const BAR_WIDTH = 24;
@@ -26,6 +32,11 @@ export class LiveDisplay {
   constructor(output: Output, now: () => number = Date.now) {
     this.#output = output;
     this.#now = now;
+  }
+
+  /** Whether anything is drawn: callers skip fetching progress nobody would see. */
+  get live(): boolean {
+    return this.#live;
   }
 
   get #live(): boolean {
@@ -57,6 +68,29 @@ export class LiveDisplay {
     }
   }
 
+  /**
+   * The progress records of a deployed execution's running transfers: each becomes a bar; a bar whose
+   * record went away (its transfer ended) goes too. Redrawn every time, so a stalled transfer's "no
+   * progress for …" keeps counting.
+   */
+  recorded(transfers: ExecutionProgress): void {
+    for (const [transfer, bar] of this.#bars) {
+      if (bar.recorded && !(transfer in transfers)) this.#bars.delete(transfer);
+    }
+    for (const [transfer, record] of Object.entries(transfers)) {
+      this.#bars.set(transfer, {
+        startedAt: Date.parse(record.startedAt),
+        bytes: record.bytes,
+        ...(record.total !== undefined ? { total: record.total } : {}),
+        updatedAt: Date.parse(record.updatedAt),
+        bytesPerSecond: record.bytesPerSecond,
+        recorded: true,
+      });
+    }
+    this.#erase();
+    this.#draw();
+  }
+
   /** Removes the bars: the summary that follows carries the final numbers. */
   close(): void {
     this.#erase();
@@ -78,9 +112,13 @@ export class LiveDisplay {
   }
 }
 
-/** `  export 3f1c…  [######......]  40%  12.0 MiB / 30.0 MiB  35.2 MB/s` */
+/**
+ * `  export 3f1c…  [######......]  40%  12.0 MiB / 30.0 MiB  35.2 MB/s  ETA 1 min 20 s`; a recorded
+ * transfer whose record stopped moving: `…  stalled: no progress for 2 min 5 s`.
+ */
 export function barLine(transfer: string, bar: Bar, now: number): string {
   const seconds = (bar.updatedAt - bar.startedAt) / 1000;
+  const perSecond = bar.bytesPerSecond ?? bar.bytes / Math.max(seconds, 0.001);
   let gauge: string;
   let amount = formatBytes(bar.bytes);
   if (bar.total) {
@@ -93,5 +131,14 @@ export function barLine(transfer: string, bar: Bar, now: number): string {
     const position = Math.floor(((now - bar.startedAt) / 1000) * 8) % BAR_WIDTH;
     gauge = `[${Array.from({ length: BAR_WIDTH }, (_, i) => (i === position ? '#' : '.')).join('')}]`;
   }
-  return `  ${transfer}  ${gauge}  ${amount}  ${formatRate(bar.bytes, seconds)}`;
+  const silentFor = now - bar.updatedAt;
+  if (bar.recorded && silentFor > PROGRESS_STALE_AFTER_MS) {
+    return `  ${transfer}  ${gauge}  ${amount}  stalled: no progress for ${formatDuration(silentFor)}`;
+  }
+  const rate = formatRate(perSecond, 1);
+  const eta =
+    bar.total !== undefined && bar.bytes < bar.total && perSecond > 0
+      ? `  ETA ${formatDuration(((bar.total - bar.bytes) / perSecond) * 1000)}`
+      : '';
+  return `  ${transfer}  ${gauge}  ${amount}  ${rate}${eta}`;
 }

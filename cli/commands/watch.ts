@@ -30,7 +30,7 @@ export async function watchCommand(args: readonly string[], context: CommandCont
         `"${id}" is not an execution ARN (for an execution started with --local, add --local)`,
       );
     }
-    const outcome = await watchDeployed(id, output, context.aws(stringFlag(values, 'region')));
+    const outcome = await watchDeployed(id, output, context.aws(stringFlag(values, 'region')), values);
     return reportOutcome(output, outcome);
   }
   const path = executionLogPath(stringFlag(values, 'state-dir') ?? DEFAULT_STATE_DIR, id);

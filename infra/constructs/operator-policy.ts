@@ -1,9 +1,11 @@
 import { ArnFormat, Stack } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
+import { progressItemKey } from '../../lambdas/shared/transfer-progress.ts';
 import { acknowledgeOperatorPolicyFindings } from '../nag-acknowledgements.ts';
 
 export interface OperatorPolicyProps {
@@ -16,6 +18,8 @@ export interface OperatorPolicyProps {
   readonly prefix: string;
   /** The key the bucket encrypts objects with (SSE-KMS). Default: none (SSE-S3). */
   readonly bucketKey?: kms.IKey;
+  /** The table transfers record their progress in (the series lock table). */
+  readonly progressTable: dynamodb.ITable;
 }
 
 /**
@@ -34,6 +38,10 @@ export interface OperatorPolicyProps {
  *   bucket key through S3. Listing carries no `s3:prefix` condition, like the steps' (`catalog-access.ts`):
  *   S3 answers a HEAD of a missing object with 404 only to a caller allowed `s3:ListBucket` as such, and
  *   `verify` would otherwise report a broken chain as `Forbidden`.
+ *
+ * - `watch` (and `backup`, `restore` while they wait): `dynamodb:GetItem` of the executions' progress
+ *   items in the lock table, only those (`dynamodb:LeadingKeys` `progress:*`: never a lock), and
+ *   `kms:Decrypt` of the table key through DynamoDB (docs/design.md § Progress of deployed transfers).
  *
  * KMS use for the state machines is confined to their encryption context
  * (`kms:EncryptionContext:aws:states:stateMachineArn`). Not granted: stopping or redriving executions,
@@ -93,6 +101,22 @@ export function createOperatorPolicy(
         actions: ['s3:GetObject'],
         resources: [props.bucket.arnForObjects(`${props.prefix}/*`)],
       }),
+      new iam.PolicyStatement({
+        sid: 'ReadTransferProgress',
+        actions: ['dynamodb:GetItem'],
+        resources: [props.progressTable.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [progressItemKey('*')] } },
+      }),
+      ...(props.progressTable.encryptionKey
+        ? [
+            new iam.PolicyStatement({
+              sid: 'DecryptProgressThroughDynamoDB',
+              actions: ['kms:Decrypt'],
+              resources: [props.progressTable.encryptionKey.keyArn],
+              conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
+            }),
+          ]
+        : []),
       ...(props.bucketKey
         ? [
             new iam.PolicyStatement({

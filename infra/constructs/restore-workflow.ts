@@ -98,7 +98,7 @@ export class RestoreWorkflow extends Construct {
       'ImportLayerOnFargate',
       'restore.importLayer',
       '$.transferResultKey',
-      ['layer', 'chainKey', 'transferResultKey', 'pool', 'vdi', 'restorePoint'],
+      ['layer', 'chainKey', 'transferResultKey', 'pool', 'vdi', 'restorePoint', 'execution'],
     );
     layerOnFargate.next(collect(collectLayerState, '$.transferResultKey'));
     const layerOnLambda = invoke(f.importLayer, undefined, transferTimeout).addCatch(layerOnFargate, {
@@ -117,6 +117,7 @@ export class RestoreWorkflow extends Construct {
           'session.$': '$.session',
           'vdi.$': '$.vdi',
           'restorePoint.$': '$.chain.backupId',
+          'execution.$': '$.execution',
         },
         maxConcurrency: 1,
         resultPath: '$.imported',
@@ -130,6 +131,7 @@ export class RestoreWorkflow extends Construct {
       'chain.chainKey',
       'chain.transferResultKey',
       'chain.layerCount',
+      'execution',
     ];
     const cleanup = catchToCleanup(invoke(f.cleanup, '$.cleanup'));
     const onFargate = (
@@ -175,7 +177,14 @@ export class RestoreWorkflow extends Construct {
     const kind = new sfn.Choice(this, 'RestoreKind', { stateName: 'RestoreKind' })
       .when(sfn.Condition.isPresent('$.vmRequest'), restoreVm)
       .otherwise(resolve.next(createVdi).next(strategy));
-    this.definition = validate.next(login).next(kind);
+    // The execution's name, for its transfers' progress records (docs/design.md § Progress of deployed
+    // transfers): after Validate, whose output replaces the input.
+    const nameExecution = new sfn.Pass(this, 'RestoreExecution', {
+      stateName: 'RestoreExecution',
+      parameters: { 'name.$': '$$.Execution.Name' },
+      resultPath: '$.execution',
+    });
+    this.definition = validate.next(nameExecution).next(login).next(kind);
   }
 
   /**
@@ -216,7 +225,15 @@ export class RestoreWorkflow extends Construct {
       'VmDiskImportOnFargate',
       'restore.importMerged',
       '$.chain.transferResultKey',
-      ['pool', 'vdi', 'chain.backupId', 'chain.chainKey', 'chain.transferResultKey', 'chain.layerCount'],
+      [
+        'pool',
+        'vdi',
+        'chain.backupId',
+        'chain.chainKey',
+        'chain.transferResultKey',
+        'chain.layerCount',
+        'execution',
+      ],
     );
     diskOnFargate.next(collect(collectDiskState, '$.chain.transferResultKey', '$.imported').next(diskDone));
     const diskOnLambda = diskStep(diskImportState, f.importMerged, '$.imported', transferTimeout).addCatch(
@@ -238,6 +255,7 @@ export class RestoreWorkflow extends Construct {
           'startedAt.$': '$.startedAt',
           'session.$': '$.session',
           'vm.$': '$.vm',
+          'execution.$': '$.execution',
         },
         maxConcurrency: 1,
         resultPath: '$.vmDisks',

@@ -19,6 +19,7 @@ import {
   DEFAULT_NO_SUCCESSFUL_BACKUP_HOURS,
 } from '../../lambdas/runtime/defaults.ts';
 import { TRANSFER_MEMORY_MIB, transferSteps } from '../../lambdas/runtime/step-table.ts';
+import { PROGRESS_TABLE_OUTPUT } from '../../lambdas/shared/transfer-progress.ts';
 import { acknowledgeFindings } from '../nag-acknowledgements.ts';
 import { BackupTriggers, type BackupJob } from './backup-triggers.ts';
 import { BackupWorkflow } from './backup-workflow.ts';
@@ -217,6 +218,9 @@ export class VdiVault extends Construct {
     // The task runs any transfer step (the table's), and writes its result under the prefix's `.transfers/`.
     const transferActions = new Set(transferSteps().flatMap((spec) => spec.catalog));
     grantCatalogAccess(transfer.taskDefinition.taskRole, catalog, [...transferActions, 's3:PutObject']);
+    grantLockAccess(transfer.taskDefinition.taskRole, this.lockTable, [
+      ...new Set(transferSteps().flatMap((spec) => spec.lock)),
+    ]);
 
     const backup = new BackupWorkflow(this, 'Backup', {
       transfer,
@@ -286,8 +290,11 @@ export class VdiVault extends Construct {
       bucket: this.bucket,
       prefix: this.prefix,
       ...(bucketKey ? { bucketKey } : {}),
+      progressTable: this.lockTable,
     });
     new CfnOutput(this, 'OperatorPolicyArn', { value: this.operatorPolicy.managedPolicyArn });
+    // Where `vdi-vault watch` reads the progress of running transfers.
+    new CfnOutput(this, PROGRESS_TABLE_OUTPUT, { value: this.lockTable.tableName });
   }
 
   private functionSecurityGroups(
@@ -324,16 +331,21 @@ function grantSecretValue(grantee: iam.IGrantable, pool: VaultPool): void {
 }
 
 /** Exactly the item actions a step uses on the lock table, and the key to encrypt and read items. */
-function grantLockAccess(fn: lambda.IFunction, table: dynamodb.Table, actions: readonly string[]): void {
-  fn.addToRolePolicy(new iam.PolicyStatement({ actions: [...actions], resources: [table.tableArn] }));
+function grantLockAccess(grantee: iam.IGrantable, table: dynamodb.Table, actions: readonly string[]): void {
+  const principal = grantee.grantPrincipal;
+  principal.addToPrincipalPolicy(
+    new iam.PolicyStatement({ actions: [...actions], resources: [table.tableArn] }),
+  );
   const key = table.encryptionKey;
   if (key) {
-    fn.addToRolePolicy(
+    // DynamoDB decrypts the table key with the caller's credentials for every item call; a progress
+    // record's UpdateItem needs nothing more.
+    principal.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ['kms:Decrypt', ...(actions.includes('dynamodb:PutItem') ? ['kms:GenerateDataKey'] : [])],
         resources: [key.keyArn],
         conditions: {
-          StringEquals: { 'kms:ViaService': `dynamodb.${Stack.of(fn).region}.amazonaws.com` },
+          StringEquals: { 'kms:ViaService': `dynamodb.${Stack.of(table).region}.amazonaws.com` },
         },
       }),
     );

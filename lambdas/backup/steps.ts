@@ -31,6 +31,7 @@ import { silentLog, type Log } from '../shared/log.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { failureMessage } from '../shared/failure.ts';
 import { CleanupLog, required } from '../shared/cleanup-log.ts';
+import { trackTransfer, type ProgressStore } from '../shared/transfer-progress.ts';
 import { isXapiError, XapiError, XapiSession, type XapiSessionHandle } from '../xapi/index.ts';
 import { parseBackupInput } from './input.ts';
 import { BACKUP_ID_TAG, isOurSnapshot, SERIES_TAG } from './snapshot-tags.ts';
@@ -62,6 +63,8 @@ export interface BackupDeps {
   };
   /** One backup per VDI at a time. Without it, runs are not serialised (local experiments only). */
   readonly lock?: BackupLockTable;
+  /** Where exports and merges record their progress. Without it, none is recorded. */
+  readonly progress?: ProgressStore;
   /** Which exports go to Fargate. Default: all run where the workflow first sends them (Lambda). */
   readonly routing?: TransferRouting;
   /** VDIs of one execution backed up at once when the input sets none. Default DEFAULT_BACKUP_CONCURRENCY. */
@@ -335,6 +338,11 @@ export function createBackupSteps(deps: BackupDeps) {
       const plan = required(state.plan, 'plan');
       const snapshot = required(state.snapshot, 'snapshot');
       const task = required(state.task, 'task');
+      // Plan's estimate: the bar is a guide, the result carries the bytes.
+      const progress = trackTransfer(deps.progress, state.executionId, `export ${state.vdiUuid}`, {
+        total: plan.expectedBytes,
+        log,
+      });
       return withSession(state, (session) =>
         exportToS3({
           session,
@@ -350,8 +358,9 @@ export function createBackupSteps(deps: BackupDeps) {
           partSize: task.partSize ?? plan.partSize,
           ...deps.exportTuning,
           log,
+          onProgress: (bytes) => progress.update(bytes),
         }),
-      );
+      ).finally(() => progress.end());
     },
 
     /** Reads what a Fargate export wrote; its failure is raised again under its own name. */
@@ -450,12 +459,14 @@ export function createBackupSteps(deps: BackupDeps) {
             return { status: 'routed', backupId, routeReason };
           }
         }
+        const progress = trackTransfer(deps.progress, state.executionId, `merge ${state.vdiUuid}`, { log });
         const report = await mergeChain(deps.s3, deps.catalog, merge, {
           ...(deps.exportTuning?.checksumAlgorithm
             ? { checksumAlgorithm: deps.exportTuning.checksumAlgorithm }
             : {}),
           log,
-        });
+          onProgress: (bytes, total) => progress.update(bytes, total),
+        }).finally(() => progress.end());
         return { status: 'merged', ...report };
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);

@@ -8,6 +8,7 @@ import type { Log } from '../shared/log.ts';
 import { poolDirectory, type PoolAccess, type PoolDirectory } from '../shared/pools.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { XapiCredentials } from '../xapi/index.ts';
+import { dynamoProgressStore, type ProgressStore } from '../shared/transfer-progress.ts';
 import { logger, tracer } from './observability.ts';
 
 /** One pool as the infrastructure passes it to the functions (`VDI_VAULT_POOLS`, a JSON object by name). */
@@ -28,6 +29,8 @@ export interface RuntimeEnvironment {
   readonly log: Log;
   /** `VDI_VAULT_LOCK_TABLE`: the series lock (one backup per VDI at a time). Absent: runs are not serialised. */
   readonly lock?: BackupLockTable;
+  /** The same table: where transfers record their progress for `watch`. */
+  readonly progress?: ProgressStore;
   /** `VDI_VAULT_CONCURRENCY`: VDIs of one backup execution at once when the input sets none. */
   readonly defaultConcurrency?: number;
   /**
@@ -97,15 +100,13 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
         ? { lambdaMemoryBytes: Number(env.VDI_VAULT_TRANSFER_MEMORY_MB) * 1024 * 1024 }
         : {}),
     },
-    ...(env.VDI_VAULT_LOCK_TABLE
-      ? {
-          lock: {
-            client: tracer.captureAWSv3Client(new DynamoDBClient({})),
-            tableName: env.VDI_VAULT_LOCK_TABLE,
-          },
-        }
-      : {}),
+    ...(env.VDI_VAULT_LOCK_TABLE ? lockTableAccess(env.VDI_VAULT_LOCK_TABLE) : {}),
   };
+}
+
+function lockTableAccess(tableName: string): { lock: BackupLockTable; progress: ProgressStore } {
+  const client = tracer.captureAWSv3Client(new DynamoDBClient({}));
+  return { lock: { client, tableName }, progress: dynamoProgressStore(client, tableName) };
 }
 
 async function readCredentials(

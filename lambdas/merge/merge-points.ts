@@ -34,6 +34,7 @@ export async function mergeChain(
     readonly limits?: PartPlanLimits;
     readonly log?: Log;
     readonly now?: () => Date;
+    readonly onProgress?: (bytes: number, total: number) => void;
   } = {},
 ): Promise<MergeReport> {
   const log = options.log ?? silentLog;
@@ -50,6 +51,7 @@ export async function mergeChain(
     key,
     ...(options.checksumAlgorithm ? { checksumAlgorithm: options.checksumAlgorithm } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     log,
   });
   const mergedFrom = merge.chain.map((m) => m.backupId);

@@ -65,6 +65,8 @@ export interface SyntheticFullOptions {
   /** S3's rules by default; tests shrink them. */
   readonly limits?: PartPlanLimits;
   readonly log?: Log;
+  /** Bytes written so far, then read back: twice the new object's length in all. */
+  readonly onProgress?: (bytes: number, total: number) => void;
 }
 
 /**
@@ -151,6 +153,7 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
   const uploadId = created.UploadId!;
   let bytesCopied = 0;
   let bytesUploaded = 0;
+  const reportWritten = () => options.onProgress?.(bytesCopied + bytesUploaded, 2 * head.byteLength);
   const sendPart = async (part: PlannedPart, index: number): Promise<CompletedPart> => {
     const PartNumber = index + 1;
     if (part.kind === 'copy') {
@@ -167,6 +170,7 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
         ),
       );
       bytesCopied += part.length;
+      reportWritten();
       return { PartNumber, ETag: copied.CopyPartResult?.ETag, ...checksumsOf(copied.CopyPartResult) };
     }
     const body = Buffer.alloc(part.length);
@@ -189,6 +193,7 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
       ),
     );
     bytesUploaded += part.length;
+    reportWritten();
     return { PartNumber, ETag: uploaded.ETag, ...checksumsOf(uploaded) };
   };
   try {
@@ -214,7 +219,9 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
   }
 
   try {
-    const verified = await readBack(s3, bucket, key);
+    const verified = await readBack(s3, bucket, key, (bytes) =>
+      options.onProgress?.(head.byteLength + bytes, 2 * head.byteLength),
+    );
     requests++;
     const problems: string[] = [];
     if (verified.bytes !== head.byteLength)
@@ -252,7 +259,12 @@ export async function buildSyntheticFull(options: SyntheticFullOptions): Promise
 }
 
 /** Streams an object through the VHD validator and sha256; memory stays one chunk. */
-async function readBack(s3: S3Client, bucket: string, key: string) {
+async function readBack(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  onBytes: (bytes: number) => void = () => undefined,
+) {
   const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   const validator = createVhdValidator();
   const hash = createHash('sha256');
@@ -264,6 +276,7 @@ async function readBack(s3: S3Client, bucket: string, key: string) {
       write(chunk: Buffer, _encoding, callback) {
         hash.update(chunk);
         bytes += chunk.length;
+        onBytes(bytes);
         callback();
       },
     }),

@@ -42,6 +42,8 @@ export interface RestoreState {
   readonly request: RestoreRequest;
   readonly pool: string;
   readonly startedAt: string;
+  /** Set by the workflow after Validate: names the execution's progress records. */
+  readonly execution?: RestoreExecution;
   readonly session?: XapiSessionHandle;
   readonly chain?: ChainInState;
   readonly vdi?: { readonly ref: string; readonly uuid: string };
@@ -61,6 +63,12 @@ export interface ReplayItem {
   readonly session?: XapiSessionHandle;
   readonly vdi: { readonly ref: string; readonly uuid: string };
   readonly restorePoint: string;
+  readonly execution?: RestoreExecution;
+}
+
+/** The Step Functions execution a restore runs in (`$$.Execution.Name`). */
+export interface RestoreExecution {
+  readonly name: string;
 }
 
 export interface ImportedLayer {

@@ -7,6 +7,7 @@ import { failureMessage } from '../shared/failure.ts';
 import { CleanupLog, required } from '../shared/cleanup-log.ts';
 import { InputValidationError } from '../shared/input-error.ts';
 import { silentLog, type Log } from '../shared/log.ts';
+import { trackTransfer, type ProgressStore } from '../shared/transfer-progress.ts';
 import type { PoolDirectory } from '../shared/pools.ts';
 import { writeVhd } from '../vhd/index.ts';
 import { readQcow2VirtualSize, writeQcow2 } from '../qcow2/index.ts';
@@ -53,6 +54,8 @@ export interface RestoreDeps {
   readonly clock?: () => Date;
   /** Which imports go to Fargate. Default: all run on Lambda. */
   readonly routing?: TransferRouting;
+  /** Where imports record their progress. Without it, none is recorded. */
+  readonly progress?: ProgressStore;
   /** Bytes sent so far to the host for one import (`<backup id>` or `merged`). */
   readonly onImportProgress?: (layer: string, bytes: number) => void;
 }
@@ -125,6 +128,10 @@ export function createRestoreSteps(deps: RestoreDeps) {
     }
     const hash = createHash('sha256');
     let sentBytes = 0;
+    const progress = trackTransfer(deps.progress, item.execution?.name, `import ${layer.backupId}`, {
+      total: layer.bytes,
+      log,
+    });
     // pipeline, not pipe: an S3 stream that breaks must break the PUT too, not leave it waiting.
     const body = pipeline(
       object.Body as Readable,
@@ -133,6 +140,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
           hash.update(chunk);
           sentBytes += chunk.length;
           deps.onImportProgress?.(layer.backupId, sentBytes);
+          progress.update(sentBytes);
           callback(null, chunk);
         },
       }),
@@ -145,7 +153,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
       format,
       body,
       layer.bytes,
-    );
+    ).finally(() => progress.end());
     const sha256 = hash.digest('hex');
     if (sha256 !== layer.sha256) {
       throw new CatalogError(
@@ -283,6 +291,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
           ...(state.session ? { session: state.session } : {}),
           vdi,
           restorePoint: chain.backupId,
+          ...(state.execution ? { execution: state.execution } : {}),
         };
         imported.push(await importOneLayer(item, layer));
       }
@@ -311,8 +320,15 @@ export function createRestoreSteps(deps: RestoreDeps) {
           diskType: 'dynamic',
         });
       }
+      const progress = trackTransfer(deps.progress, state.execution?.name, `import merged ${vdi.uuid}`, {
+        total: merged.byteLength,
+        log,
+      });
       const body = Readable.from(
-        countBytes(merged.stream, (bytes) => deps.onImportProgress?.('merged', bytes)),
+        countBytes(merged.stream, (bytes) => {
+          deps.onImportProgress?.('merged', bytes);
+          progress.update(bytes);
+        }),
         { objectMode: false },
       );
       const sent = await importUnderOurTask(
@@ -322,7 +338,7 @@ export function createRestoreSteps(deps: RestoreDeps) {
         chain.format,
         body,
         merged.byteLength,
-      );
+      ).finally(() => progress.end());
       return [{ backupId: 'merged', bytes: merged.byteLength, host: sent.host }];
     },
 

@@ -43,6 +43,21 @@ export const DEFAULT_PARTS_IN_FLIGHT = 4;
 /** The series lock's lifetime: no run outlives XAPI's 24 h transfer limit; only a dead run's lock expires. */
 export const DEFAULT_LOCK_TTL_SECONDS = 25 * 3600;
 
+/**
+ * A running transfer records its progress this often (docs/design.md § Progress of deployed transfers): a
+ * few times a minute, 240 writes an hour per transfer.
+ */
+export const PROGRESS_INTERVAL_MS = 15_000;
+
+/** What a killed transfer left of its progress expires (the table's TTL) this long after its last update. */
+export const PROGRESS_TTL_SECONDS = 24 * 3600;
+
+/** How often `watch` reads a deployed execution's progress records. */
+export const PROGRESS_POLL_MS = 5_000;
+
+/** `watch` calls a transfer stalled when its progress has not moved on for this long: four missed updates. */
+export const PROGRESS_STALE_AFTER_MS = 4 * PROGRESS_INTERVAL_MS;
+
 /** The "no successful backup" alarm, when jobs are scheduled: a daily job plus two hours of slack. */
 export const DEFAULT_NO_SUCCESSFUL_BACKUP_HOURS = 26;
 

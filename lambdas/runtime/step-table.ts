@@ -14,8 +14,14 @@ export type CatalogAction =
   | 's3:DeleteObject'
   | 's3:AbortMultipartUpload';
 
-/** Item actions a step uses on the series lock table. */
-export type LockAction = 'dynamodb:PutItem' | 'dynamodb:GetItem' | 'dynamodb:DeleteItem';
+/**
+ * Item actions a step uses on the series lock table; `UpdateItem` is a transfer's progress record
+ * (docs/design.md § Progress of deployed transfers).
+ */
+export type LockAction =
+  'dynamodb:PutItem' | 'dynamodb:GetItem' | 'dynamodb:DeleteItem' | 'dynamodb:UpdateItem';
+
+const PROGRESS: readonly LockAction[] = ['dynamodb:UpdateItem'];
 
 export interface StepSpec {
   /** The domain function the step runs, a key of `createBackupSteps(...)` / `createRestoreSteps(...)`. */
@@ -115,6 +121,7 @@ export const BACKUP_STEPS = {
     catalog: ['s3:PutObject', 's3:AbortMultipartUpload'],
     retryable: false,
     transfer: true,
+    lock: PROGRESS,
   }),
   prepareFargateRetry: step({
     name: 'prepareFargateRetry',
@@ -155,6 +162,7 @@ export const BACKUP_STEPS = {
       's3:AbortMultipartUpload',
     ],
     transfer: true,
+    lock: PROGRESS,
   }),
   collectMerge: step({
     name: 'collectMerge',
@@ -232,6 +240,7 @@ export const RESTORE_STEPS = {
     catalog: ['s3:GetObject'],
     retryable: false,
     transfer: true,
+    lock: PROGRESS,
   }),
   importMerged: step({
     name: 'importMerged',
@@ -242,6 +251,7 @@ export const RESTORE_STEPS = {
     catalog: ['s3:GetObject'],
     retryable: false,
     transfer: true,
+    lock: PROGRESS,
   }),
   // A replay whose largest layer is too large for a Lambda: every layer in one task, in order.
   replayChain: step({
@@ -251,6 +261,7 @@ export const RESTORE_STEPS = {
     catalog: ['s3:GetObject'],
     retryable: false,
     transfer: true,
+    lock: PROGRESS,
     fargateOnly: true,
   }),
   collectImport: step({

@@ -19,6 +19,7 @@ import {
   RESTORE_STATE_TAG,
   RESTORED_FROM_TAG,
   type ImportedLayer,
+  type RestoreExecution,
   type RestoreFailure,
 } from '../restore/state.ts';
 import { isXapiError, NULL_REF, XapiSession, type Ref, type XapiSessionHandle } from '../xapi/index.ts';
@@ -64,6 +65,7 @@ export interface VmRestoreState extends SessionState {
   readonly vmRequest: VmRestoreRequest;
   readonly pool: string;
   readonly startedAt: string;
+  readonly execution?: RestoreExecution;
   readonly session?: XapiSessionHandle;
   readonly vmPoint?: VmPointInState;
   readonly vm?: { readonly ref: string; readonly uuid: string };

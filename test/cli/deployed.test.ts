@@ -108,7 +108,14 @@ function deployedWorld(options: { outputs?: Record<string, string>; history?: Hi
   const regions: (string | undefined)[] = [];
   const aws = (region: string | undefined): AwsClients => {
     regions.push(region);
-    return { sfn: () => sfn, cloudFormation: () => cloudFormation };
+    return {
+      sfn: () => sfn,
+      cloudFormation: () => cloudFormation,
+      // Off a terminal nothing is drawn, so no progress is read.
+      dynamodb: () => {
+        throw new Error('these commands read no transfer progress');
+      },
+    };
   };
   const stdout = capture();
   const stderr = capture();

@@ -8,6 +8,7 @@
  * command that needs it.
  */
 import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { HistoryEvent, SFNClient } from '@aws-sdk/client-sfn';
 import { createHash, randomUUID } from 'node:crypto';
@@ -36,6 +37,8 @@ import { newBackupId } from '../../lambdas/catalog/keys.ts';
 import type { Manifest } from '../../lambdas/catalog/manifest.ts';
 import { writeVhd } from '../../lambdas/vhd/index.ts';
 import { createTestBucket, deleteTestBucket, s3World } from '../world/s3.ts';
+import { dynamoProgressStore } from '../../lambdas/shared/transfer-progress.ts';
+import { startLockTable, type LockTableWorld } from '../../world/local/lock-table.ts';
 
 const { accountId, region } = LOCAL_ACCOUNT;
 const POOL = 'lab';
@@ -45,6 +48,8 @@ const VDI = '3f1c2d4e-8a9b-4c5d-9e0f-112233445566';
 /** A full whose manifest is there and its object is not: verify reports a broken chain (exit 3). */
 const BROKEN_VDI = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f99887766';
 const SR = '0c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd';
+/** A schedule's execution, exporting VDI when `watch` looks. */
+const SCHEDULED_RUN = 'nightly-20261126T0200';
 const CONFIG = {
   pools: [{ name: POOL, url: 'https://xcp-master.example.com', secret: `vdi-vault/${POOL}` }],
   prefix: PREFIX,
@@ -73,14 +78,28 @@ interface OperatorWorld {
   readonly s3Endpoint: string;
   readonly machines: { readonly backup: string; readonly restore: string };
   readonly aws: (region: string | undefined) => AwsClients;
+  /** The lock table, where transfers record their progress (dynalite, behind the gateway). */
+  readonly progressTable: string;
 }
 
-async function startOperatorWorld(template: Template, bucket: string): Promise<OperatorWorld> {
+async function startOperatorWorld(
+  template: Template,
+  bucket: string,
+  locks: LockTableWorld,
+): Promise<OperatorWorld> {
   const { template: withOperator } = withOperatorRole(template);
-  const stack = new LocalStack(withOperator, { [refOfOutput(template, 'BucketName')]: { ref: bucket } });
+  const stack = new LocalStack(withOperator, {
+    [refOfOutput(template, 'BucketName')]: { ref: bucket },
+    [refOfOutput(template, 'ProgressTableName')]: { ref: locks.table.tableName },
+  });
   const operator = stack.arnOf(OPERATOR_ROLE_LOGICAL_ID);
-  const gateway = await startAwsGateway({ stack, backends: { s3: s3.endpoint } });
-  const { AWS_ENDPOINT_URL_S3 } = await gateway.endpointsFor(operator);
+  const gateway = await startAwsGateway({ stack, backends: { s3: s3.endpoint, dynamodb: locks.endpoint } });
+  const { AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB } = await gateway.endpointsFor(operator);
+  const dynamodb = new DynamoDBClient({
+    endpoint: AWS_ENDPOINT_URL_DYNAMODB,
+    region,
+    credentials: { accessKeyId: 'operator', secretAccessKey: 'operator' },
+  });
   const machines = {
     backup: stack.ref(refOfOutput(template, 'BackupStateMachineArn')),
     restore: stack.ref(refOfOutput(template, 'RestoreStateMachineArn')),
@@ -112,6 +131,7 @@ async function startOperatorWorld(template: Template, bucket: string): Promise<O
   const clients: AwsClients = {
     sfn: () => client as unknown as Pick<SFNClient, 'send'>,
     cloudFormation: () => client as unknown as Pick<CloudFormationClient, 'send'>,
+    dynamodb: () => dynamodb,
   };
   return {
     stack,
@@ -121,6 +141,7 @@ async function startOperatorWorld(template: Template, bucket: string): Promise<O
     s3Endpoint: AWS_ENDPOINT_URL_S3,
     machines,
     aws: () => clients,
+    progressTable: locks.table.tableName,
   };
 }
 
@@ -227,11 +248,15 @@ interface CommandRun {
   readonly calls: RecordedCall[];
 }
 
-async function runCommand(world: OperatorWorld, argv: readonly string[]): Promise<CommandRun> {
+async function runCommand(
+  world: OperatorWorld,
+  argv: readonly string[],
+  terminal = false,
+): Promise<CommandRun> {
   let stdout = '';
   let stderr = '';
   const stream = (write: (text: string) => void) =>
-    ({ write: (chunk: string) => (write(chunk), true), isTTY: false }) as unknown as NodeJS.WriteStream;
+    ({ write: (chunk: string) => (write(chunk), true), isTTY: terminal }) as unknown as NodeJS.WriteStream;
   const before = { s3: world.gateway.calls.length, controlPlane: world.controlPlane.length };
   const code = await run(argv, {
     output: createOutput(
@@ -256,10 +281,14 @@ async function runCommand(world: OperatorWorld, argv: readonly string[]): Promis
 }
 
 /** Every deployed-mode command, as an operator runs it: the command line and its exit code. */
-function commandLines(world: OperatorWorld): Record<string, { argv: string[]; exit: number }> {
+function commandLines(
+  world: OperatorWorld,
+): Record<string, { argv: string[]; exit: number; terminal?: boolean }> {
   const catalog = ['--s3-endpoint', world.s3Endpoint, '--json'];
-  const scheduled = `${world.machines.backup.replace(':stateMachine:', ':execution:')}:nightly-20261126T0200`;
+  const scheduled = `${world.machines.backup.replace(':stateMachine:', ':execution:')}:${SCHEDULED_RUN}`;
   return {
+    // On a terminal, `watch` draws the running transfers' progress records too.
+    'watch (on a terminal)': { argv: ['watch', scheduled], exit: 0, terminal: true },
     'backup --no-wait': { argv: ['backup', VDI, '--no-wait', '--json'], exit: 0 },
     backup: { argv: ['backup', VDI, '--mode', 'full', '--json'], exit: 0 },
     restore: { argv: ['restore', VDI, '--sr-uuid', SR, '--strategy', 'merge', '--json'], exit: 0 },
@@ -280,6 +309,7 @@ const EXPECTED_ACTIONS: Record<string, string[]> = {
   restore: ['cloudformation:DescribeStacks', 'states:StartExecution', ...FOLLOW],
   'watch (a scheduled backup)': FOLLOW,
   'watch (the backup started with --no-wait)': FOLLOW,
+  'watch (on a terminal)': [...FOLLOW, 'cloudformation:DescribeStacks', 'dynamodb:GetItem'],
   list: READ_CATALOG,
   verify: READ_CATALOG,
   'verify --all': READ_CATALOG,
@@ -365,15 +395,28 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
   let bucket: string;
   let template: Template;
   let world: OperatorWorld;
+  let locks: LockTableWorld;
   const runs: Record<string, CommandRun> = {};
 
   beforeAll(async () => {
     bucket = await createTestBucket(s3.client, 'operator-iam');
     await storeCatalog(bucket);
+    locks = await startLockTable();
+    await dynamoProgressStore(locks.table.client, locks.table.tableName).write(
+      SCHEDULED_RUN,
+      `export ${VDI}`,
+      {
+        bytes: 512 * 1024 * 1024,
+        total: 2048 * 1024 * 1024,
+        bytesPerSecond: 40_000_000,
+        startedAt: new Date().toISOString(),
+        updatedAt: new Date().toISOString(),
+      },
+    );
     template = synthesizeApp(CONFIG).template as unknown as Template;
-    world = await startOperatorWorld(template, bucket);
-    for (const [name, { argv }] of Object.entries(commandLines(world))) {
-      runs[name] = await runCommand(world, argv);
+    world = await startOperatorWorld(template, bucket, locks);
+    for (const [name, { argv, terminal }] of Object.entries(commandLines(world))) {
+      runs[name] = await runCommand(world, argv, terminal);
     }
     // Start, then follow: the execution `backup --no-wait` printed.
     const { executionId } = JSON.parse(runs['backup --no-wait']!.stdout) as { executionId: string };
@@ -385,6 +428,7 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
   });
   afterAll(async () => {
     await world?.gateway.close();
+    await locks?.close();
     if (bucket) await deleteTestBucket(s3.client, bucket);
   });
 
@@ -418,6 +462,9 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
       expect(done.calls.every((call) => call.principal === world.operator)).toBe(true);
     }
     expect(JSON.parse(runs.list!.stdout)).toMatchObject({ pool: POOL, restorePoints: [{}, {}] });
+    expect(runs['watch (on a terminal)']!.stderr).toMatch(
+      new RegExp(`export ${VDI}  \\[#{6}\\.{18}\\]  25%  512\\.0 MiB / 2\\.0 GiB  40\\.0 MB/s  ETA`),
+    );
     expect(JSON.parse(runs.verify!.stdout)).toMatchObject({ ok: true, layers: [{ ok: true }, { ok: true }] });
     // A missing object is reported as missing (404), not Forbidden: the operator may list the bucket.
     expect(JSON.parse(runs['verify (broken chain)']!.stdout)).toMatchObject({
@@ -452,12 +499,23 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
             : new RegExp(`^arn:aws:s3:::${bucket}/${PREFIX}/${POOL}/`),
         );
       }
+      if (call.service === 'dynamodb') {
+        expect(call.resource, where).toBe(
+          `arn:aws:dynamodb:${region}:${accountId}:table/${world.progressTable}`,
+        );
+        expect(call.context['dynamodb:LeadingKeys'], where).toEqual([`progress:${SCHEDULED_RUN}`]);
+      }
       if (call.service === 'kms') {
         expect(call.resource, where).toBe(keyArn);
         const via = call.context['kms:ViaService'];
-        // Step Functions decrypts an execution's data in the state machine's context; S3 the objects'.
+        // Step Functions decrypts an execution's data in the state machine's context; S3 the objects';
+        // DynamoDB the table key.
         if (via === `states.${region}.amazonaws.com`) {
           expect(machineArns).toContain(call.context['kms:EncryptionContext:aws:states:stateMachineArn']);
+        } else if (via === `dynamodb.${region}.amazonaws.com`) {
+          expect(call.context['kms:EncryptionContext:aws:dynamodb:tableName'], where).toBe(
+            world.progressTable,
+          );
         } else {
           expect(via, where).toBe(`s3.${region}.amazonaws.com`);
           expect(call.context['kms:EncryptionContext:aws:s3:arn'], where).toBe(`arn:aws:s3:::${bucket}`);
@@ -467,7 +525,11 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
     // Both kinds of KMS use happened: following executions, and reading SSE-KMS objects.
     expect(
       distinct(calls.filter((c) => c.service === 'kms').map((c) => String(c.context['kms:ViaService']))),
-    ).toEqual([`s3.${region}.amazonaws.com`, `states.${region}.amazonaws.com`]);
+    ).toEqual([
+      `dynamodb.${region}.amazonaws.com`,
+      `s3.${region}.amazonaws.com`,
+      `states.${region}.amazonaws.com`,
+    ]);
   });
 
   it('grants no command used: only the commented allowlist', async () => {
@@ -481,8 +543,25 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
     expect(unused).toEqual(distinct(UNUSED_BY_DESIGN));
   });
 
-  /** Each grant a command uses, taken away: that command fails, on that call. */
-  const removals: { sid: string; action: string; command: string; says: RegExp }[] = [
+  /**
+   * Each grant a command uses, taken away: that command fails, on that call (exit 4); without progress,
+   * `watch` still follows the execution and says why it draws no bars (exit 0).
+   */
+  const removals: { sid: string; action: string; command: string; says: RegExp; exit?: number }[] = [
+    {
+      sid: 'ReadTransferProgress',
+      action: 'dynamodb:GetItem',
+      command: 'watch (on a terminal)',
+      says: /transfer progress unavailable: User: .* is not authorized to perform: dynamodb:GetItem/,
+      exit: 0,
+    },
+    {
+      sid: 'DecryptProgressThroughDynamoDB',
+      action: 'kms:Decrypt',
+      command: 'watch (on a terminal)',
+      says: /transfer progress unavailable: .*kms:Decrypt/,
+      exit: 0,
+    },
     {
       sid: 'ReadStackOutputs',
       action: 'cloudformation:DescribeStacks',
@@ -544,11 +623,15 @@ describe('the operator policy covers every AWS call of the deployed CLI, and gra
   });
 
   it.each(removals)('without $sid/$action, $command is denied that call', async (removal) => {
-    const stripped = await startOperatorWorld(withoutGrant(template, removal.sid, removal.action), bucket);
+    const stripped = await startOperatorWorld(
+      withoutGrant(template, removal.sid, removal.action),
+      bucket,
+      locks,
+    );
     try {
-      const { argv } = commandLines(stripped)[removal.command]!;
-      const done = await runCommand(stripped, argv);
-      expect(done.code, done.stderr).toBe(4);
+      const { argv, terminal } = commandLines(stripped)[removal.command]!;
+      const done = await runCommand(stripped, argv, terminal);
+      expect(done.code, done.stderr).toBe(removal.exit ?? 4);
       expect(done.stderr).toMatch(removal.says);
       const denied = done.calls.filter((call) => !call.allowed);
       // Catalog reads run several at a time: each one in flight may be refused, all for that one action.
