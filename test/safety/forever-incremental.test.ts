@@ -407,6 +407,21 @@ describe('a merge interrupted at every step (Swift)', () => {
     await expectAllRestore();
   });
 
+  it('reports its progress: bytes written, then read back, up to twice the new object, never backwards', async () => {
+    await restoreCatalog();
+    const seen: { bytes: number; total: number }[] = [];
+    const report = await mergeChain(createS3Client(s3World().target), catalog, await mergePlan(), {
+      limits,
+      onProgress: (bytes, total) => seen.push({ bytes, total }),
+    });
+    const target = (await world.manifests()).find((m) => m.backupId === report.backupId)!;
+    expect(new Set(seen.map((point) => point.total))).toEqual(new Set([2 * target.bytes]));
+    expect(seen.every((point, i) => i === 0 || point.bytes >= seen[i - 1]!.bytes)).toBe(true);
+    expect(seen.at(-1)!.bytes).toBe(2 * target.bytes);
+    // Both passes reported: the writes end at the object's length, the read-back goes on from there.
+    expect(seen.some((point) => point.bytes === target.bytes)).toBe(true);
+  });
+
   it('killed after the manifest is rewritten: every point restores, and retention then leaves one full', async () => {
     await restoreCatalog();
     await mergeChain(createS3Client(s3World().target), catalog, await mergePlan(), { limits });
