@@ -9,6 +9,7 @@ import type { Construct } from 'constructs';
 import type { VdiVaultConfig } from './config/config.ts';
 import { DEFAULT_BACKUP_CONCURRENCY } from '../lambdas/runtime/defaults.ts';
 import { VdiVault, type VaultNetworkProps, type VdiVaultProps } from './constructs/vdi-vault.ts';
+import { VaultDashboard } from './constructs/vault-dashboard.ts';
 
 export interface VdiVaultStackProps extends StackProps {
   /** The validated configuration (`infra/config/config.ts`). */
@@ -37,6 +38,8 @@ export class VdiVaultStack extends Stack {
     new CfnOutput(this, 'KeyArn', { value: this.vault.key.keyArn });
     new CfnOutput(this, 'DefaultPool', { value: props.config.pools[0]!.name });
     new CfnOutput(this, 'CatalogPrefix', { value: this.vault.prefix });
+    const dashboard = VaultDashboard.of(this.vault);
+    if (dashboard) new CfnOutput(this, 'DashboardUrl', { value: dashboard.url });
   }
 }
 
@@ -82,6 +85,7 @@ function vaultProps(scope: Construct, config: VdiVaultConfig): VdiVaultProps {
       ? { topic: sns.Topic.fromTopicArn(scope, 'ExistingTopic', notifications.existingTopicArn) }
       : {}),
     ...(notifications.emails ? { notificationEmails: notifications.emails } : {}),
+    ...(config.dashboard !== undefined ? { dashboard: config.dashboard } : {}),
     ...(config.alarms?.noSuccessfulBackupHours
       ? { noSuccessfulBackupWithin: Duration.hours(config.alarms.noSuccessfulBackupHours) }
       : {}),

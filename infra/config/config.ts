@@ -1,6 +1,6 @@
 import type { RetentionPolicy } from '../../lambdas/catalog/retention.ts';
 import type { BackupJob } from '../constructs/backup-triggers.ts';
-import { parseBackupInput } from '../../lambdas/backup/input.ts';
+import { JOB_NAME_PATTERN, parseBackupInput } from '../../lambdas/backup/input.ts';
 import { InputValidationError } from '../../lambdas/shared/input-error.ts';
 import { readFileSync } from 'node:fs';
 import { ConfigError, expectArray, expectObject, optional, rejectUnknown } from './config-fields.ts';
@@ -85,10 +85,12 @@ export interface VdiVaultConfig {
   readonly fargateThresholdGiB?: number;
   /** A transfer whose host sends (or takes) nothing for this long fails. Default 60. */
   readonly stallTimeoutSeconds?: number;
+  /** A CloudWatch dashboard of the vault (output `DashboardUrl`); `false` leaves it out. Default true. */
+  readonly dashboard?: boolean;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/;
+const JOB_NAME = JOB_NAME_PATTERN;
 const SCHEDULE =
   /^(cron\(.+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\)|at\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\))$/;
 const SHA256_HEX = /^([0-9a-f]{2}:?){31}[0-9a-f]{2}$/i;
@@ -108,6 +110,7 @@ export function parseConfig(value: unknown): VdiVaultConfig {
     'alarms',
     'fargateThresholdGiB',
     'stallTimeoutSeconds',
+    'dashboard',
   ]);
   const pools = expectArray(config.pools, 'pools', 'list at least one pool ({name, url, secret})');
   if (pools.length === 0) throw new ConfigError('pools', 'list at least one pool ({name, url, secret})');
@@ -154,6 +157,11 @@ export function parseConfig(value: unknown): VdiVaultConfig {
     typeof seconds === 'number' && seconds > 0 && seconds <= 3600
       ? undefined
       : 'must be a number of seconds from 0 (exclusive) to 3600',
+  );
+  optional(config.dashboard, 'dashboard', (dashboard) =>
+    typeof dashboard === 'boolean'
+      ? undefined
+      : `must be true or false, not ${JSON.stringify(dashboard)} ("dashboard": false leaves the dashboard out)`,
   );
   optional(config.prefix, 'prefix', (prefix) =>
     typeof prefix === 'string' && prefix !== '' && !prefix.startsWith('/') && !prefix.endsWith('/')

@@ -13,7 +13,7 @@ import { createDeadLetterQueue } from './vault-notifications.ts';
 
 /**
  * A scheduled backup: its schedule starts the backup state machine with
- * `{vdiUuids?, vmUuids?, tags?, pool, mode, concurrency?, retention?}`. A job by tags finds its VMs at each run.
+ * `{job, vdiUuids?, vmUuids?, tags?, pool, mode, concurrency?, retention?}`. A job by tags finds its VMs at each run.
  */
 export interface BackupJob {
   /** Names the schedule's construct id; letters, digits, dash, underscore. */
@@ -114,6 +114,8 @@ export class BackupTriggers extends Construct {
     const schedules: Record<string, scheduler.Schedule> = {};
     for (const job of props.jobs ?? []) {
       const input = {
+        // Names the run's metrics by job (docs/design.md § Dashboard and metric names).
+        job: job.name,
         ...(job.vdiUuids?.length ? { vdiUuids: [...job.vdiUuids] } : {}),
         ...(job.vmUuids?.length ? { vmUuids: [...job.vmUuids] } : {}),
         ...(job.tags?.length ? { tags: [...job.tags] } : {}),

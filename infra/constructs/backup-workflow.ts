@@ -147,6 +147,8 @@ export class BackupWorkflow extends Construct {
         'retention.$': '$.retention',
         'executionId.$': '$$.Execution.Name',
         'session.$': '$.session',
+        // Login sets it (null without a job): each disk's metrics name the job.
+        'job.$': '$.job',
       },
       // Per execution: Login sets it from the input (a job's concurrency) or the deployment's default.
       maxConcurrencyPath: '$.concurrency',

@@ -32,6 +32,7 @@ import { TransferTask } from './transfer-task.ts';
 import { setStepFunctionDefaults, type StepFunctionNetwork } from './step-function.ts';
 import { createVaultBucket, type ObjectLockRetentionProps } from './vault-bucket.ts';
 import { VaultNotifications } from './vault-notifications.ts';
+import { VaultDashboard } from './vault-dashboard.ts';
 import { createWorkflowStateMachine } from './workflow-state-machine.ts';
 
 export type { BackupJob } from './backup-triggers.ts';
@@ -91,6 +92,8 @@ export interface VdiVaultProps {
   readonly functionLogRetention?: logs.RetentionDays;
   /** Bus the `Backup Requested` rule listens on. @default - the default event bus */
   readonly eventBus?: events.IEventBus;
+  /** A CloudWatch dashboard of the vault (stack output `DashboardUrl`). @default true */
+  readonly dashboard?: boolean;
 }
 
 const POWERTOOLS_NAMESPACE = 'VdiVault';
@@ -272,6 +275,21 @@ export class VdiVault extends Construct {
     });
     this.topic = notifications.topic;
     this.alarms = notifications.alarms;
+
+    // docs/design.md § Dashboard and metric names.
+    if (props.dashboard ?? true) {
+      new VaultDashboard(this, VaultDashboard.ID, {
+        backupStateMachine: this.backupStateMachine,
+        restoreStateMachine: this.restoreStateMachine,
+        bucket: this.bucket,
+        catalog,
+        environment,
+        deadLetterQueue: triggers.deadLetterQueue,
+        jobs: (props.jobs ?? []).map((job) => job.name),
+        ...(noSuccessWindow ? { noSuccessfulBackupWithin: noSuccessWindow } : {}),
+        defaultWindow: Duration.hours(DEFAULT_NO_SUCCESSFUL_BACKUP_HOURS),
+      });
+    }
 
     acknowledgeFindings(this, {
       ...(props.existingBucket

@@ -27,7 +27,12 @@ export interface BackupInput {
   readonly retention?: RetentionPolicy;
   /** VDIs of this execution backed up at once (1–40). Default: the deployment's concurrency. */
   readonly concurrency?: number;
+  /** The job whose schedule starts the run (set by the schedule): its metrics carry the name. Default none. */
+  readonly job?: string;
 }
+
+/** A job's name (the configuration's `jobs[].name`, and the backup input's `job`). */
+export const JOB_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/;
 
 const EXAMPLE = '{"vdiUuids":["<vdi uuid>"],"mode":"auto"} or {"tags":["backup-nightly"]}';
 /** At most this many VDIs, and this many VMs, per execution. */
@@ -41,6 +46,7 @@ export interface ParsedBackupInput {
   readonly pool?: string;
   readonly retention?: RetentionPolicy;
   readonly concurrency?: number;
+  readonly job?: string;
 }
 
 export function parseBackupInput(raw: unknown): ParsedBackupInput {
@@ -49,10 +55,10 @@ export function parseBackupInput(raw: unknown): ParsedBackupInput {
   }
   rejectUnknownFields(
     raw,
-    ['vdiUuids', 'vmUuids', 'tags', 'pool', 'mode', 'retention', 'concurrency'],
+    ['vdiUuids', 'vmUuids', 'tags', 'pool', 'mode', 'retention', 'concurrency', 'job'],
     'the backup input',
   );
-  const { pool, mode, retention, concurrency } = raw;
+  const { pool, mode, retention, concurrency, job } = raw;
   const vdiUuids = uuidList(raw.vdiUuids, 'vdiUuids', 'VDI', '`xe vdi-list`');
   const vmUuids = uuidList(raw.vmUuids, 'vmUuids', 'VM', '`xe vm-list`');
   const tags = tagList(raw.tags);
@@ -84,6 +90,13 @@ export function parseBackupInput(raw: unknown): ParsedBackupInput {
       "Or leave it out for the deployment's default.",
     );
   }
+  if (job !== undefined && (typeof job !== 'string' || !JOB_NAME_PATTERN.test(job))) {
+    throw new InputValidationError(
+      'job',
+      `${JSON.stringify(job)} is not a job name`,
+      "Use 1 to 48 letters, digits, dash or underscore (a job's name), or leave it out.",
+    );
+  }
   return {
     ...(retention !== undefined ? { retention: parseRetention(retention) } : {}),
     ...(concurrency !== undefined ? { concurrency: concurrency as number } : {}),
@@ -92,6 +105,7 @@ export function parseBackupInput(raw: unknown): ParsedBackupInput {
     tags,
     mode: (mode as BackupMode | undefined) ?? 'auto',
     ...(pool !== undefined ? { pool: pool as string } : {}),
+    ...(job !== undefined ? { job: job as string } : {}),
   };
 }
 

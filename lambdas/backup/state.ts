@@ -20,6 +20,8 @@ export interface BackupItemState {
   readonly session: XapiSessionHandle;
   /** The execution's name: logs carry it to tie a function's lines to their run. */
   readonly executionId?: string;
+  /** The job whose schedule started the run (its metrics carry it); null or absent for any other start. */
+  readonly job?: string | null;
   readonly plan?: BackupPlan;
   readonly snapshot?: { readonly ref: string; readonly uuid: string };
   /**

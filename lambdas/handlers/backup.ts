@@ -4,10 +4,12 @@
  * and the local runner call the same handlers.
  */
 import { createBackupSteps, type BackupSteps } from '../backup/steps.ts';
-import type { MergeOutcome } from '../backup/state.ts';
+import { parseBackupInput } from '../backup/input.ts';
+import { newestRestorePoints } from '../catalog/newest-points.ts';
+import type { BackupItemState, MergeOutcome } from '../backup/state.ts';
 import { BACKUP_STEPS } from '../runtime/step-table.ts';
-import { addCount, addTransferMetrics, stepHandler } from './observability.ts';
-import { runtimeFromEnvironment } from './runtime-env.ts';
+import { addTransferMetrics, publishForJob, publishMetric, stepHandler } from './observability.ts';
+import { runtimeFromEnvironment, type RuntimeEnvironment } from './runtime-env.ts';
 
 let built: BackupSteps | undefined;
 /** Built on first use, once per container, from this function's environment. */
@@ -25,28 +27,59 @@ const handle = <K extends keyof typeof BACKUP_STEPS & keyof BackupSteps>(
     measure,
   );
 
-const exported = (result: { bytes: number; startedAt: string; endedAt: string }) =>
-  addTransferMetrics('Exported', result.bytes, Date.parse(result.endedAt) - Date.parse(result.startedAt));
+const exported = (state: BackupItemState, result: { bytes: number; startedAt: string; endedAt: string }) =>
+  addTransferMetrics(
+    'Exported',
+    result.bytes,
+    Date.parse(result.endedAt) - Date.parse(result.startedAt),
+    state.job,
+  );
 
-export const login = handle('login');
+/**
+ * Login's output becomes the execution's state (`resultPath: $`): the job that started the run rides along
+ * (null when none did: Step Functions paths need the field) so each disk's metrics can name it.
+ */
+export const login = stepHandler('backup.login', async (raw: unknown) => ({
+  ...(await steps().login(raw)),
+  job: parseBackupInput(raw).job ?? null,
+}));
 export const snapshotVms = handle('snapshotVms');
 export const commitVms = handle('commitVms');
 export const plan = handle('plan');
 export const snapshot = handle('snapshot');
 export const createTask = handle('createTask');
-const exportStep = handle('export', (_event, result) => exported(result));
+const exportStep = handle('export', (event, result) => exported(event, result));
 export { exportStep as export };
 export const prepareFargateRetry = handle('prepareFargateRetry');
-export const collectExport = handle('collectExport', (_event, result) => exported(result));
+export const collectExport = handle('collectExport', (event, result) => exported(event, result));
 export const commit = handle('commit');
-const merged = (result: MergeOutcome) => {
-  if (result.status === 'merged') addCount('MergeSucceeded');
-  if (result.status === 'failed') addCount('MergeFailed');
+const merged = (state: BackupItemState, result: MergeOutcome) => {
+  if (result.status === 'merged') publishForJob('MergeSucceeded', 1, state.job);
+  if (result.status === 'failed') publishForJob('MergeFailed', 1, state.job);
 };
-export const merge = handle('merge', (_event, result) => merged(result));
-export const collectMerge = handle('collectMerge', (_event, result) => merged(result));
-export const cleanup = handle('cleanup', (_event, result) =>
-  addCount('BackupSucceeded', { name: 'kind', value: result.kind ?? 'unknown' }),
+export const merge = handle('merge', (event, result) => merged(event, result));
+export const collectMerge = handle('collectMerge', (event, result) => merged(event, result));
+export const cleanup = handle('cleanup', (event, result) =>
+  publishForJob('BackupSucceeded', 1, event.job, { kind: result.kind ?? 'unknown' }),
 );
-export const failureCleanup = handle('failureCleanup', () => addCount('BackupFailed'));
+export const failureCleanup = handle('failureCleanup', (event) =>
+  publishForJob('BackupFailed', 1, event.job),
+);
 export const logout = handle('logout');
+
+let catalogRuntime: RuntimeEnvironment | undefined;
+/**
+ * Hourly, outside the workflows (`SCHEDULED_STEPS`): the age of each series' newest restore point, so the
+ * dashboard shows a series going stale even when no backup runs to say so (docs/design.md § Dashboard and
+ * metric names).
+ */
+export const publishCatalogMetrics = stepHandler('backup.publishCatalogMetrics', async () => {
+  const { s3, catalog } = (catalogRuntime ??= runtimeFromEnvironment());
+  const points = await newestRestorePoints(s3, catalog);
+  const now = Date.now();
+  for (const point of points) {
+    const ageSeconds = Math.max(0, Math.round((now - Date.parse(point.endedAt)) / 1000));
+    publishMetric('NewestRestorePointAge', ageSeconds, { series: point.series });
+  }
+  return { series: points.length };
+});

@@ -5,7 +5,7 @@
  */
 import { createRestoreSteps, type RestoreSteps } from '../restore/steps.ts';
 import { RESTORE_STEPS } from '../runtime/step-table.ts';
-import { addCount, addTransferMetrics, stepHandler } from './observability.ts';
+import { addTransferMetrics, publishMetric, stepHandler } from './observability.ts';
 import { runtimeFromEnvironment } from './runtime-env.ts';
 
 let built: RestoreSteps | undefined;
@@ -50,7 +50,7 @@ export const resolveVm = handle('resolveVm');
 export const createVm = handle('createVm');
 export const attachVmDisk = handle('attachVmDisk');
 export const finishVm = handle('finishVm');
-export const vmFailureCleanup = handle('vmFailureCleanup', () => addCount('RestoreFailed'));
+export const vmFailureCleanup = handle('vmFailureCleanup', () => publishMetric('RestoreFailed', 1));
 export const cleanup = handle('cleanup');
-export const logout = handle('logout', () => addCount('RestoreSucceeded'));
-export const failureCleanup = handle('failureCleanup', () => addCount('RestoreFailed'));
+export const logout = handle('logout', () => publishMetric('RestoreSucceeded', 1));
+export const failureCleanup = handle('failureCleanup', () => publishMetric('RestoreFailed', 1));

@@ -339,3 +339,23 @@ export function stepSpec(qualified: string): StepSpec & { readonly workflow: Wor
   if (!spec) throw new Error(`unknown step ${qualified}`);
   return { ...spec, workflow: workflow as Workflow };
 }
+
+/**
+ * Functions a schedule runs, outside the workflows: built, granted and bundled as the steps are (in the
+ * backup bundle, `lambdas/handlers/backup.ts`), invoked by no state (docs/design.md § Dashboard and metric
+ * names).
+ */
+export const SCHEDULED_STEPS = {
+  // Hourly: the age of each series' newest restore point (`NewestRestorePointAge`), read from the catalog.
+  publishCatalogMetrics: step({
+    name: 'publishCatalogMetrics',
+    functionId: 'CatalogMetricsFunction',
+    states: [],
+    timeoutSeconds: 5 * MINUTE,
+    logsIn: false,
+    catalog: ['s3:ListBucket', 's3:GetObject'],
+  }),
+} as const satisfies Record<string, StepSpec>;
+
+/** How often `publishCatalogMetrics` runs, in minutes: the dashboard's period for its metric. */
+export const CATALOG_METRICS_EVERY_MINUTES = 60;

@@ -17,7 +17,9 @@ describe('the app on the example config', () => {
     template.resourceCountIs('AWS::SNS::Topic', 1);
     template.resourceCountIs('AWS::DynamoDB::Table', 1);
     expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm')).length).toBeGreaterThanOrEqual(1);
-    expect(Object.keys(template.findResources('AWS::Events::Rule')).length).toBe(2);
+    // Backup Requested, the failure notifications, and the dashboard's hourly restore point ages.
+    expect(Object.keys(template.findResources('AWS::Events::Rule')).length).toBe(3);
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
   it('keeps the logical ids the local runner looks for', () => {
@@ -44,6 +46,7 @@ describe('the app on the example config', () => {
         'backup.logout',
         'backup.plan',
         'backup.prepareFargateRetry',
+        'backup.publishCatalogMetrics',
         'backup.snapshot',
         'backup.snapshotVms',
         'restore.cleanup',
@@ -95,9 +98,11 @@ describe('the app on the example config', () => {
         'BackupStateMachineArn',
         'BucketName',
         'CatalogPrefix',
+        'DashboardUrl',
         'DefaultPool',
         'KeyArn',
         'OperatorPolicyArn',
+        'ProgressTableName',
         'RestoreStateMachineArn',
         'TopicArn',
       ].sort(),

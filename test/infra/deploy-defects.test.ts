@@ -307,6 +307,7 @@ describe('deploy defects', () => {
       ),
     ] as [string, { DeadLetterConfig?: { Arn: { 'Fn::GetAtt': [string, string] } } }][];
     expect(targets.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual([
+      'DashboardCatalogMetricsSchedule',
       'NotificationsExecutionFailed',
       'TriggersBackupRequested',
       'TriggersJobnightly',

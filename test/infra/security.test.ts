@@ -173,6 +173,8 @@ describe('least privilege', () => {
       RestoreCleanupFunction: [...secret, 's3:DeleteObject'],
       RestoreLogoutFunction: [],
       RestoreFailureCleanupFunction: [...secret, 's3:DeleteObject'],
+      // The dashboard's hourly restore point ages: lists the catalog and reads the newest manifests.
+      DashboardCatalogMetricsFunction: ['kms:Decrypt', 's3:GetObject', 's3:ListBucket'],
     };
     for (const [fn, actions] of Object.entries(expected)) {
       expect({ fn, actions: actionsOf(template, fn) }).toEqual({ fn, actions: [...actions].sort() });

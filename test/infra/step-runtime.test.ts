@@ -3,7 +3,12 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as backupHandlers from '../../lambdas/handlers/backup.ts';
 import * as restoreHandlers from '../../lambdas/handlers/restore.ts';
-import { OUT_OF_LAMBDA_ERRORS, WORKFLOW_STEPS, type StepSpec } from '../../lambdas/runtime/step-table.ts';
+import {
+  OUT_OF_LAMBDA_ERRORS,
+  SCHEDULED_STEPS,
+  WORKFLOW_STEPS,
+  type StepSpec,
+} from '../../lambdas/runtime/step-table.ts';
 import { TRANSFER_STEPS } from '../../lambdas/transfer/transfer-task.ts';
 import { LocalStack } from '../../world/local/aws/account.ts';
 import { visitStates } from '../../world/local/synthesized-workflows.ts';
@@ -28,23 +33,31 @@ const lambdaSteps = Object.entries(WORKFLOW_STEPS).flatMap(([workflow, steps]) =
     .filter((spec) => !spec.fargateOnly)
     .map((spec) => ({ workflow, spec })),
 );
+// Scheduled functions (outside the workflows) are built from their own table, in the backup bundle.
+const scheduledSteps = Object.values(SCHEDULED_STEPS as Record<string, StepSpec>).map((spec) => ({
+  workflow: 'backup',
+  spec,
+}));
+const specs = new Map(
+  [...lambdaSteps, ...scheduledSteps].map(({ workflow, spec }) => [`${workflow}.${spec.name}`, spec]),
+);
+const specOf = (properties: Json): StepSpec => specs.get(stepOf(properties))!;
 
 describe('one step runtime: the table builds functions and handlers', () => {
-  it('every Lambda step of the table is one function with its handler, memory and timeout; nothing else', () => {
-    expect(functions.map(([, fn]) => stepOf(fn.Properties)).sort()).toEqual(
-      lambdaSteps.map(({ workflow, spec }) => `${workflow}.${spec.name}`).sort(),
-    );
+  it('every Lambda step of the tables is one function with its handler, memory and timeout; nothing else', () => {
+    expect(functions.map(([, fn]) => stepOf(fn.Properties)).sort()).toEqual([...specs.keys()].sort());
     for (const [, fn] of functions) {
-      const [workflow, name] = stepOf(fn.Properties).split('.') as [keyof typeof WORKFLOW_STEPS, string];
-      const spec = (WORKFLOW_STEPS[workflow] as Record<string, StepSpec>)[name]!;
+      const spec = specOf(fn.Properties);
       expect(fn.Properties.Handler).toBe(`index.${spec.name}`);
       expect(fn.Properties.Timeout).toBe(spec.timeoutSeconds);
       expect(fn.Properties.MemorySize).toBe(spec.memoryMiB);
     }
   });
 
-  it('each workflow bundle exports exactly one handler per step of the table', () => {
-    expect(Object.keys(backupHandlers).sort()).toEqual(Object.keys(WORKFLOW_STEPS.backup).sort());
+  it('each workflow bundle exports exactly one handler per step of the table (backup: and the scheduled ones)', () => {
+    expect(Object.keys(backupHandlers).sort()).toEqual(
+      [...Object.keys(WORKFLOW_STEPS.backup), ...Object.keys(SCHEDULED_STEPS)].sort(),
+    );
     expect(Object.keys(restoreHandlers).sort()).toEqual(Object.keys(WORKFLOW_STEPS.restore).sort());
   });
 
@@ -77,15 +90,14 @@ describe('one step runtime: the table builds functions and handlers', () => {
   it('6: Login and every step that may log in again (its session expired) read the secret, nothing else does', () => {
     const policies = Object.values(resources).filter((resource) => resource.Type === 'AWS::IAM::Policy');
     for (const [logicalId, fn] of functions) {
-      const [workflow, name] = stepOf(fn.Properties).split('.') as [keyof typeof WORKFLOW_STEPS, string];
-      const spec = (WORKFLOW_STEPS[workflow] as Record<string, StepSpec>)[name]!;
+      const spec = specOf(fn.Properties);
       const role = JSON.stringify((fn.Properties.Role as { 'Fn::GetAtt': [string] })['Fn::GetAtt'][0]);
       const readsSecret = policies.some(
         (policy) =>
           JSON.stringify(policy.Properties.Roles).includes(role) &&
           JSON.stringify(policy.Properties.PolicyDocument).includes('secretsmanager:GetSecretValue'),
       );
-      expect(readsSecret, `${logicalId} (${workflow}.${name})`).toBe(spec.logsIn);
+      expect(readsSecret, `${logicalId} (${stepOf(fn.Properties)})`).toBe(spec.logsIn);
     }
   });
 });

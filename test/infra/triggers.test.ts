@@ -1,5 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseBackupInput } from '../../lambdas/backup/input.ts';
 import { JOB, POOL, resourceOf, synth, VDI, type Synthesized } from './synth.ts';
 
 let deployed: Synthesized;
@@ -45,7 +46,9 @@ describe('triggers', () => {
     });
     const input = (properties: Record<string, unknown>) =>
       JSON.parse((properties.Target as { Input: string }).Input) as unknown;
+    // The job's name rides in the input (its metrics carry it), and the backup's input parser takes it.
     expect(input(nightly.Properties)).toEqual({
+      job: 'nightly',
       vdiUuids: [VDI],
       pool: 'lab',
       mode: 'auto',
@@ -59,6 +62,7 @@ describe('triggers', () => {
     });
     // A job's concurrency travels in its input: the backup Map reads it (MaxConcurrencyPath).
     expect(input(weekly.Properties)).toEqual({
+      job: 'weekly-full',
       vdiUuids: [VDI, SECOND_VDI],
       pool: 'lab',
       mode: 'full',
@@ -66,7 +70,16 @@ describe('triggers', () => {
     });
     // A job by tags: the VMs are found at each run, so a VM tagged later is taken.
     const tagged = resourceOf(template, 'AWS::Scheduler::Schedule', 'TriggersJobtaggedvms');
-    expect(input(tagged.Properties)).toEqual({ tags: ['backup-nightly'], pool: 'lab', mode: 'auto' });
+    expect(input(tagged.Properties)).toEqual({
+      job: 'tagged-vms',
+      tags: ['backup-nightly'],
+      pool: 'lab',
+      mode: 'auto',
+    });
+    for (const schedule of [nightly, weekly, tagged]) {
+      const job = (input(schedule.Properties) as { job: string }).job;
+      expect(parseBackupInput(input(schedule.Properties)).job).toBe(job);
+    }
     expect(tagged.Properties.Description).toBe(
       'vdi-vault job tagged-vms: VMs tagged backup-nightly of pool lab',
     );
