@@ -1,4 +1,5 @@
 import { DEFAULT_STATE_DIR, PROGRESS_POLL_MS } from '../lambdas/runtime/defaults.ts';
+import { DASHBOARD_URL_OUTPUT } from '../lambdas/runtime/metric-table.ts';
 import {
   dynamoProgressStore,
   PROGRESS_TABLE_OUTPUT,
@@ -112,11 +113,18 @@ async function executeDeployed(
   { output, aws }: CommandContext,
 ): Promise<ExecutionOutcome> {
   const clients = aws(stringFlag(values, 'region'));
-  const arn = await stateMachineArn(kind, values, new StackOutputs(clients, values));
+  const stack = new StackOutputs(clients, values);
+  const arn = await stateMachineArn(kind, values, stack);
   const executionArn = await startExecution(clients.sfn(), arn, input);
   if (booleanFlag(values, 'no-wait')) return { executionId: executionArn, status: 'RUNNING' };
   note(output, `execution ${executionArn} (follow it with: vdi-vault watch ${executionArn})`);
-  return watchDeployed(executionArn, output, clients, values);
+  if (!output.json && stringFlag(values, `${kind}-arn`) === undefined) {
+    // Read with the ARN, so no call of its own; a stack without it (dashboard off) prints none. Given the
+    // ARN as a flag, the stack is not read at all.
+    const dashboard = await stack.find(DASHBOARD_URL_OUTPUT).catch(() => undefined);
+    if (dashboard) note(output, `dashboard: ${dashboard}`);
+  }
+  return watchDeployed(executionArn, output, clients, stack);
 }
 
 /**
@@ -127,11 +135,11 @@ export async function watchDeployed(
   executionArn: string,
   output: Output,
   clients: AwsClients,
-  values: FlagValues = {},
+  stack: StackOutputs,
   options: { readonly pollMs?: number; readonly progressPollMs?: number } = {},
 ) {
   const display = new LiveDisplay(output);
-  const store = display.live ? await progressStoreOf(clients, values, output) : undefined;
+  const store = display.live ? await progressStoreOf(clients, stack, output) : undefined;
   const stop = new AbortController();
   const polling = store
     ? followProgress(store, executionNameOf(executionArn), (transfers) => display.recorded(transfers), {
@@ -154,14 +162,12 @@ export async function watchDeployed(
 /** The stack's progress table; without one (an older stack, no outputs to read), no bars, and a note. */
 async function progressStoreOf(
   clients: AwsClients,
-  values: FlagValues,
+  stack: StackOutputs,
   output: Output,
 ): Promise<ProgressStore | undefined> {
-  const tableName = await new StackOutputs(clients, values)
-    .find(PROGRESS_TABLE_OUTPUT)
-    .catch((error: Error) => {
-      note(output, `no transfer progress: ${error.message}`);
-      return undefined;
-    });
+  const tableName = await stack.find(PROGRESS_TABLE_OUTPUT).catch((error: Error) => {
+    note(output, `no transfer progress: ${error.message}`);
+    return undefined;
+  });
   return tableName === undefined ? undefined : dynamoProgressStore(clients.dynamodb(), tableName);
 }

@@ -8,6 +8,7 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 import type { VdiVaultConfig } from './config/config.ts';
 import { DEFAULT_BACKUP_CONCURRENCY } from '../lambdas/runtime/defaults.ts';
+import { DASHBOARD_URL_OUTPUT } from '../lambdas/runtime/metric-table.ts';
 import { VdiVault, type VaultNetworkProps, type VdiVaultProps } from './constructs/vdi-vault.ts';
 import { VaultDashboard } from './constructs/vault-dashboard.ts';
 
@@ -39,7 +40,7 @@ export class VdiVaultStack extends Stack {
     new CfnOutput(this, 'DefaultPool', { value: props.config.pools[0]!.name });
     new CfnOutput(this, 'CatalogPrefix', { value: this.vault.prefix });
     const dashboard = VaultDashboard.of(this.vault);
-    if (dashboard) new CfnOutput(this, 'DashboardUrl', { value: dashboard.url });
+    if (dashboard) new CfnOutput(this, DASHBOARD_URL_OUTPUT, { value: dashboard.url });
   }
 }
 

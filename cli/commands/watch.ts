@@ -3,6 +3,7 @@ import type { ExecutionEvent, ExecutionOutcome } from '../execution-events.ts';
 import { DEFAULT_STATE_DIR } from '../../lambdas/runtime/defaults.ts';
 import { executionLogPath, readExecutionLog, type ExecutionLogHeader } from '../execution-log.ts';
 import { EXIT, UsageError, type ExitCode } from '../exit-codes.ts';
+import { StackOutputs } from '../deployed.ts';
 import { watchDeployed, type CommandContext } from '../execute.ts';
 import { LiveDisplay } from '../live-display.ts';
 import { note, printLine } from '../output.ts';
@@ -30,7 +31,8 @@ export async function watchCommand(args: readonly string[], context: CommandCont
         `"${id}" is not an execution ARN (for an execution started with --local, add --local)`,
       );
     }
-    const outcome = await watchDeployed(id, output, context.aws(stringFlag(values, 'region')), values);
+    const clients = context.aws(stringFlag(values, 'region'));
+    const outcome = await watchDeployed(id, output, clients, new StackOutputs(clients, values));
     return reportOutcome(output, outcome);
   }
   const path = executionLogPath(stringFlag(values, 'state-dir') ?? DEFAULT_STATE_DIR, id);

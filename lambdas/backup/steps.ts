@@ -80,6 +80,8 @@ export interface LoginOutput {
   readonly vdiUuids: readonly string[];
   readonly vmUuids: readonly string[];
   readonly tags: readonly string[];
+  /** The scheduled job that started the run, or null (docs/design.md § Dashboard and metric names). */
+  readonly job: string | null;
   readonly session: XapiSessionHandle;
 }
 
@@ -280,6 +282,8 @@ export function createBackupSteps(deps: BackupDeps) {
         vdiUuids: input.vdiUuids,
         vmUuids: input.vmUuids,
         tags: input.tags,
+        // Rides along to each disk so its metrics can name the job (null: Step Functions paths need it).
+        job: input.job ?? null,
         session: session.handle,
       };
     },

@@ -4,7 +4,6 @@
  * and the local runner call the same handlers.
  */
 import { createBackupSteps, type BackupSteps } from '../backup/steps.ts';
-import { parseBackupInput } from '../backup/input.ts';
 import { newestRestorePoints } from '../catalog/newest-points.ts';
 import type { BackupItemState, MergeOutcome } from '../backup/state.ts';
 import { BACKUP_STEPS } from '../runtime/step-table.ts';
@@ -35,14 +34,7 @@ const exported = (state: BackupItemState, result: { bytes: number; startedAt: st
     state.job,
   );
 
-/**
- * Login's output becomes the execution's state (`resultPath: $`): the job that started the run rides along
- * (null when none did: Step Functions paths need the field) so each disk's metrics can name it.
- */
-export const login = stepHandler('backup.login', async (raw: unknown) => ({
-  ...(await steps().login(raw)),
-  job: parseBackupInput(raw).job ?? null,
-}));
+export const login = handle('login');
 export const snapshotVms = handle('snapshotVms');
 export const commitVms = handle('commitVms');
 export const plan = handle('plan');

@@ -9,6 +9,9 @@
 export const METRIC_NAMESPACE = 'VdiVault';
 export const METRIC_SERVICE = 'vdi-vault';
 
+/** The stack output holding the dashboard's console URL (printed by `vdi-vault backup` and `restore`). */
+export const DASHBOARD_URL_OUTPUT = 'DashboardUrl';
+
 /** The dimensions a metric may carry besides `service`. */
 export type MetricDimension = 'kind' | 'job' | 'step' | 'series';
 

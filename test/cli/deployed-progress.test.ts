@@ -16,7 +16,7 @@ import {
   trackTransfer,
   type ProgressStore,
 } from '../../lambdas/shared/transfer-progress.ts';
-import type { AwsClients } from '../../cli/deployed.ts';
+import { StackOutputs, type AwsClients } from '../../cli/deployed.ts';
 import { watchDeployed } from '../../cli/execute.ts';
 import { createOutput } from '../../cli/output.ts';
 import { startLockTable, type LockTableWorld } from '../../world/local/lock-table.ts';
@@ -189,7 +189,7 @@ describe('progress of deployed transfers', () => {
       executionArn,
       createOutput(false, stdout.stream, stderr.stream, {}),
       clients,
-      {},
+      new StackOutputs(clients, {}),
       {
         pollMs: 60,
         progressPollMs: 20,

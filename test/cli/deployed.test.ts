@@ -162,6 +162,18 @@ describe('vdi-vault against a deployed stack (stubbed AWS clients)', () => {
     });
   });
 
+  it('backup for people prints the dashboard URL from the same stack outputs (one DescribeStacks)', async () => {
+    const dashboard =
+      'https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#dashboards:name=VdiVault';
+    const world = deployedWorld({
+      outputs: { BackupStateMachineArn: BACKUP_ARN, DashboardUrl: dashboard },
+    });
+    const code = await run(['backup', VDI], { output: world.output(false), aws: world.aws, env: {} });
+    expect(code).toBe(1);
+    expect(world.stderr.text()).toContain(`dashboard: ${dashboard}\n`);
+    expect(world.sent.filter((s) => s.command === 'DescribeStacksCommand')).toHaveLength(1);
+  });
+
   it('restore: --restore-arn and --stack override; the failed step and the Lambda error message are shown', async () => {
     const world = deployedWorld();
     const code = await run(

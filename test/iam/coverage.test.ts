@@ -140,6 +140,7 @@ const scenariosRun = new Set<string>();
 const SCENARIOS = [
   'full',
   'delta',
+  'catalog-metrics',
   'killed-upload',
   'lock-held',
   'session-expired',
@@ -214,6 +215,25 @@ describe('IAM coverage: every call allowed, every grant used', () => {
       expect((run.output as BackupSummary).outcomes[0]).toMatchObject({ kind: 'delta' });
       scenariosRun.add('delta');
     });
+
+    it(
+      'the hourly catalog metrics: the newest restore point of each series',
+      { timeout: SCENARIO_TIMEOUT },
+      async () => {
+        const [functionId] = deployment.stack
+          .resourcesOfType('AWS::Lambda::Function')
+          .filter(
+            ([, resource]) =>
+              (resource.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)
+                ?.Variables?.VDI_VAULT_STEP === 'backup.publishCatalogMetrics',
+          )
+          .map(([id]) => id);
+        expect(functionId).toBeDefined();
+        // The series backed up so far: this world's disk.
+        expect(await deployment.lambdas.invoke(functionId!, {})).toMatchObject({ series: 1 });
+        scenariosRun.add('catalog-metrics');
+      },
+    );
 
     it('a killed run’s upload left behind: Plan aborts it', { timeout: SCENARIO_TIMEOUT }, async () => {
       const series = `backups/lab/${world.vdiUuid}/`;

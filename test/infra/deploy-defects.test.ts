@@ -441,6 +441,7 @@ describe('deploy defects', () => {
       'S3 ListObjectsV2 (list, verify: listManifests)': 's3:ListBucket',
       'S3 GetObject (manifests, verify)': 's3:GetObject',
       'S3 HeadObject (verify: resolveChain)': 's3:GetObject',
+      'DynamoDB GetItem (watch: transfer progress)': 'dynamodb:GetItem',
     };
     for (const [call, action] of Object.entries(calls)) expect(granted(action), call).not.toEqual([]);
     expect(new Set(statements.flatMap(actions))).toEqual(
@@ -456,6 +457,12 @@ describe('deploy defects', () => {
     expect(resourcesOf('states:GetExecutionHistory')).toEqual(executions);
     expect(resourcesOf('s3:ListBucket')).toEqual([bucketArn]);
     expect(resourcesOf('s3:GetObject')).toEqual([`${bucketArn}/backups/*`]);
+    // Progress items only, never a lock (docs/design.md § Progress of deployed transfers).
+    const [[tableId]] = ofType('AWS::DynamoDB::Table') as [[string, Resource]];
+    expect(resourcesOf('dynamodb:GetItem')).toEqual([arnOf(tableId)]);
+    expect(granted('dynamodb:GetItem')[0]!.Condition).toEqual({
+      'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['progress:*'] },
+    });
 
     // Execution data is encrypted with the key: the state machine's role encrypts a start's input (the
     // caller needs nothing), reading the history or the outcome decrypts, in its encryption context.

@@ -119,6 +119,7 @@ describe('least privilege', () => {
     const kmsS3 = ['kms:Decrypt', 'kms:GenerateDataKey'];
     // Every step that talks to the pool may log in again when its session expired (defect 6).
     const secret = ['secretsmanager:GetSecretValue'];
+    const progress = ['dynamodb:UpdateItem', 'kms:Decrypt'];
     const expected: Record<string, string[]> = {
       BackupLoginFunction: secret,
       BackupPlanFunction: [
@@ -137,7 +138,8 @@ describe('least privilege', () => {
       ],
       BackupSnapshotFunction: secret,
       BackupCreateTaskFunction: secret,
-      BackupExportFunction: [...secret, ...kmsS3, 's3:AbortMultipartUpload', 's3:PutObject'],
+      // Transfers record their progress in the lock table (UpdateItem, the table key through DynamoDB).
+      BackupExportFunction: [...secret, ...kmsS3, ...progress, 's3:AbortMultipartUpload', 's3:PutObject'],
       BackupPrepareFargateRetryFunction: [
         ...secret,
         's3:AbortMultipartUpload',
@@ -167,8 +169,8 @@ describe('least privilege', () => {
       RestoreLoginFunction: secret,
       RestoreResolveChainFunction: [...secret, ...kmsS3, 's3:GetObject', 's3:ListBucket', 's3:PutObject'],
       RestoreCreateVdiFunction: secret,
-      RestoreImportLayerFunction: [...secret, 'kms:Decrypt', 's3:GetObject'],
-      RestoreImportMergedFunction: [...secret, 'kms:Decrypt', 's3:GetObject'],
+      RestoreImportLayerFunction: [...secret, 'kms:Decrypt', ...progress, 's3:GetObject'],
+      RestoreImportMergedFunction: [...secret, 'kms:Decrypt', ...progress, 's3:GetObject'],
       RestoreCollectImportFunction: ['kms:Decrypt', 's3:DeleteObject', 's3:GetObject'],
       RestoreCleanupFunction: [...secret, 's3:DeleteObject'],
       RestoreLogoutFunction: [],
