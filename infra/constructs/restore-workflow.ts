@@ -20,6 +20,17 @@ export interface RestoreWorkflowProps {
   readonly transfer: TransferTask;
 }
 
+/** What a Fargate task importing a whole chain (merged, or every layer replayed) gets of the state. */
+const WHOLE_CHAIN_FIELDS = [
+  'pool',
+  'vdi',
+  'chain.backupId',
+  'chain.chainKey',
+  'chain.transferResultKey',
+  'chain.layerCount',
+  'execution',
+];
+
 /**
  * The restore state machine: Validate → Login → ResolveChain → CreateVdi → Import (replay each layer in a
  * Map running one at a time, or one merged stream) → Cleanup → Logout. Any failure after login destroys the
@@ -124,15 +135,6 @@ export class RestoreWorkflow extends Construct {
       }).itemProcessor(layerOnLambda),
     );
 
-    const wholeChainFields = [
-      'pool',
-      'vdi',
-      'chain.backupId',
-      'chain.chainKey',
-      'chain.transferResultKey',
-      'chain.layerCount',
-      'execution',
-    ];
     const cleanup = catchToCleanup(invoke(f.cleanup, '$.cleanup'));
     const onFargate = (
       stateName: string,
@@ -140,7 +142,7 @@ export class RestoreWorkflow extends Construct {
       collectState: string,
     ) => {
       const state = catchToCleanup(
-        props.transfer.runState(this, stateName, step, '$.chain.transferResultKey', wholeChainFields),
+        props.transfer.runState(this, stateName, step, '$.chain.transferResultKey', WHOLE_CHAIN_FIELDS),
       );
       state.next(
         catchToCleanup(collect(collectState, '$.chain.transferResultKey', '$.imported')).next(cleanup),
@@ -225,15 +227,7 @@ export class RestoreWorkflow extends Construct {
       'VmDiskImportOnFargate',
       'restore.importMerged',
       '$.chain.transferResultKey',
-      [
-        'pool',
-        'vdi',
-        'chain.backupId',
-        'chain.chainKey',
-        'chain.transferResultKey',
-        'chain.layerCount',
-        'execution',
-      ],
+      WHOLE_CHAIN_FIELDS,
     );
     diskOnFargate.next(collect(collectDiskState, '$.chain.transferResultKey', '$.imported').next(diskDone));
     const diskOnLambda = diskStep(diskImportState, f.importMerged, '$.imported', transferTimeout).addCatch(
