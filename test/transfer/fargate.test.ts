@@ -205,7 +205,7 @@ describe('the Fargate transfer in the template', () => {
     });
   });
 
-  it('gives the task role only the catalog objects and the pool secrets', () => {
+  it('gives the task role only the catalog objects, the pool secrets and its progress records', () => {
     const policies = template.findResources('AWS::IAM::Policy', {
       Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^TransferTaskDefinitionTaskRole') }] },
     });
@@ -214,6 +214,9 @@ describe('the Fargate transfer in the template', () => {
       .flatMap((statement) => statement.Action)
       .sort();
     expect(actions).toEqual([
+      // Progress records: UpdateItem on the lock table, its key through DynamoDB.
+      'dynamodb:UpdateItem',
+      'kms:Decrypt',
       'kms:Decrypt',
       'kms:GenerateDataKey',
       's3:AbortMultipartUpload',
