@@ -11,6 +11,8 @@ export interface NewestRestorePoint {
   readonly backupId: string;
   /** When that point's export ended. */
   readonly endedAt: string;
+  /** Seconds from then to `now` (never negative: a host clock ahead of ours). */
+  readonly ageSeconds: number;
 }
 
 /**
@@ -21,6 +23,7 @@ export interface NewestRestorePoint {
 export async function newestRestorePoints(
   s3: S3Client,
   location: CatalogLocation,
+  now: Date = new Date(),
 ): Promise<NewestRestorePoint[]> {
   const root = location.prefix ? `${location.prefix}/` : '';
   const newest = new Map<string, string>();
@@ -32,6 +35,7 @@ export async function newestRestorePoints(
   }
   return mapConcurrently([...newest], CATALOG_READS_IN_FLIGHT, async ([series, key]) => {
     const manifest = await readManifest(s3, location.bucket, key);
-    return { series, backupId: manifest.backupId, endedAt: manifest.endedAt };
+    const ageSeconds = Math.max(0, Math.round((now.getTime() - Date.parse(manifest.endedAt)) / 1000));
+    return { series, backupId: manifest.backupId, endedAt: manifest.endedAt, ageSeconds };
   });
 }

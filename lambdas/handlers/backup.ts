@@ -10,9 +10,11 @@ import { BACKUP_STEPS } from '../runtime/step-table.ts';
 import { addTransferMetrics, publishForJob, publishMetric, stepHandler } from './observability.ts';
 import { runtimeFromEnvironment, type RuntimeEnvironment } from './runtime-env.ts';
 
+let runtime: RuntimeEnvironment | undefined;
 let built: BackupSteps | undefined;
 /** Built on first use, once per container, from this function's environment. */
-const steps = (): BackupSteps => (built ??= createBackupSteps(runtimeFromEnvironment()));
+const environment = (): RuntimeEnvironment => (runtime ??= runtimeFromEnvironment());
+const steps = (): BackupSteps => (built ??= createBackupSteps(environment()));
 
 type Step<K extends keyof BackupSteps> = BackupSteps[K];
 const handle = <K extends keyof typeof BACKUP_STEPS & keyof BackupSteps>(
@@ -59,19 +61,15 @@ export const failureCleanup = handle('failureCleanup', (event) =>
 );
 export const logout = handle('logout');
 
-let catalogRuntime: RuntimeEnvironment | undefined;
 /**
  * Hourly, outside the workflows (`SCHEDULED_STEPS`): the age of each series' newest restore point, so the
  * dashboard shows a series going stale even when no backup runs to say so (docs/design.md § Dashboard and
  * metric names).
  */
 export const publishCatalogMetrics = stepHandler('backup.publishCatalogMetrics', async () => {
-  const { s3, catalog } = (catalogRuntime ??= runtimeFromEnvironment());
+  const { s3, catalog } = environment();
   const points = await newestRestorePoints(s3, catalog);
-  const now = Date.now();
-  for (const point of points) {
-    const ageSeconds = Math.max(0, Math.round((now - Date.parse(point.endedAt)) / 1000));
-    publishMetric('NewestRestorePointAge', ageSeconds, { series: point.series });
-  }
+  for (const point of points)
+    publishMetric('NewestRestorePointAge', point.ageSeconds, { series: point.series });
   return { series: points.length };
 });

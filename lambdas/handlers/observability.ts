@@ -18,8 +18,9 @@ import {
 
 /**
  * Powertools for AWS Lambda, one of each per container: structured JSON logs, CloudWatch metrics in EMF
- * (only the names of `lambdas/runtime/metric-table.ts`, through `publishMetric`), X-Ray traces. They configure themselves from `POWERTOOLS_*` variables the infrastructure sets
- * (service `vdi-vault`, namespace `VdiVault`); outside a Lambda function the tracer stays off.
+ * (only the names of `lambdas/runtime/metric-table.ts`, through `publishMetric`), X-Ray traces. They
+ * configure themselves from `POWERTOOLS_*` variables the infrastructure sets (service `vdi-vault`,
+ * namespace `VdiVault`); outside a Lambda function the tracer stays off.
  */
 export const logger = new Logger({ serviceName: METRIC_SERVICE });
 export const metrics = new Metrics({ serviceName: METRIC_SERVICE, namespace: METRIC_NAMESPACE });
